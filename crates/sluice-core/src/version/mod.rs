@@ -1,0 +1,1 @@
+//! Version ordering per ecosystem (owned by the version work; placeholder).
