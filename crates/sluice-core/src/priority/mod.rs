@@ -164,6 +164,7 @@ mod tests {
         assert_eq!(a.decision, Decision::Track);
         assert!(a.score < 25.0);
         assert_eq!(a.tier, "low");
+        assert_eq!(a.due_in_days, 180);
     }
 
     #[test]
@@ -189,6 +190,25 @@ mod tests {
         assert_eq!(f.severity(), Some(Severity::High));
         let a = assess(&f, &AssetProfile::default(), &PriorityPolicy::default());
         assert_eq!(a.tier, "high");
+    }
+
+    #[test]
+    fn without_any_severity_internet_hosts_are_assumed_automatable() {
+        let f = facts(None, true, None);
+        let mut asset = AssetProfile {
+            criticality: 4,
+            exposure: Exposure::Internet,
+            ..AssetProfile::default()
+        };
+        let a = assess(&f, &asset, &PriorityPolicy::default());
+        assert_eq!(a.decision, Decision::Act, "a KEV entry on an essential internet host");
+        assert_eq!(a.due_in_days, 7);
+        asset.exposure = Exposure::Internal;
+        let a = assess(&f, &asset, &PriorityPolicy::default());
+        assert_eq!(a.decision, Decision::Attend);
+        let unknown = assess(&facts(None, false, None), &asset, &PriorityPolicy::default());
+        assert_eq!(unknown.tier, "default");
+        assert_eq!(unknown.due_in_days, 90);
     }
 
     #[test]

@@ -162,7 +162,12 @@ days = 90
 
 [[tier]]
 name = "low"
+min_severity = "Low"
 days = 180
+
+[[tier]]
+name = "default"
+days = 90
 "#;
 
 impl Default for PriorityPolicy {

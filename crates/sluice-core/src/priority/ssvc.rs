@@ -117,7 +117,9 @@ impl SsvcInputs {
     ///   for "public PoC", which no feed here states); else `none`.
     /// - Automatable: the CVSS vector is network-reachable with low complexity, no privileges and
     ///   no user interaction (and, for 4.0, no attack requirements), and the asset is not isolated.
-    ///   Without a vector: no.
+    ///   Without a vector: yes on internet-facing hosts, no elsewhere (SSVC asks for a reasonable
+    ///   assumption instead of "unknown"; a security tool should assume the worse one where an
+    ///   attacker can reach the host).
     /// - Technical impact: `total` when the vector has high confidentiality and integrity impact;
     ///   without a vector, when the distributor rates the advisory Critical; else `partial`.
     /// - Mission and well-being: CISA's table of mission prevalence (criticality 1–2 minimal,
@@ -136,8 +138,12 @@ impl SsvcInputs {
             Exploitation::None
         };
         let traits = facts.cvss.as_ref().map(|c| c.exposure_traits());
-        let automatable =
-            traits.is_some_and(|t| t.automatable) && asset.exposure != Exposure::Isolated;
+        let automatable = match traits {
+            Some(t) => t.automatable && asset.exposure != Exposure::Isolated,
+            // SSVC has no "unknown": without a vector, assume the worst where it is most
+            // plausible, on hosts that face the internet.
+            None => asset.exposure == Exposure::Internet,
+        };
         let total = match traits {
             Some(t) => t.total_impact,
             None => facts.vendor_severity == Some(VendorSeverity::Critical),
