@@ -115,12 +115,17 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let kev = args
         .kev
         .as_deref()
-        .map(|path| Kev::parse(&path.display().to_string(), &read_bytes(path)?).map_err(anyhow::Error::from))
+        .map(|path| {
+            Kev::parse(&path.display().to_string(), &read_bytes(path)?).map_err(anyhow::Error::from)
+        })
         .transpose()?;
     let epss = args
         .epss
         .as_deref()
-        .map(|path| Epss::parse(&path.display().to_string(), &read_bytes(path)?).map_err(anyhow::Error::from))
+        .map(|path| {
+            Epss::parse(&path.display().to_string(), &read_bytes(path)?)
+                .map_err(anyhow::Error::from)
+        })
         .transpose()?;
 
     let (feed, feed_reports) = load_feeds(&args.feed)?;
@@ -135,7 +140,11 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         known.sort();
         eprintln!(
             "sluice: warning: no advisory in the feeds is for {ecosystem} (they cover: {}); nothing can match",
-            if known.is_empty() { "nothing".to_owned() } else { known.join(", ") }
+            if known.is_empty() {
+                "nothing".to_owned()
+            } else {
+                known.join(", ")
+            }
         );
     }
 
@@ -201,7 +210,11 @@ fn read_host(args: &ScanArgs) -> Result<(EcosystemKey, Vec<InstalledPackage>)> {
     if !local && rpm_inventory != rpm_ecosystem {
         bail!(
             "the inventory is {} but the ecosystem {ecosystem} uses {} packages",
-            if rpm_inventory { "rpm -qa output" } else { "a dpkg status file" },
+            if rpm_inventory {
+                "rpm -qa output"
+            } else {
+                "a dpkg status file"
+            },
             if rpm_ecosystem { "RPM" } else { "Debian" }
         );
     }
@@ -211,7 +224,10 @@ fn read_host(args: &ScanArgs) -> Result<(EcosystemKey, Vec<InstalledPackage>)> {
 fn local_packages() -> Result<Vec<InstalledPackage>> {
     let status = Path::new("/var/lib/dpkg/status");
     if status.exists() {
-        return Ok(dpkg::parse_status(&status.display().to_string(), &read_text(status)?)?);
+        return Ok(dpkg::parse_status(
+            &status.display().to_string(),
+            &read_text(status)?,
+        )?);
     }
     let output = std::process::Command::new("rpm")
         .args(["-qa", "--queryformat", "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE} %{ARCH}\\n"])
@@ -223,7 +239,10 @@ fn local_packages() -> Result<Vec<InstalledPackage>> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    Ok(rpm::parse_qa("rpm -qa", &String::from_utf8_lossy(&output.stdout))?)
+    Ok(rpm::parse_qa(
+        "rpm -qa",
+        &String::from_utf8_lossy(&output.stdout),
+    )?)
 }
 
 fn local_os_release() -> Result<PathBuf> {
@@ -236,31 +255,49 @@ fn local_os_release() -> Result<PathBuf> {
 
 /// Loads every feed path; a file that is not a feed fails the whole scan, a bad record does not.
 fn load_feeds(paths: &[PathBuf]) -> Result<(LoadedFeed, Vec<FeedReport>)> {
-    let mut files = Vec::new();
+    // (path, inside a directory): in a directory of records, a file that is not a record is one
+    // malformed record; given by itself, it is an input error.
+    let mut files: Vec<(PathBuf, bool)> = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let before = files.len();
-            collect_dir(path, &mut files)?;
-            if files.len() == before {
-                bail!("--feed {}: the directory holds no .json or .zip files", path.display());
+            let mut found = Vec::new();
+            collect_dir(path, &mut found)?;
+            if found.is_empty() {
+                bail!(
+                    "--feed {}: the directory holds no .json or .zip files",
+                    path.display()
+                );
             }
+            files.extend(found.into_iter().map(|f| (f, true)));
         } else {
-            files.push(path.clone());
+            files.push((path.clone(), false));
         }
     }
     let bar = progress_bar(files.len() as u64);
     let mut total = LoadedFeed::default();
     let mut reports = Vec::new();
-    for path in &files {
+    for (path, in_directory) in &files {
         let name = path.display().to_string();
         bar.set_message(name.clone());
         let bytes = read_bytes(path)?;
         let zip_bar = bar.clone();
-        let loaded = advisory::parse_feed_with_progress(&name, &bytes, &mut |done, all| {
+        let parsed = advisory::parse_feed_with_progress(&name, &bytes, &mut |done, all| {
             if all > 1 && done % 64 == 0 {
                 zip_bar.set_message(format!("{name} ({done}/{all})"));
             }
-        })?;
+        });
+        let loaded = match parsed {
+            Ok(loaded) => loaded,
+            Err(e) if *in_directory => LoadedFeed {
+                advisories: Vec::new(),
+                issues: vec![LoadIssue {
+                    source: name.clone(),
+                    record: "file".to_owned(),
+                    reason: e.reason,
+                }],
+            },
+            Err(e) => return Err(e.into()),
+        };
         reports.push(FeedReport {
             path: name,
             advisories: loaded.advisories.len(),
@@ -331,9 +368,23 @@ fn report_skipped(skipped: &[LoadIssue]) {
 fn write_csv(out: &mut impl Write, findings: &[Finding]) -> Result<()> {
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record([
-        "score", "decision", "due", "tier", "package", "source_package", "installed", "fixed",
-        "advisory", "aliases", "update_type", "cvss_version", "cvss_vector", "cvss_score",
-        "severity", "kev", "epss",
+        "score",
+        "decision",
+        "due",
+        "tier",
+        "package",
+        "source_package",
+        "installed",
+        "fixed",
+        "advisory",
+        "aliases",
+        "update_type",
+        "cvss_version",
+        "cvss_vector",
+        "cvss_score",
+        "severity",
+        "kev",
+        "epss",
     ])?;
     for f in findings {
         writer.write_record([
@@ -348,9 +399,18 @@ fn write_csv(out: &mut impl Write, findings: &[Finding]) -> Result<()> {
             f.advisory.clone(),
             f.aliases.join(" "),
             f.update_type.to_string(),
-            f.cvss.as_ref().map(|c| c.version.to_string()).unwrap_or_default(),
-            f.cvss.as_ref().map(|c| c.vector.clone()).unwrap_or_default(),
-            f.cvss.as_ref().map(|c| format!("{:.1}", c.score)).unwrap_or_default(),
+            f.cvss
+                .as_ref()
+                .map(|c| c.version.to_string())
+                .unwrap_or_default(),
+            f.cvss
+                .as_ref()
+                .map(|c| c.vector.clone())
+                .unwrap_or_default(),
+            f.cvss
+                .as_ref()
+                .map(|c| format!("{:.1}", c.score))
+                .unwrap_or_default(),
             f.severity.map(|s| s.to_string()).unwrap_or_default(),
             f.kev.to_string(),
             f.epss.map(|e| e.to_string()).unwrap_or_default(),
@@ -368,8 +428,17 @@ fn write_table(
 ) -> Result<()> {
     let shown = top.unwrap_or(findings.len()).min(findings.len());
     let header = [
-        "SCORE", "DECISION", "DUE", "PACKAGE", "INSTALLED", "FIXED", "ADVISORY", "CVSS", "KEV",
-        "EPSS", "CVES",
+        "SCORE",
+        "DECISION",
+        "DUE",
+        "PACKAGE",
+        "INSTALLED",
+        "FIXED",
+        "ADVISORY",
+        "CVSS",
+        "KEV",
+        "EPSS",
+        "CVES",
     ];
     let rows: Vec<[String; 11]> = findings[..shown]
         .iter()
@@ -396,7 +465,11 @@ fn write_table(
                 f.cvss
                     .as_ref()
                     .map_or_else(|| "-".to_owned(), |c| format!("{:.1}", c.score)),
-                if f.kev { "yes".to_owned() } else { "-".to_owned() },
+                if f.kev {
+                    "yes".to_owned()
+                } else {
+                    "-".to_owned()
+                },
                 f.epss.map_or_else(|| "-".to_owned(), |e| format!("{e:.3}")),
                 cves,
             ]
@@ -425,7 +498,11 @@ fn write_table(
             writeln!(out, "{}", line(row))?;
         }
         if shown < findings.len() {
-            writeln!(out, "… {} more findings (see --top, or --output json)", findings.len() - shown)?;
+            writeln!(
+                out,
+                "… {} more findings (see --top, or --output json)",
+                findings.len() - shown
+            )?;
         }
         writeln!(out)?;
     }
