@@ -1,7 +1,303 @@
-//! Benchmarks of the core library (filled in by the vulnerability-intelligence issue).
-use criterion::{Criterion, criterion_group, criterion_main};
+//! Benchmarks of the vulnerability-intelligence core (`cargo bench -p sluice-core`).
+//!
+//! - CVSS parse + score per vector (3.1 and 4.0, the FIRST calculator's vectors);
+//! - Debian and RPM comparisons of parsed versions, per pair;
+//! - one 1,500-package host against the whole DSA list plus the AlmaLinux-8 feed, feed loading
+//!   included (the feeds shipped in `examples/feeds`);
+//! - a fleet of 10,000 generated hosts × 2,000 packages against 100,000 generated advisories.
 
-fn placeholder(_c: &mut Criterion) {}
+// A benchmark's fixtures are known good; failing loudly is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-criterion_group!(benches, placeholder);
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use sluice_core::advisory::{self, Advisory, Affected, Event, FeedFormat, Range, RangeKind, UpdateType};
+use sluice_core::asset::AssetProfile;
+use sluice_core::cvss::Cvss;
+use sluice_core::ecosystem::EcosystemKey;
+use sluice_core::finding::scan_host;
+use sluice_core::inventory::InstalledPackage;
+use sluice_core::matching::{AdvisoryIndex, FleetHost};
+use sluice_core::priority::PriorityPolicy;
+use sluice_core::version::{Scheme, Version};
+
+/// A small deterministic generator (splitmix64) so runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn fixture_vectors(file: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cvss").join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| l.split(" - ").next())
+        .filter(|v| v.starts_with("CVSS:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn cvss(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cvss");
+    for (name, file) in [("3.1", "vectors_simple31"), ("4.0", "vectors_simple4")] {
+        let vectors = fixture_vectors(file);
+        let mut i = 0;
+        group.bench_function(format!("parse+score {name} (per vector)"), |b| {
+            b.iter(|| {
+                i = (i + 1) % vectors.len();
+                let parsed = Cvss::parse(black_box(&vectors[i])).unwrap();
+                black_box(parsed.score())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn deb_versions(rng: &mut Rng, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let epoch = if rng.below(10) == 0 { "1:" } else { "" };
+            let tilde = match rng.below(4) {
+                0 => "~rc1",
+                1 => "+dfsg",
+                _ => "",
+            };
+            format!(
+                "{epoch}{}.{}.{}{tilde}-{}+deb11u{}",
+                rng.below(4),
+                rng.below(20),
+                rng.below(12),
+                rng.below(5) + 1,
+                rng.below(4)
+            )
+        })
+        .collect()
+}
+
+fn rpm_versions(rng: &mut Rng, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            format!(
+                "{}:{}.{}.{}-{}.el8_{}",
+                rng.below(2),
+                rng.below(4),
+                rng.below(20),
+                rng.below(12),
+                rng.below(300),
+                rng.below(10)
+            )
+        })
+        .collect()
+}
+
+fn versions(c: &mut Criterion) {
+    let mut rng = Rng(7);
+    let mut group = c.benchmark_group("version");
+    for (name, scheme, texts) in [
+        ("deb", Scheme::Deb, deb_versions(&mut rng, 4096)),
+        ("rpm", Scheme::Rpm, rpm_versions(&mut rng, 4096)),
+    ] {
+        let parsed: Vec<Version> = texts.iter().map(|t| Version::parse(scheme, t).unwrap()).collect();
+        let mut i = 0;
+        group.bench_function(format!("compare parsed {name} (per pair)"), |b| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(parsed[i].compare(&parsed[(i * 7 + 3) & 4095]))
+            })
+        });
+        let mut j = 0;
+        group.bench_function(format!("parse {name} (per version)"), |b| {
+            b.iter(|| {
+                j = (j + 1) & 4095;
+                black_box(Version::parse(scheme, black_box(&texts[j])).unwrap())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn feed_bytes(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/feeds").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn host(c: &mut Criterion) {
+    let dsa = feed_bytes("DSA-list");
+    let alma = feed_bytes("AlmaLinux-8.zip");
+    let kev = feed_bytes("known_exploited_vulnerabilities.json");
+    // 1,500 packages: every bullseye source the DSA list names at a version below its first fix
+    // where possible, padded with packages no advisory names.
+    let first = advisory::parse_feed("DSA-list", &dsa).unwrap();
+    let eco: EcosystemKey = "Debian:11".parse().unwrap();
+    let mut packages: Vec<InstalledPackage> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for adv in &first.advisories {
+        for affected in &adv.affected {
+            if affected.key.as_ref() != Some(&eco) || !seen.insert(affected.package.clone()) {
+                continue;
+            }
+            for binary in 0..3 {
+                packages.push(InstalledPackage {
+                    name: format!("{}-bin{binary}", affected.package),
+                    version: "0.1-1".to_owned(),
+                    arch: None,
+                    source_name: affected.package.clone(),
+                    source_version: "0.1-1".to_owned(),
+                });
+            }
+        }
+    }
+    let mut filler = 0;
+    while packages.len() < 1500 {
+        filler += 1;
+        packages.push(InstalledPackage {
+            name: format!("quiet-package-{filler}"),
+            version: "1.0-1".to_owned(),
+            arch: None,
+            source_name: format!("quiet-package-{filler}"),
+            source_version: "1.0-1".to_owned(),
+        });
+    }
+    packages.truncate(1500);
+    let policy = PriorityPolicy::default();
+    let asset = AssetProfile::default();
+    let today = jiff::civil::date(2026, 11, 25);
+    let mut group = c.benchmark_group("host");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group.bench_function("1500 packages vs DSA list + AlmaLinux-8, loading included", |b| {
+        b.iter(|| {
+            let mut feed = advisory::parse_feed("DSA-list", &dsa).unwrap();
+            feed.extend(advisory::parse_feed("AlmaLinux-8.zip", &alma).unwrap());
+            let kev = advisory::Kev::parse("kev.json", &kev).unwrap();
+            let index = AdvisoryIndex::build(feed.advisories, Some(&kev), None);
+            let (findings, _) = scan_host(&index, &eco, &packages, &asset, &policy, today);
+            black_box(findings.len())
+        })
+    });
+    group.finish();
+}
+
+struct Fleet {
+    eco: EcosystemKey,
+    advisories: Vec<Advisory>,
+    names: Vec<String>,
+    versions: Vec<Vec<String>>,
+}
+
+/// 5,000 package names, 4 versions each in circulation; 100,000 advisories over those names.
+fn fleet_universe() -> Fleet {
+    let mut rng = Rng(42);
+    let names: Vec<String> = (0..5000).map(|i| format!("pkg{i}")).collect();
+    let versions: Vec<Vec<String>> = (0..names.len())
+        .map(|_| {
+            let major = rng.below(5);
+            (0..4).map(|k| format!("{major}.{k}.{}-{}", rng.below(9), k + 1)).collect()
+        })
+        .collect();
+    let eco: EcosystemKey = "Debian:12".parse().unwrap();
+    let advisories = (0..100_000)
+        .map(|i| {
+            let p = rng.below(names.len());
+            let fixed = format!("{}.{}.{}-9", rng.below(6), rng.below(5), rng.below(9));
+            Advisory {
+                id: format!("GEN-{i}"),
+                aliases: vec![format!("CVE-2030-{i:05}")],
+                related: Vec::new(),
+                summary: None,
+                details: None,
+                published: None,
+                modified: None,
+                withdrawn: None,
+                severity: Vec::new(),
+                affected: vec![Affected {
+                    ecosystem: eco.osv_name(),
+                    key: Some(eco.clone()),
+                    package: names[p].clone(),
+                    ranges: vec![Range {
+                        kind: RangeKind::Ecosystem,
+                        events: vec![Event::Introduced("0".to_owned()), Event::Fixed(fixed)],
+                    }],
+                    versions: Vec::new(),
+                    ecosystem_specific: None,
+                    database_specific: None,
+                }],
+                update_type: UpdateType::Security,
+                vendor_severity: None,
+                database_specific: None,
+                origin: FeedFormat::Osv,
+            }
+        })
+        .collect();
+    Fleet {
+        eco,
+        advisories,
+        names,
+        versions,
+    }
+}
+
+fn fleet(c: &mut Criterion) {
+    let universe = fleet_universe();
+    let mut rng = Rng(99);
+    // Each host: 1,600 packages every host has plus 400 of the rest; 90% of hosts run the
+    // fleet's usual version of each package, the others one of three other versions.
+    let hosts_packages: Vec<Vec<(&str, &str)>> = (0..10_000)
+        .map(|_| {
+            let mut list = Vec::with_capacity(2000);
+            for p in 0..2000 {
+                let p = if p < 1600 { p } else { 1600 + rng.below(3400) };
+                let v = if rng.below(10) == 0 { 1 + rng.below(3) } else { 0 };
+                list.push((universe.names[p].as_str(), universe.versions[p][v].as_str()));
+            }
+            list
+        })
+        .collect();
+    let hosts: Vec<FleetHost<'_>> = hosts_packages
+        .iter()
+        .map(|packages| FleetHost {
+            ecosystem: &universe.eco,
+            packages,
+        })
+        .collect();
+    let mut group = c.benchmark_group("fleet");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.bench_function("index 100,000 advisories", |b| {
+        b.iter_batched(
+            || universe.advisories.clone(),
+            |advisories| black_box(AdvisoryIndex::build(advisories, None, None)),
+            BatchSize::LargeInput,
+        )
+    });
+    let index = AdvisoryIndex::build(universe.advisories.clone(), None, None);
+    group.bench_function("match 10,000 hosts x 2,000 packages", |b| {
+        b.iter(|| {
+            let result = index.match_fleet(&hosts);
+            black_box(result.finding_count())
+        })
+    });
+    let result = index.match_fleet(&hosts);
+    println!(
+        "fleet: {} distinct (package, version) pairs matched, {} findings",
+        result.distinct_pairs,
+        result.finding_count()
+    );
+    group.finish();
+}
+
+criterion_group!(benches, cvss, versions, host, fleet);
 criterion_main!(benches);

@@ -20,7 +20,7 @@ enum Command {
     /// Score CVSS 3.0, 3.1 and 4.0 vectors.
     Cvss(cmd::cvss::CvssArgs),
     /// Match one host's packages against advisory feeds and prioritise the findings (offline).
-    Scan(cmd::scan::ScanArgs),
+    Scan(Box<cmd::scan::ScanArgs>),
 }
 
 fn main() -> ExitCode {
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Cvss(args) => cmd::cvss::run(args),
-        Command::Scan(args) => cmd::scan::run(args),
+        Command::Scan(args) => cmd::scan::run(*args),
     };
     match result {
         Ok(code) => code,

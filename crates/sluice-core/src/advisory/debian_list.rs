@@ -2,10 +2,10 @@
 //!
 //! ```text
 //! [29 Mar 2023] DSA-5380-1 xorg-server - security update
-//! 	{CVE-2023-1393}
-//! 	[bullseye] - xorg-server 2:1.20.11-1+deb11u6
-//! 	[buster] - xorg-server <not-affected> (vulnerable code not present)
-//! 	NOTE: fixed in testing at time of DSA
+//!     {CVE-2023-1393}
+//!     [bullseye] - xorg-server 2:1.20.11-1+deb11u6
+//!     [buster] - xorg-server <not-affected> (vulnerable code not present)
+//!     NOTE: fixed in testing at time of DSA
 //! ```
 //! Each `[release] - package version` line becomes one affected package in `Debian:N` (codenames
 //! mapped to release numbers) with the range `introduced 0, fixed version`. `<unfixed>`,
