@@ -9,6 +9,8 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use crate::advisory::{Advisory, Epss, Event, Kev, LoadIssue, RangeKind};
 use crate::cvss::{Cvss, CvssVersion};
 use crate::ecosystem::EcosystemKey;
@@ -54,7 +56,7 @@ struct CompiledAffected {
 pub struct AdvisoryIndex {
     advisories: Vec<Advisory>,
     facts: Vec<VulnerabilityFacts>,
-    packages: HashMap<EcosystemKey, HashMap<String, Vec<CompiledAffected>>>,
+    packages: HashMap<EcosystemKey, FxHashMap<String, Vec<CompiledAffected>>>,
     withdrawn: usize,
     other_ecosystems: BTreeMap<String, usize>,
     /// Problems found while compiling (severity vectors that do not parse); the records still
@@ -198,52 +200,102 @@ impl AdvisoryIndex {
         matches
     }
 
-    /// Matches many hosts at once, each distinct (ecosystem, package, version) only once.
+    /// Matches many hosts at once, each distinct (ecosystem, package, version) only once per
+    /// worker.
     ///
-    /// Returns, per host, `(package position, row)` pairs for the packages that have matches,
-    /// where `row` indexes [`FleetMatches::rows`]. Versions that do not parse are reported per
-    /// host instead of matched.
-    pub fn match_fleet<'h>(&self, hosts: &[FleetHost<'h>]) -> FleetMatches {
-        let mut memo: HashMap<(usize, &'h str, &'h str), Option<u32>> = HashMap::new();
-        let mut ecosystems: Vec<&EcosystemKey> = Vec::new();
+    /// Hosts are split into `workers` contiguous chunks matched on that many threads (CPU work
+    /// only; pass 1 for none). Returns, per host in the given order, `(package position, row)`
+    /// pairs for the packages that have matches, where `row` indexes [`FleetMatches::rows`].
+    pub fn match_fleet(&self, hosts: &[FleetHost<'_>], workers: usize) -> FleetMatches {
+        let workers = workers.clamp(1, hosts.len().max(1));
+        if workers == 1 {
+            return self.match_chunk(hosts);
+        }
+        let chunk = hosts.len().div_ceil(workers);
+        let parts: Vec<FleetMatches> = std::thread::scope(|scope| {
+            let handles: Vec<_> = hosts
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || self.match_chunk(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut result = FleetMatches::default();
+        for part in parts {
+            let offset = u32::try_from(result.rows.len()).unwrap_or(u32::MAX);
+            result.rows.extend(part.rows);
+            result.hosts.extend(part.hosts.into_iter().map(|rows| {
+                rows.into_iter()
+                    .map(|(position, row)| (position, row + offset))
+                    .collect()
+            }));
+            result.distinct_pairs += part.distinct_pairs;
+            result.unparsable += part.unparsable;
+        }
+        result
+    }
+
+    fn match_chunk<'h>(&self, hosts: &[FleetHost<'h>]) -> FleetMatches {
+        // One memo per ecosystem, keyed by (name, version): a hit costs one hash of two short
+        // strings, and hosts of a fleet hit almost always.
+        let mut memos: Vec<(&EcosystemKey, Memo<'h>)> = Vec::new();
         let mut result = FleetMatches::default();
         for host in hosts {
-            let eco = match ecosystems.iter().position(|e| *e == host.ecosystem) {
+            let memo_index = match memos.iter().position(|(e, _)| *e == host.ecosystem) {
                 Some(position) => position,
                 None => {
-                    ecosystems.push(host.ecosystem);
-                    ecosystems.len() - 1
+                    memos.push((host.ecosystem, FxHashMap::default()));
+                    memos.len() - 1
                 }
             };
+            let memo = &mut memos[memo_index].1;
             let known = self.packages.get(host.ecosystem);
             let mut host_rows = Vec::new();
             for (position, &(name, version)) in host.packages.iter().enumerate() {
-                // Most packages have no advisory at all: skip them before touching the memo.
-                if !known.is_some_and(|k| k.contains_key(name)) {
-                    continue;
-                }
-                let row = *memo.entry((eco, name, version)).or_insert_with(|| {
-                    let Ok(parsed) = Version::parse(host.ecosystem.scheme(), version) else {
-                        result.unparsable += 1;
-                        return None;
-                    };
-                    let matches = self.match_package(host.ecosystem, name, &parsed);
-                    if matches.is_empty() {
-                        return None;
+                let row = match memo.get(&(name, version)) {
+                    Some(&row) => row,
+                    None => {
+                        let row = match known.and_then(|k| k.get(name)) {
+                            None => NO_MATCH,
+                            Some(_) => match Version::parse(host.ecosystem.scheme(), version) {
+                                Err(_) => {
+                                    result.unparsable += 1;
+                                    NO_MATCH
+                                }
+                                Ok(parsed) => {
+                                    let matches = self.match_package(host.ecosystem, name, &parsed);
+                                    if matches.is_empty() {
+                                        NO_MATCH
+                                    } else {
+                                        result.rows.push(matches);
+                                        u32::try_from(result.rows.len() - 1).unwrap_or(NO_MATCH)
+                                    }
+                                }
+                            },
+                        };
+                        memo.insert((name, version), row);
+                        row
                     }
-                    result.rows.push(matches);
-                    u32::try_from(result.rows.len() - 1).ok()
-                });
-                if let (Some(row), Ok(position)) = (row, u32::try_from(position)) {
+                };
+                if row != NO_MATCH
+                    && let Ok(position) = u32::try_from(position)
+                {
                     host_rows.push((position, row));
                 }
             }
             result.hosts.push(host_rows);
         }
-        result.distinct_pairs = memo.len();
+        result.distinct_pairs = memos.iter().map(|(_, m)| m.len()).sum();
         result
     }
 }
+
+const NO_MATCH: u32 = u32::MAX;
+
+/// (package, version) → row of matches, or [`NO_MATCH`].
+type Memo<'h> = FxHashMap<(&'h str, &'h str), u32>;
 
 /// One host's packages for [`AdvisoryIndex::match_fleet`]: (name advisories use, version).
 #[derive(Clone, Debug)]
@@ -261,7 +313,7 @@ pub struct FleetMatches {
     pub rows: Vec<Vec<Match>>,
     /// Per host: (package position, row).
     pub hosts: Vec<Vec<(u32, u32)>>,
-    /// Distinct (ecosystem, package, version) triples that were looked at.
+    /// Distinct (ecosystem, package, version) triples that were looked at (per worker).
     pub distinct_pairs: usize,
     /// Distinct versions that could not be parsed.
     pub unparsable: usize,
@@ -568,7 +620,13 @@ mod tests {
                 packages: &c,
             },
         ];
-        let fleet = idx.match_fleet(&hosts);
+        let fleet = idx.match_fleet(&hosts, 1);
+        let parallel = idx.match_fleet(&hosts, 2);
+        assert_eq!(parallel.finding_count(), fleet.finding_count());
+        assert_eq!(parallel.hosts.len(), 3);
+        assert_eq!(parallel.hosts[0].len(), 1);
+        assert!(parallel.hosts[1].is_empty());
+        assert_eq!(parallel.hosts[2].len(), 1);
         assert_eq!(fleet.hosts, vec![vec![(0, 0)], vec![], vec![(0, 0)]]);
         assert_eq!(fleet.rows.len(), 1);
         assert_eq!(fleet.finding_count(), 2);

@@ -444,3 +444,33 @@ fn bad_input_is_a_clear_error_with_exit_status_2() {
         assert!(output.stdout.is_empty(), "no partial report on error");
     }
 }
+
+#[test]
+fn without_an_inventory_it_scans_this_machine() {
+    let dsa = example("feeds/DSA-list");
+    let report = json_of(&sluice(&["scan", "--feed", &dsa, "--output", "json"]));
+    // dpkg-query is the reference for what is installed here.
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f", "${db:Status-Status}\n"])
+        .output()
+        .expect("dpkg-query must be installed");
+    let installed = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| *l == "installed")
+        .count();
+    assert_eq!(
+        report["summary"]["packages"].as_u64().unwrap() as usize,
+        installed
+    );
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
+    let version_id = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_ID="))
+        .map(|v| v.trim_matches('"').to_owned())
+        .unwrap();
+    let ecosystem = report["summary"]["ecosystem"].as_str().unwrap();
+    assert!(
+        ecosystem.ends_with(&format!(":{version_id}")),
+        "{ecosystem} vs {version_id}"
+    );
+}

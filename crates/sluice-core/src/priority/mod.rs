@@ -201,12 +201,20 @@ mod tests {
             ..AssetProfile::default()
         };
         let a = assess(&f, &asset, &PriorityPolicy::default());
-        assert_eq!(a.decision, Decision::Act, "a KEV entry on an essential internet host");
+        assert_eq!(
+            a.decision,
+            Decision::Act,
+            "a KEV entry on an essential internet host"
+        );
         assert_eq!(a.due_in_days, 7);
         asset.exposure = Exposure::Internal;
         let a = assess(&f, &asset, &PriorityPolicy::default());
         assert_eq!(a.decision, Decision::Attend);
-        let unknown = assess(&facts(None, false, None), &asset, &PriorityPolicy::default());
+        let unknown = assess(
+            &facts(None, false, None),
+            &asset,
+            &PriorityPolicy::default(),
+        );
         assert_eq!(unknown.tier, "default");
         assert_eq!(unknown.due_in_days, 90);
     }
