@@ -4,8 +4,10 @@
 //! database. Callers hand in bytes, parsed state and the current date; the crate hands back
 //! decisions. That keeps every decision testable with fixtures and a fake clock.
 
+pub mod access;
 pub mod advisory;
 pub mod asset;
+pub mod audit;
 pub mod cvss;
 pub mod ecosystem;
 pub mod finding;

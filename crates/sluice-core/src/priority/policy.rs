@@ -178,13 +178,7 @@ impl Default for PriorityPolicy {
             epss_poc_threshold: default_threshold(),
             tiers: vec![Tier {
                 name: "default".to_owned(),
-                days: 90,
-                kev: None,
-                exposure: None,
-                decision: None,
-                min_severity: None,
-                data_classes: None,
-                min_criticality: None,
+                ..FALLBACK_TIER.clone()
             }],
         })
     }
@@ -254,6 +248,7 @@ impl PriorityPolicy {
     }
 }
 
+/// The one tier of the fallback policy, also the answer for a hand-built policy without tiers.
 static FALLBACK_TIER: Tier = Tier {
     name: String::new(),
     days: 90,
