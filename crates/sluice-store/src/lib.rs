@@ -1,0 +1,237 @@
+//! Persistence: one storage interface, [`Store`], over SQLite (the embedded default) and
+//! PostgreSQL (for several server replicas), each with its own migrations.
+//!
+//! Every method that changes state writes its audit event in the same transaction as the
+//! change, so the record and the change commit or fail together. The SQL is written once and
+//! run against each backend's native driver (see `on_pool!`), so both backends behave the same;
+//! the conformance tests in `tests/` run every scenario on both.
+
+mod accounts;
+mod audit;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+pub use accounts::{NewToken, NewUser, Token, User};
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in WAL mode, one file in the data directory.
+    Sqlite,
+    /// PostgreSQL, shared by any number of server replicas.
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+enum Pools {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The storage interface. Cheap to clone (it holds a connection pool).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pools: Pools,
+}
+
+/// Who is making a change, for the audit chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// User name, `agent:HOST` or `system`.
+    pub name: String,
+    /// The request that caused the change.
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    /// The server itself (first start, scheduled work).
+    pub fn system() -> Self {
+        Self {
+            name: "system".to_owned(),
+            request_id: None,
+        }
+    }
+
+    /// A named user or process.
+    pub fn named(name: &str, request_id: Option<&str>) -> Self {
+        Self {
+            name: name.to_owned(),
+            request_id: request_id.map(str::to_owned),
+        }
+    }
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The change conflicts with what is stored (a name already taken).
+    #[error("{0}")]
+    Conflict(String),
+    /// The object does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Stored data that Sluice cannot read back.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// A database URL Sluice does not understand.
+    #[error("{0}")]
+    InvalidUrl(String),
+}
+
+/// Results of store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Runs the same body against whichever pool the store holds. `$pg` is `true` on PostgreSQL,
+/// for the few statements whose SQL differs (row locks).
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident, $pg:ident| $body:expr) => {
+        match &$store.pools {
+            $crate::Pools::Sqlite($pool) => {
+                #[allow(unused_variables)]
+                let $pg = false;
+                $body
+            }
+            $crate::Pools::Postgres($pool) => {
+                #[allow(unused_variables)]
+                let $pg = true;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Begins a write transaction. On SQLite, `BEGIN IMMEDIATE` takes the write lock up front so two
+/// writers queue instead of failing when the second upgrades its read lock.
+macro_rules! begin_write {
+    ($pool:expr, $pg:expr) => {
+        $pool
+            .begin_with(if $pg { "BEGIN" } else { "BEGIN IMMEDIATE" })
+            .await?
+    };
+}
+pub(crate) use begin_write;
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` in WAL mode.
+    pub async fn open_sqlite(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        Self::sqlite_with(options).await
+    }
+
+    async fn sqlite_with(options: SqliteConnectOptions) -> Result<Self> {
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            pools: Pools::Sqlite(pool),
+        })
+    }
+
+    /// Connects to `postgres://…` or `sqlite:…` URLs.
+    pub async fn connect(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            return Ok(Self {
+                pools: Pools::Postgres(pool),
+            });
+        }
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?.create_if_missing(true);
+            return Self::sqlite_with(options).await;
+        }
+        Err(StoreError::InvalidUrl(format!(
+            "unsupported database URL {:?}: use postgres://USER@HOST:PORT/DB or sqlite:PATH",
+            redact_url(url)
+        )))
+    }
+
+    /// Applies this backend's migrations that have not run yet.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.pools {
+            Pools::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self.pools {
+            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, |pool, pg| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        on_pool!(self, |pool, pg| pool.close().await)
+    }
+}
+
+/// A URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+pub(crate) fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show_in_urls() {
+        assert_eq!(
+            redact_url("postgres://sluice:hunter2@db:5432/sluice"),
+            "postgres://sluice:***@db:5432/sluice"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+    }
+}
