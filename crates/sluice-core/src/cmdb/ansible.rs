@@ -209,7 +209,8 @@ impl<'s> Raw<'s> {
         let (pattern, port) = split_port(pattern);
         let names = expand_hosts(pattern).map_err(|reason| self.error(line, reason))?;
         for name in names {
-            let hostname = parse_hostname(&name).map_err(|err| self.error(line, err.to_string()))?;
+            let hostname =
+                parse_hostname(&name).map_err(|err| self.error(line, err.to_string()))?;
             let host = self.hosts.entry(hostname).or_default();
             if group != "ungrouped" {
                 host.groups.insert(group.to_owned());
@@ -259,7 +260,10 @@ impl<'s> Raw<'s> {
                 .map_or(1, |g| g.line);
             return Err(self.error(
                 line,
-                format!("groups contain each other in a cycle: {}", path.join(" -> ")),
+                format!(
+                    "groups contain each other in a cycle: {}",
+                    path.join(" -> ")
+                ),
             ));
         }
         let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
@@ -276,7 +280,9 @@ impl<'s> Raw<'s> {
                 let value = text.trim().parse::<i64>().map_err(|_| {
                     self.error(
                         sourced.line,
-                        format!("group {name}: ansible_group_priority {text:?} is not a whole number"),
+                        format!(
+                            "group {name}: ansible_group_priority {text:?} is not a whole number"
+                        ),
                     )
                 })?;
                 priority.insert(name, value);
@@ -356,7 +362,9 @@ impl<'s> Raw<'s> {
                         return Err(fail(format!("{var} takes a list of names, not a mapping")));
                     }
                     (Value::List(_) | Value::Json(_), _) => {
-                        return Err(fail(format!("{var} takes a single value, not a list or mapping")));
+                        return Err(fail(format!(
+                            "{var} takes a single value, not a list or mapping"
+                        )));
                     }
                 };
                 asset
@@ -456,52 +464,50 @@ fn expand_hosts(pattern: &str) -> Result<Vec<String>, String> {
     if end.is_empty() {
         return Err(bad("the end is missing"));
     }
-    let items: Vec<String> = if begin.bytes().all(|b| b.is_ascii_digit())
-        && end.bytes().all(|b| b.is_ascii_digit())
-    {
-        let width = (begin.len() > 1 && begin.starts_with('0')).then_some(begin.len());
-        if width.is_some_and(|w| w != end.len()) {
-            return Err(bad("a zero-padded begin and its end must have the same width"));
-        }
-        let (from, to) = match (begin.parse::<usize>(), end.parse::<usize>()) {
-            (Ok(from), Ok(to)) if from <= to => (from, to),
-            (Ok(_), Ok(_)) => return Err(bad("the begin is after the end")),
-            _ => return Err(bad("the numbers are too large")),
-        };
-        if (to - from) / step >= MAX_RANGE_HOSTS {
-            return Err(bad("the range has too many hosts"));
-        }
-        (from..=to)
-            .step_by(step)
-            .map(|n| match width {
-                Some(width) => format!("{n:0width$}"),
-                None => n.to_string(),
-            })
-            .collect()
-    } else {
-        let letter = |s: &str| {
-            let mut chars = s.chars();
-            match (chars.next(), chars.next()) {
-                (Some(c), None) if c.is_ascii_alphabetic() => Some(c),
-                _ => None,
+    let items: Vec<String> =
+        if begin.bytes().all(|b| b.is_ascii_digit()) && end.bytes().all(|b| b.is_ascii_digit()) {
+            let width = (begin.len() > 1 && begin.starts_with('0')).then_some(begin.len());
+            if width.is_some_and(|w| w != end.len()) {
+                return Err(bad(
+                    "a zero-padded begin and its end must have the same width",
+                ));
+            }
+            let (from, to) = match (begin.parse::<usize>(), end.parse::<usize>()) {
+                (Ok(from), Ok(to)) if from <= to => (from, to),
+                (Ok(_), Ok(_)) => return Err(bad("the begin is after the end")),
+                _ => return Err(bad("the numbers are too large")),
+            };
+            if (to - from) / step >= MAX_RANGE_HOSTS {
+                return Err(bad("the range has too many hosts"));
+            }
+            (from..=to)
+                .step_by(step)
+                .map(|n| match width {
+                    Some(width) => format!("{n:0width$}"),
+                    None => n.to_string(),
+                })
+                .collect()
+        } else {
+            let letter = |s: &str| {
+                let mut chars = s.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if c.is_ascii_alphabetic() => Some(c),
+                    _ => None,
+                }
+            };
+            // Ansible's alphabet: a–z, then A–Z.
+            let alphabet: Vec<char> = ('a'..='z').chain('A'..='Z').collect();
+            let index = |c: char| alphabet.iter().position(|a| *a == c);
+            match (letter(begin).and_then(index), letter(end).and_then(index)) {
+                (Some(from), Some(to)) if from <= to => alphabet[from..=to]
+                    .iter()
+                    .step_by(step)
+                    .map(char::to_string)
+                    .collect(),
+                (Some(_), Some(_)) => return Err(bad("the begin is after the end")),
+                _ => return Err(bad("bounds must both be numbers or both single letters")),
             }
         };
-        // Ansible's alphabet: a–z, then A–Z.
-        let alphabet: Vec<char> = ('a'..='z').chain('A'..='Z').collect();
-        let index = |c: char| alphabet.iter().position(|a| *a == c);
-        match (
-            letter(begin).and_then(index),
-            letter(end).and_then(index),
-        ) {
-            (Some(from), Some(to)) if from <= to => alphabet[from..=to]
-                .iter()
-                .step_by(step)
-                .map(char::to_string)
-                .collect(),
-            (Some(_), Some(_)) => return Err(bad("the begin is after the end")),
-            _ => return Err(bad("bounds must both be numbers or both single letters")),
-        }
-    };
     let mut hosts = Vec::new();
     for item in items {
         for rest in expand_hosts(tail)? {
@@ -629,7 +635,10 @@ pub fn parse_ini(source_name: &str, text: &str) -> Result<Inventory, CmdbError> 
                 .ok_or_else(|| raw.error(n, "section header without `]`"))?;
             let after = after.trim();
             if !(after.is_empty() || after.starts_with('#') || after.starts_with(';')) {
-                return Err(raw.error(n, format!("unexpected text after section header: {after:?}")));
+                return Err(raw.error(
+                    n,
+                    format!("unexpected text after section header: {after:?}"),
+                ));
             }
             let (name, kind) = inside.split_once(':').unwrap_or((inside, "hosts"));
             let name = parse_group_name(name).map_err(|err| raw.error(n, err.to_string()))?;
@@ -679,14 +688,19 @@ pub fn parse_ini(source_name: &str, text: &str) -> Result<Inventory, CmdbError> 
                     if words.is_empty() {
                         continue;
                     }
-                    return Err(raw.error(n, format!("expected one child group name, got {line:?}")));
+                    return Err(
+                        raw.error(n, format!("expected one child group name, got {line:?}"))
+                    );
                 };
                 let group = group.clone();
                 raw.add_child(&group, child, n)?;
             }
             Section::Vars(group) => {
                 let (key, value) = line.split_once('=').ok_or_else(|| {
-                    raw.error(n, format!("expected key=value in [{group}:vars], got {line:?}"))
+                    raw.error(
+                        n,
+                        format!("expected key=value in [{group}:vars], got {line:?}"),
+                    )
                 })?;
                 let key = raw.var_name(key.trim(), n)?;
                 let value = Sourced {
@@ -715,7 +729,10 @@ pub fn parse_ini(source_name: &str, text: &str) -> Result<Inventory, CmdbError> 
 pub fn parse_yaml(source_name: &str, text: &str) -> Result<Inventory, CmdbError> {
     let mut raw = Raw::new(source_name);
     let docs = MarkedYaml::load_from_str(text).map_err(|err| {
-        raw.error(err.marker().line(), format!("not valid YAML: {}", err.info()))
+        raw.error(
+            err.marker().line(),
+            format!("not valid YAML: {}", err.info()),
+        )
     })?;
     if docs.len() > 1 {
         return Err(raw.error(1, "an inventory is one YAML document, this has several"));
@@ -764,7 +781,9 @@ fn yaml_group(raw: &mut Raw<'_>, group: &str, body: &MarkedYaml<'_>) -> Result<(
                 let YamlData::Mapping(hosts) = &value.data else {
                     return Err(raw.error(
                         line_of(value),
-                        format!("hosts of group {group} must be a mapping of host names (a list is not)"),
+                        format!(
+                            "hosts of group {group} must be a mapping of host names (a list is not)"
+                        ),
                     ));
                 };
                 for (host, vars) in hosts {
@@ -799,7 +818,8 @@ fn yaml_group(raw: &mut Raw<'_>, group: &str, body: &MarkedYaml<'_>) -> Result<(
                     let name = scalar_text(child)
                         .ok_or_else(|| raw.error(line, "a group name must be text"))?;
                     raw.add_child(group, &name, line)?;
-                    let name = parse_group_name(&name).map_err(|err| raw.error(line, err.to_string()))?;
+                    let name =
+                        parse_group_name(&name).map_err(|err| raw.error(line, err.to_string()))?;
                     yaml_group(raw, &name, child_body)?;
                 }
             }
@@ -828,7 +848,10 @@ fn yaml_vars(
         return Ok(BTreeMap::new());
     }
     let YamlData::Mapping(entries) = &node.data else {
-        return Err(raw.error(line_of(node), format!("{what} must be a mapping of variables")));
+        return Err(raw.error(
+            line_of(node),
+            format!("{what} must be a mapping of variables"),
+        ));
     };
     let mut vars = BTreeMap::new();
     for (key, value) in entries {
@@ -852,10 +875,10 @@ fn yaml_value(node: &MarkedYaml<'_>) -> Value {
     if let Some(text) = scalar_text(node) {
         return Value::Text(text);
     }
-    if let YamlData::Sequence(items) = &node.data {
-        if let Some(texts) = items.iter().map(|i| scalar_text(untag(i))).collect() {
-            return Value::List(texts);
-        }
+    if let YamlData::Sequence(items) = &node.data
+        && let Some(texts) = items.iter().map(|i| scalar_text(untag(i))).collect()
+    {
+        return Value::List(texts);
     }
     Value::Json(to_json(node).to_string())
 }
@@ -867,7 +890,10 @@ fn to_json(node: &MarkedYaml<'_>) -> serde_json::Value {
         YamlData::Value(Scalar::Boolean(b)) => serde_json::Value::Bool(*b),
         YamlData::Value(Scalar::Integer(i)) => serde_json::Value::from(*i),
         YamlData::Value(Scalar::FloatingPoint(f)) => serde_json::Number::from_f64(f.into_inner())
-            .map_or_else(|| serde_json::Value::String(f.to_string()), serde_json::Value::Number),
+            .map_or_else(
+                || serde_json::Value::String(f.to_string()),
+                serde_json::Value::Number,
+            ),
         YamlData::Sequence(items) => items.iter().map(to_json).collect(),
         YamlData::Mapping(entries) => entries
             .iter()
@@ -904,4 +930,451 @@ fn untag<'n, 'i>(node: &'n MarkedYaml<'i>) -> &'n MarkedYaml<'i> {
 
 fn line_of(node: &MarkedYaml<'_>) -> usize {
     node.span.start.line()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asset::Exposure;
+
+    fn ini(text: &str) -> Inventory {
+        parse_ini("hosts.ini", text).unwrap()
+    }
+
+    fn ini_err(text: &str) -> String {
+        parse_ini("hosts.ini", text).unwrap_err().to_string()
+    }
+
+    fn yaml(text: &str) -> Inventory {
+        parse_yaml("hosts.yml", text).unwrap()
+    }
+
+    fn yaml_err(text: &str) -> String {
+        parse_yaml("hosts.yml", text).unwrap_err().to_string()
+    }
+
+    fn host<'i>(inventory: &'i Inventory, name: &str) -> &'i Asset {
+        inventory
+            .assets
+            .iter()
+            .find(|a| a.hostname == name)
+            .unwrap_or_else(|| panic!("no host {name}"))
+    }
+
+    fn groups(asset: &Asset) -> Vec<&str> {
+        asset.groups.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn shell_words_like_shlex() {
+        for (line, words) in [
+            ("web1 a=1 b=2", vec!["web1", "a=1", "b=2"]),
+            ("web1   a=\"x y\"", vec!["web1", "a=x y"]),
+            ("web1 a='x \"y\"'", vec!["web1", "a=x \"y\""]),
+            ("web1 a=\"say \\\"hi\\\"\"", vec!["web1", "a=say \"hi\""]),
+            ("web1 a=x\\ y", vec!["web1", "a=x y"]),
+            ("web1 # a comment", vec!["web1"]),
+            ("web1 a=b#notacomment", vec!["web1", "a=b#notacomment"]),
+            ("web1 a=''", vec!["web1", "a="]),
+            ("", vec![]),
+        ] {
+            assert_eq!(shell_words(line).unwrap(), words, "{line}");
+        }
+        for bad in ["web1 a='x", "web1 a=\"x", "web1 \\"] {
+            assert!(shell_words(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_ranges() {
+        for (pattern, hosts) in [
+            ("web1", vec!["web1"]),
+            (
+                "web[01:03].example.com",
+                vec![
+                    "web01.example.com",
+                    "web02.example.com",
+                    "web03.example.com",
+                ],
+            ),
+            ("web[1:3]", vec!["web1", "web2", "web3"]),
+            ("web[8:10]", vec!["web8", "web9", "web10"]),
+            ("db-[a:c]", vec!["db-a", "db-b", "db-c"]),
+            ("n[0:10:5]", vec!["n0", "n5", "n10"]),
+            ("n[:2]", vec!["n0", "n1", "n2"]),
+            ("r[1:2]-[a:b]", vec!["r1-a", "r1-b", "r2-a", "r2-b"]),
+            ("x[y:B]", vec!["xy", "xz", "xA", "xB"]),
+        ] {
+            assert_eq!(expand_hosts(pattern).unwrap(), hosts, "{pattern}");
+        }
+        for (bad, needle) in [
+            ("web[1:]", "end is missing"),
+            ("web[1]", "begin:end"),
+            ("web[1:2:3:4]", "begin:end"),
+            ("web[3:1]", "begin is after the end"),
+            ("web[c:a]", "begin is after the end"),
+            ("web[01:100]", "same width"),
+            ("web[1:a]", "both be numbers"),
+            ("web[aa:bb]", "both be numbers"),
+            ("web[1:5:0]", "step"),
+            ("web[1:3", "no closing"),
+            ("web]1", "without `[`"),
+            ("web[0:999999]", "too many"),
+            ("w[0:999]x[0:999]", "too many"),
+        ] {
+            let err = expand_hosts(bad).unwrap_err();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn ports_split_from_hosts() {
+        assert_eq!(split_port("web1:2222"), ("web1", Some("2222")));
+        assert_eq!(split_port("web[1:3]"), ("web[1:3]", None));
+        assert_eq!(split_port("web[1:3]:22"), ("web[1:3]", Some("22")));
+        assert_eq!(split_port("web1:"), ("web1:", None));
+        assert_eq!(split_port("web1"), ("web1", None));
+    }
+
+    #[test]
+    fn ini_values() {
+        assert_eq!(ini_value("plain"), Value::Text("plain".to_owned()));
+        assert_eq!(
+            ini_value(" \"quoted text\" "),
+            Value::Text("quoted text".to_owned())
+        );
+        assert_eq!(ini_value("'single'"), Value::Text("single".to_owned()));
+        assert_eq!(ini_value("\""), Value::Text("\"".to_owned()));
+        assert_eq!(
+            ini_value("['web', \"edge\", db]"),
+            Value::List(vec!["web".to_owned(), "edge".to_owned(), "db".to_owned()])
+        );
+        assert_eq!(ini_value("[]"), Value::List(vec![]));
+        assert_eq!(
+            Value::List(vec!["a".to_owned()]).into_var_text(),
+            "[\"a\"]".to_owned()
+        );
+    }
+
+    #[test]
+    fn formats_detected() {
+        for (text, format) in [
+            ("", InventoryFormat::Ini),
+            ("# only a comment\n", InventoryFormat::Ini),
+            ("[web]\nweb1\n", InventoryFormat::Ini),
+            ("; comment\nweb1\n", InventoryFormat::Ini),
+            ("web1 ansible_host=10.0.0.1\n", InventoryFormat::Ini),
+            ("web1:2222\n", InventoryFormat::Ini),
+            ("web1\n", InventoryFormat::Ini),
+            ("---\nall:\n", InventoryFormat::Yaml),
+            ("# c\nall:\n  hosts:\n", InventoryFormat::Yaml),
+            ("all: {hosts: {web1: }}\n", InventoryFormat::Yaml),
+            ("webservers:\n  hosts:\n", InventoryFormat::Yaml),
+            ("%YAML 1.2\n---\nall:\n", InventoryFormat::Yaml),
+            ("{\"all\": {}}", InventoryFormat::Yaml),
+        ] {
+            assert_eq!(detect_format(text), format, "{text:?}");
+        }
+        assert_eq!(parse("x", "").unwrap(), Inventory::default());
+        assert_eq!(parse("x", "---\n").unwrap(), Inventory::default());
+        assert_eq!(
+            parse("x", "all:\n  hosts:\n    web1:\n").unwrap().assets[0].hostname,
+            "web1"
+        );
+    }
+
+    #[test]
+    fn ini_groups_children_and_ungrouped() {
+        let inv = ini("loose1\n\
+            [web]\n\
+            web[1:2]\n\
+            [db]\n\
+            db1\n\
+            [prod:children]\n\
+            web\n\
+            db\n\
+            [eu:children]\n\
+            prod\n");
+        assert_eq!(
+            inv.groups
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>(),
+            ["db", "eu", "prod", "web"]
+        );
+        assert_eq!(groups(host(&inv, "web1")), ["eu", "prod", "web"]);
+        assert_eq!(groups(host(&inv, "db1")), ["db", "eu", "prod"]);
+        assert!(host(&inv, "loose1").groups.is_empty());
+        assert_eq!(inv.assets.len(), 4);
+    }
+
+    #[test]
+    fn ini_vars_precedence() {
+        let inv = ini("[all:vars]\n\
+            env=dev\n\
+            criticality=1\n\
+            ntp=pool.ntp.org\n\
+            [web]\n\
+            web1 ansible_host=10.0.0.1 criticality=5\n\
+            web2:2222\n\
+            [web:vars]\n\
+            env = prod\n\
+            owner_group=\"team-web\"\n\
+            tags=['web', 'edge']\n\
+            [prod:children]\n\
+            web\n\
+            [prod:vars]\n\
+            env=staging\n\
+            criticality=4\n\
+            exposure=internet\n");
+        let web1 = host(&inv, "web1");
+        assert_eq!(
+            web1.environment.as_deref(),
+            Some("prod"),
+            "child group wins"
+        );
+        assert_eq!(web1.criticality, 5, "host wins");
+        assert_eq!(web1.exposure, Exposure::Internet);
+        assert_eq!(web1.owner_group.as_deref(), Some("team-web"));
+        assert_eq!(web1.tags.iter().collect::<Vec<_>>(), ["edge", "web"]);
+        assert_eq!(web1.vars["ansible_host"], "10.0.0.1");
+        assert_eq!(web1.vars["ntp"], "pool.ntp.org");
+        assert!(!web1.vars.contains_key("criticality"));
+        assert!(!web1.vars.contains_key("env"));
+        let web2 = host(&inv, "web2");
+        assert_eq!(web2.criticality, 4, "parent group over all");
+        assert_eq!(web2.vars["ansible_port"], "2222");
+    }
+
+    #[test]
+    fn env_alias_and_environment_share_precedence() {
+        let inv = ini("[all:vars]\nenvironment=dev\n[web]\nweb1 env=prod\nweb2\n");
+        assert_eq!(host(&inv, "web1").environment.as_deref(), Some("prod"));
+        assert_eq!(host(&inv, "web2").environment.as_deref(), Some("dev"));
+        let inv = ini("[web]\nweb1 environment=prod\n[web:vars]\nenv=dev\n");
+        assert_eq!(host(&inv, "web1").environment.as_deref(), Some("prod"));
+    }
+
+    #[test]
+    fn sibling_groups_by_priority_then_name() {
+        let text = "[a]\nh1\n[b]\nh1\n[a:vars]\nenv=from-a\n[b:vars]\nenv=from-b\n";
+        assert_eq!(ini(text).assets[0].environment.as_deref(), Some("from-b"));
+        let text = format!("{text}ansible_group_priority=0\n");
+        let inv = ini(&text);
+        assert_eq!(inv.assets[0].environment.as_deref(), Some("from-a"));
+        assert!(!inv.assets[0].vars.contains_key("ansible_group_priority"));
+        let err = ini_err("[a]\nh1\n[a:vars]\nansible_group_priority=high\n");
+        assert!(
+            err.contains("line 4") && err.contains("ansible_group_priority"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn deeper_groups_win_whatever_their_names() {
+        // `zz` is a top-level group; `aa` sits under `mid`, so deeper, so it wins.
+        let inv =
+            ini("[zz]\nh1\n[aa]\nh1\n[mid:children]\naa\n[zz:vars]\nenv=zz\n[aa:vars]\nenv=aa\n");
+        assert_eq!(inv.assets[0].environment.as_deref(), Some("aa"));
+    }
+
+    #[test]
+    fn invalid_attribute_values_name_host_var_and_origin() {
+        let err = ini_err("[db]\ndb1\ndb2 criticality=9\n");
+        assert_eq!(
+            err,
+            "hosts.ini: host db2: variable criticality from host (line 3): criticality: \"9\" is not a whole number from 1 to 5"
+        );
+        let err = ini_err("[db]\ndb1\n[db:vars]\n# comment\nexposure=dmz\n");
+        assert!(
+            err.starts_with("hosts.ini: host db1: variable exposure from group db (line 5): "),
+            "{err}"
+        );
+        let err = ini_err("[db]\ndb1 env=\"no spaces allowed\"\n");
+        assert!(err.contains("variable env from host (line 2)"), "{err}");
+        let err = ini_err("[db]\ndb1 os=\"['Debian:12']\"\n");
+        assert!(err.contains("single value"), "{err}");
+    }
+
+    #[test]
+    fn ini_syntax_errors_name_the_line() {
+        for (text, needle) in [
+            ("[web\nweb1\n", "line 1: section header without `]`"),
+            ("[web] junk\n", "line 1: unexpected text"),
+            ("[web:hosts2]\n", "line 1: unknown section kind `:hosts2`"),
+            ("[we b]\n", "line 1: group"),
+            (
+                "[web]\nweb1 novalue\n",
+                "line 2: expected key=value host variable, got \"novalue\"",
+            ),
+            ("[web]\nweb1 a='x\n", "line 2: unterminated"),
+            ("[web]\nweb1 9x=1\n", "line 2: variable name"),
+            ("[web]\nweb!1\n", "line 2: hostname"),
+            ("[web]\nweb[3:1]\n", "line 2: host range"),
+            (
+                "[web:children]\ndb extra\n",
+                "line 2: expected one child group name",
+            ),
+            ("[web:children]\nall\n", "line 2: `all` cannot be a child"),
+            (
+                "[web:children]\nweb\n",
+                "line 2: group web cannot be its own child",
+            ),
+            (
+                "[web:vars]\nnot a pair\n",
+                "line 2: expected key=value in [web:vars]",
+            ),
+            (
+                "[web]\nweb1\n[wbe:vars]\nenv=prod\n",
+                "line 3: [wbe:vars] is for a group",
+            ),
+            (
+                "[a:children]\nb\n[b:children]\na\n[a]\nh1\n",
+                "groups contain each other in a cycle: a -> b -> a",
+            ),
+        ] {
+            let err = ini_err(text);
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn ini_comments_and_blank_lines() {
+        let inv = ini(
+            "# fleet\n; also a comment\n\n[web] # trailing\n  web1  # inline\n[web:children] ; x\n",
+        );
+        assert_eq!(inv.assets.len(), 1);
+        assert_eq!(groups(&inv.assets[0]), ["web"]);
+    }
+
+    #[test]
+    fn a_host_listed_twice_merges() {
+        let inv = ini("[web]\nweb1 a=1 b=1\n[prod]\nweb1 a=2\n");
+        let web1 = host(&inv, "web1");
+        assert_eq!(groups(web1), ["prod", "web"]);
+        assert_eq!(web1.vars["a"], "2");
+        assert_eq!(web1.vars["b"], "1");
+    }
+
+    #[test]
+    fn yaml_nested_groups_and_vars() {
+        let inv = yaml(
+            "all:\n\
+             \x20 vars:\n\
+             \x20   env: dev\n\
+             \x20   ntp_servers: [a, b]\n\
+             \x20   sysctl: {vm.swappiness: 10, enabled: true}\n\
+             \x20 hosts:\n\
+             \x20   bastion:\n\
+             \x20     exposure: internet\n\
+             \x20 children:\n\
+             \x20   prod:\n\
+             \x20     vars:\n\
+             \x20       env: prod\n\
+             \x20       criticality: 4\n\
+             \x20     children:\n\
+             \x20       web:\n\
+             \x20         hosts:\n\
+             \x20           web[1:2]:\n\
+             \x20           web3:\n\
+             \x20             criticality: 5\n\
+             \x20             tags: [web, Edge]\n\
+             \x20             ratio: 1.5\n\
+             \x20             on: yes\n\
+             \x20       empty:\n",
+        );
+        assert_eq!(
+            inv.groups
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>(),
+            ["empty", "prod", "web"]
+        );
+        let bastion = host(&inv, "bastion");
+        assert!(bastion.groups.is_empty());
+        assert_eq!(bastion.exposure, Exposure::Internet);
+        assert_eq!(bastion.environment.as_deref(), Some("dev"));
+        assert_eq!(bastion.vars["ntp_servers"], "[\"a\",\"b\"]");
+        assert_eq!(
+            bastion.vars["sysctl"],
+            "{\"enabled\":true,\"vm.swappiness\":10}"
+        );
+        let web1 = host(&inv, "web1");
+        assert_eq!(groups(web1), ["prod", "web"]);
+        assert_eq!(
+            (web1.environment.as_deref(), web1.criticality),
+            (Some("prod"), 4)
+        );
+        let web3 = host(&inv, "web3");
+        assert_eq!(web3.criticality, 5);
+        assert_eq!(web3.tags.iter().collect::<Vec<_>>(), ["edge", "web"]);
+        assert_eq!(web3.vars["ratio"], "1.5");
+        assert_eq!(web3.vars["on"], "yes");
+    }
+
+    #[test]
+    fn yaml_group_bodies_merge_and_top_level_groups_work() {
+        let inv = yaml(
+            "web:\n  hosts:\n    web1:\n    web2: {criticality: 2}\n\
+             prod:\n  children:\n    web:\n      vars: {env: prod}\n",
+        );
+        assert_eq!(groups(host(&inv, "web1")), ["prod", "web"]);
+        assert_eq!(host(&inv, "web1").environment.as_deref(), Some("prod"));
+        assert_eq!(host(&inv, "web2").criticality, 2);
+    }
+
+    #[test]
+    fn yaml_errors_name_the_line() {
+        for (text, needle) in [
+            (
+                "all:\n  hosts:\n    - web1\n",
+                "line 3: hosts of group all must be a mapping",
+            ),
+            (
+                "all:\n  host:\n    web1:\n",
+                "line 2: unexpected key \"host\" in group all",
+            ),
+            (
+                "all:\n  children:\n    - web\n",
+                "line 3: children of group all must be a mapping",
+            ),
+            (
+                "all:\n  vars: [a]\n",
+                "line 2: vars of group all must be a mapping",
+            ),
+            ("all: [a]\n", "line 1: group all must be a mapping"),
+            ("- a\n", "line 1: the inventory must be a mapping"),
+            ("all:\n  hosts:\n    web 1:\n", "line 3: hostname"),
+            ("all:\n  children:\n    bad group:\n", "line 3: group"),
+            (
+                "all:\n  hosts:\n    web1: {9x: 1}\n",
+                "line 3: variable name",
+            ),
+            ("all:\n  hosts: {web1: \n", "not valid YAML"),
+            ("all:\n  hosts:\n    web1:\n    web1:\n", "not valid YAML"),
+            ("a: 1\n---\nb: 2\n", "several"),
+            (
+                "all:\n  children:\n    a:\n      children:\n        b:\n          children:\n            a:\n",
+                "cycle",
+            ),
+        ] {
+            let err = yaml_err(text);
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+        let err = yaml_err(
+            "all:\n  children:\n    db:\n      hosts:\n        db1:\n          criticality: 9\n",
+        );
+        assert_eq!(
+            err,
+            "hosts.yml: host db1: variable criticality from host (line 6): criticality: \"9\" is not a whole number from 1 to 5"
+        );
+        let err = yaml_err("all:\n  vars:\n    location: {cloud: aws}\n  hosts:\n    h1:\n");
+        assert!(
+            err.contains("variable location from group all (line 3)"),
+            "{err}"
+        );
+        assert!(err.contains("single value"), "{err}");
+        let err = yaml_err("all:\n  vars:\n    tags: {a: 1}\n  hosts:\n    h1:\n");
+        assert!(err.contains("list of names"), "{err}");
+    }
 }

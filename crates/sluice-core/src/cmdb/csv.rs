@@ -103,7 +103,8 @@ pub fn import(source_name: &str, text: &str) -> Result<Vec<Asset>, CmdbError> {
             fail(line, None, err.to_string())
         })?;
         let line = record.position().map_or(0, |p| p.line());
-        let column_fail = |index: usize, err: CmdbError| fail(line, Some(&headers[index]), err.to_string());
+        let column_fail =
+            |index: usize, err: CmdbError| fail(line, Some(&headers[index]), err.to_string());
         let hostname = record.get(host_index).unwrap_or_default();
         if hostname.trim().is_empty() {
             return Err(fail(line, Some("hostname"), "empty host name".to_owned()));
@@ -216,11 +217,17 @@ mod tests {
     #[test]
     fn errors_name_line_and_column() {
         let e = err("hostname,criticality\nweb1,3\nweb2,9\n");
-        assert!(e.starts_with("hosts.csv line 3, column criticality: "), "{e}");
+        assert!(
+            e.starts_with("hosts.csv line 3, column criticality: "),
+            "{e}"
+        );
         assert!(e.contains("1 to 5"), "{e}");
 
         let e = err("hostname,colour\nweb1,blue\n");
-        assert!(e.contains("line 1, column colour: unknown column `colour`"), "{e}");
+        assert!(
+            e.contains("line 1, column colour: unknown column `colour`"),
+            "{e}"
+        );
         assert!(e.contains("var.NAME"), "{e}");
 
         let e = err("env\nprod\n");
@@ -236,7 +243,10 @@ mod tests {
         assert!(e.starts_with("hosts.csv line 3: "), "{e}");
 
         let e = err("hostname,env\nweb1,prod\n,dev\n");
-        assert!(e.contains("line 3, column hostname: empty host name"), "{e}");
+        assert!(
+            e.contains("line 3, column hostname: empty host name"),
+            "{e}"
+        );
 
         let e = err("hostname\nweb_1!\n");
         assert!(e.contains("line 2, column hostname"), "{e}");

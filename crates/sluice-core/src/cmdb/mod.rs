@@ -178,11 +178,10 @@ impl Asset {
             }
             return Ok(());
         }
-        let field = Field::from_key(&key.to_ascii_lowercase()).ok_or_else(|| {
-            CmdbError::UnknownKey {
+        let field =
+            Field::from_key(&key.to_ascii_lowercase()).ok_or_else(|| CmdbError::UnknownKey {
                 key: key.to_owned(),
-            }
-        })?;
+            })?;
         self.set_field(field, value)
     }
 
@@ -235,9 +234,9 @@ impl Asset {
                 self.exposure = if empty {
                     Exposure::Internal
                 } else {
-                    value.parse().map_err(|_| {
-                        bad_value(field, value, "internet, internal or isolated")
-                    })?
+                    value
+                        .parse()
+                        .map_err(|_| bad_value(field, value, "internet, internal or isolated"))?
                 };
             }
             Field::DataClasses => self.data_classes = parse_list(field, value, true)?,
@@ -269,7 +268,11 @@ impl Asset {
             set.iter().map(String::as_str).collect::<Vec<_>>().join(";")
         }
         match field {
-            Field::Os => self.os.as_ref().map(ToString::to_string).unwrap_or_default(),
+            Field::Os => self
+                .os
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             Field::Environment => self.environment.clone().unwrap_or_default(),
             Field::Criticality => self.criticality.to_string(),
             Field::Exposure => self.exposure.to_string(),
@@ -344,7 +347,9 @@ impl FromStr for Location {
             if is_label(p) {
                 Ok(p.to_owned())
             } else {
-                Err(bad("on-prem, on-prem:SITE or PROVIDER:REGION, each part made of letters, digits, '.', '_' and '-'"))
+                Err(bad(
+                    "on-prem, on-prem:SITE or PROVIDER:REGION, each part made of letters, digits, '.', '_' and '-'",
+                ))
             }
         };
         if head == "on-prem" {
@@ -818,14 +823,20 @@ impl TryFrom<AssetRecord> for Asset {
             (Field::Environment, record.environment.unwrap_or_default()),
             (
                 Field::Criticality,
-                record.criticality.map(|c| c.to_string()).unwrap_or_default(),
+                record
+                    .criticality
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
             ),
             (
                 Field::Exposure,
                 record.exposure.map(|e| e.to_string()).unwrap_or_default(),
             ),
             (Field::DataClasses, list(&record.data_classes)),
-            (Field::BusinessUnit, record.business_unit.unwrap_or_default()),
+            (
+                Field::BusinessUnit,
+                record.business_unit.unwrap_or_default(),
+            ),
             (Field::OwnerGroup, record.owner_group.unwrap_or_default()),
             (Field::Location, record.location.unwrap_or_default()),
             (Field::TimeZone, record.time_zone.unwrap_or_default()),
@@ -994,3 +1005,435 @@ pub fn is_time_zone_shape(text: &str) -> bool {
         })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, members: &[&str], depends_on: &[&str]) -> Service {
+        Service {
+            name: name.to_owned(),
+            tier: Some(2),
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+            depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
+            disruption_budget: None,
+        }
+    }
+
+    #[test]
+    fn new_asset_defaults() {
+        let a = Asset::new(" Web1.Example.COM ").unwrap();
+        assert_eq!(a.hostname, "web1.example.com");
+        assert_eq!(a.criticality, 3);
+        assert_eq!(a.exposure, Exposure::Internal);
+        assert_eq!(
+            a.profile(),
+            AssetProfile {
+                hostname: Some("web1.example.com".to_owned()),
+                ..AssetProfile::default()
+            }
+        );
+    }
+
+    #[test]
+    fn hostnames() {
+        for good in [
+            "web1",
+            "web-1.example.com",
+            "10.0.0.1",
+            "db_01",
+            "a",
+            "x1.y2",
+        ] {
+            assert!(parse_hostname(good).is_ok(), "{good}");
+        }
+        let long_label = "a".repeat(64);
+        let long_name = ["a".repeat(63).as_str(); 5].join(".");
+        for bad in [
+            "",
+            "-web",
+            "web-",
+            "web..example",
+            "web.",
+            "web 1",
+            "web/1",
+            "::1",
+            "web:22",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            let err = parse_hostname(bad).unwrap_err();
+            assert!(err.to_string().starts_with("hostname: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn set_every_key_and_alias() {
+        let mut a = Asset::new("web1").unwrap();
+        for (key, value) in [
+            ("os", "Debian:12.4"),
+            ("ENV", "Prod"),
+            ("criticality", " 5 "),
+            ("exposure", "public"),
+            ("data", "PCI; phi"),
+            ("bu", "Payments"),
+            ("owner", "team-web"),
+            ("location", "AWS:eu-west-1"),
+            ("tz", "America/New_York"),
+            ("tags", "Web, edge"),
+            ("groups", "WebServers,prod"),
+            ("var.rack", "B12"),
+        ] {
+            a.set(key, value).unwrap();
+        }
+        assert_eq!(a.os.as_ref().unwrap().to_string(), "Debian:12");
+        assert_eq!(a.environment.as_deref(), Some("prod"));
+        assert_eq!(a.criticality, 5);
+        assert_eq!(a.exposure, Exposure::Internet);
+        assert_eq!(
+            a.data_classes,
+            BTreeSet::from(["pci".to_owned(), "phi".to_owned()])
+        );
+        assert_eq!(a.business_unit.as_deref(), Some("Payments"));
+        assert_eq!(a.owner_group.as_deref(), Some("team-web"));
+        assert_eq!(
+            a.location,
+            Some(Location::Cloud {
+                provider: "aws".to_owned(),
+                region: "eu-west-1".to_owned()
+            })
+        );
+        assert_eq!(a.time_zone.as_deref(), Some("America/New_York"));
+        assert_eq!(
+            a.tags,
+            BTreeSet::from(["edge".to_owned(), "web".to_owned()])
+        );
+        assert_eq!(
+            a.groups,
+            BTreeSet::from(["WebServers".to_owned(), "prod".to_owned()])
+        );
+        assert_eq!(a.vars["rack"], "B12");
+        assert!(a.validate().is_ok());
+
+        // Long names too, and empty values clear.
+        for key in [
+            "environment",
+            "business_unit",
+            "owner_group",
+            "time_zone",
+            "data_classes",
+            "criticality",
+            "exposure",
+            "os",
+            "location",
+            "tags",
+            "groups",
+            "var.rack",
+        ] {
+            a.set(key, "").unwrap();
+        }
+        assert_eq!(a, Asset::new("web1").unwrap());
+    }
+
+    #[test]
+    fn failed_sets_change_nothing_and_name_the_key() {
+        let mut a = Asset::new("web1").unwrap();
+        a.set_pairs(["env=prod", "tags=web"]).unwrap();
+        let before = a.clone();
+        for (key, value, needle) in [
+            (
+                "criticality",
+                "9",
+                "criticality: \"9\" is not a whole number from 1 to 5",
+            ),
+            ("criticality", "high", "criticality"),
+            ("exposure", "dmz", "exposure"),
+            ("os", "Plan9:4", "os"),
+            ("os", "Debian", "os"),
+            ("env", "pr od", "environment"),
+            ("tags", "ok,not ok", "tags"),
+            ("data", "pci,x=y", "data_classes"),
+            ("tz", "Mars/Olympus Mons", "time_zone"),
+            ("tz", "europe/paris", "time_zone"),
+            ("location", "aws", "location"),
+            ("location", "on-prem:dc 1", "location"),
+            ("var.9lives", "x", "variable name"),
+            (
+                "colour",
+                "blue",
+                "unknown asset attribute \"colour\"; known are: os, environment (env)",
+            ),
+            ("hostname", "other", "unknown asset attribute"),
+        ] {
+            let err = a.set(key, value).unwrap_err().to_string();
+            assert!(err.contains(needle), "{key}={value}: {err}");
+            assert_eq!(a, before, "{key}={value}");
+        }
+        let err = a
+            .set_pairs(["env=dev", "criticality=1", "exposure=dmz"])
+            .unwrap_err();
+        assert!(err.to_string().contains("exposure"));
+        assert_eq!(a, before, "set_pairs is all or nothing");
+        assert_eq!(
+            a.set_pairs(["env"]).unwrap_err(),
+            CmdbError::NotAPair {
+                text: "env".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn locations() {
+        for (text, canonical) in [
+            ("on-prem", "on-prem"),
+            ("ON-PREM:DC1", "on-prem:dc1"),
+            ("aws:eu-west-1", "aws:eu-west-1"),
+            (" azure:westeurope ", "azure:westeurope"),
+        ] {
+            let location: Location = text.parse().unwrap();
+            assert_eq!(location.to_string(), canonical);
+            assert_eq!(canonical.parse::<Location>().unwrap(), location);
+        }
+        for bad in [
+            "",
+            "aws",
+            "aws:",
+            ":eu",
+            "on-prem:",
+            "aws:eu:west",
+            "a ws:x",
+            "on-prem:dc 1",
+        ] {
+            assert!(bad.parse::<Location>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_zone_shapes() {
+        for good in [
+            "UTC",
+            "Europe/Paris",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+5",
+            "Etc/GMT-14",
+            "America/Port-au-Prince",
+            "EST5EDT",
+        ] {
+            assert!(is_time_zone_shape(good), "{good}");
+        }
+        for bad in [
+            "",
+            "utc",
+            "Europe/",
+            "/Paris",
+            "Europe/paris",
+            "Europe Paris",
+            "A/B/C/D",
+            "+05:00",
+        ] {
+            assert!(!is_time_zone_shape(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn budgets() {
+        assert_eq!("2".parse::<Budget>().unwrap(), Budget::Count(2));
+        assert_eq!(" 25% ".parse::<Budget>().unwrap(), Budget::Percent(25));
+        assert_eq!("0".parse::<Budget>().unwrap(), Budget::Count(0));
+        assert_eq!("100%".parse::<Budget>().unwrap(), Budget::Percent(100));
+        for bad in [
+            "",
+            "%",
+            "101%",
+            "-1",
+            "2.5",
+            "25 %",
+            "two",
+            "1e3",
+            "99999999999",
+        ] {
+            let err = bad.parse::<Budget>().unwrap_err();
+            assert!(
+                err.to_string().contains("disruption_budget"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(Budget::Count(2).to_string(), "2");
+        assert_eq!(Budget::Percent(25).to_string(), "25%");
+        assert_eq!(Budget::Count(5).allowed(3), 3);
+        assert_eq!(Budget::Count(1).allowed(3), 1);
+        assert_eq!(Budget::Percent(25).allowed(10), 2);
+        assert_eq!(Budget::Percent(25).allowed(3), 0);
+        assert_eq!(Budget::Percent(100).allowed(7), 7);
+    }
+
+    #[test]
+    fn services_validate() {
+        let hosts = BTreeSet::from(["web1".to_owned(), "web2".to_owned(), "db1".to_owned()]);
+        let known = |h: &str| hosts.contains(h);
+        let good = [
+            service("web", &["web1", "web2"], &["db"]),
+            service("db", &["db1"], &[]),
+        ];
+        assert_eq!(validate_services(&good, known), Ok(()));
+
+        let problems = validate_services(
+            &[
+                service("web", &["web1", "web9"], &["db", "cache"]),
+                service("db", &["db1"], &[]),
+            ],
+            known,
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                CmdbError::UnknownMember {
+                    service: "web".to_owned(),
+                    host: "web9".to_owned()
+                },
+                CmdbError::UnknownDependency {
+                    service: "web".to_owned(),
+                    dependency: "cache".to_owned()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn dependency_cycles_name_their_services() {
+        let problems = validate_services(
+            &[
+                service("web", &[], &["api"]),
+                service("api", &[], &["db", "queue"]),
+                service("db", &[], &["web"]),
+                service("queue", &[], &[]),
+                service("loner", &[], &["loner"]),
+                service("x", &[], &["y"]),
+                service("y", &[], &["x"]),
+            ],
+            |_| true,
+        )
+        .unwrap_err();
+        let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "services depend on each other in a cycle: api -> db -> web -> api",
+                "services depend on each other in a cycle: loner -> loner",
+                "services depend on each other in a cycle: x -> y -> x",
+            ]
+        );
+    }
+
+    #[test]
+    fn services_other_problems() {
+        let mut bad_tier = service("web", &[], &[]);
+        bad_tier.tier = Some(0);
+        let problems = validate_services(
+            &[
+                bad_tier,
+                service("web", &[], &[]),
+                service("bad name", &[], &[]),
+            ],
+            |_| true,
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.contains(&CmdbError::DuplicateService {
+            service: "web".to_owned()
+        }));
+        assert!(problems.iter().any(|p| p.to_string().contains("tier")));
+        assert!(problems.iter().any(|p| p.to_string().contains("bad name")));
+    }
+
+    #[test]
+    fn json_field_names_are_stable() {
+        let mut a = Asset::new("web1").unwrap();
+        a.set_pairs([
+            "os=Ubuntu:22.04",
+            "env=prod",
+            "location=on-prem:dc1",
+            "tags=web",
+            "var.ansible_host=10.0.0.1",
+        ])
+        .unwrap();
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "hostname": "web1",
+                "os": "Ubuntu:22.04",
+                "environment": "prod",
+                "criticality": 3,
+                "exposure": "internal",
+                "data_classes": [],
+                "business_unit": null,
+                "owner_group": null,
+                "location": "on-prem:dc1",
+                "time_zone": null,
+                "tags": ["web"],
+                "groups": [],
+                "vars": {"ansible_host": "10.0.0.1"},
+            })
+        );
+        let back: Asset = serde_json::from_value(json).unwrap();
+        assert_eq!(back, a);
+        let minimal: Asset = serde_json::from_str(r#"{"hostname": "DB1"}"#).unwrap();
+        assert_eq!(minimal, Asset::new("db1").unwrap());
+    }
+
+    #[test]
+    fn json_input_is_checked() {
+        for (json, needle) in [
+            (r#"{"hostname": "web1", "criticality": 7}"#, "criticality"),
+            (r#"{"hostname": "web 1"}"#, "hostname"),
+            (r#"{"hostname": "web1", "colour": "blue"}"#, "colour"),
+            (r#"{"hostname": "web1", "os": "Debian"}"#, "os"),
+            (r#"{"hostname": "web1", "tags": ["a b"]}"#, "tags"),
+            (
+                r#"{"hostname": "web1", "vars": {"1x": "y"}}"#,
+                "variable name",
+            ),
+            (r#"{"hostname": "web1", "exposure": "dmz"}"#, "dmz"),
+        ] {
+            let err = serde_json::from_str::<Asset>(json).unwrap_err().to_string();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn validate_catches_hand_built_records() {
+        let mut a = Asset::new("web1").unwrap();
+        assert!(a.validate().is_ok());
+        a.tags.insert("Web".to_owned());
+        assert!(a.validate().is_err());
+        let mut a = Asset::new("web1").unwrap();
+        a.criticality = 0;
+        assert!(a.validate().is_err());
+        let mut a = Asset::new("web1").unwrap();
+        a.hostname = "WEB1".to_owned();
+        assert!(a.validate().is_err());
+        let mut a = Asset::new("web1").unwrap();
+        a.vars.insert("ok".to_owned(), String::new());
+        assert!(a.validate().is_ok());
+        a.vars.insert("not ok".to_owned(), String::new());
+        assert!(a.validate().is_err());
+    }
+
+    #[test]
+    fn service_json() {
+        let s = Service {
+            disruption_budget: Some(Budget::Percent(25)),
+            ..service("web", &["web1"], &["db"])
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"web","tier":2,"members":["web1"],"depends_on":["db"],"disruption_budget":"25%"}"#
+        );
+        assert_eq!(serde_json::from_str::<Service>(&json).unwrap(), s);
+        assert!(serde_json::from_str::<Budget>("\"200%\"").is_err());
+        assert_eq!(Group::new("web").unwrap().name, "web");
+        assert!(Group::new("we b").is_err());
+    }
+}

@@ -18,7 +18,8 @@ use crate::asset::Exposure;
 use crate::ecosystem::EcosystemKey;
 
 /// The keys a selector term may test, for messages.
-pub const SELECTOR_KEYS: &str = "host, env, bu, owner, tag, group, data, os, exposure, location, tz, criticality, var.NAME";
+pub const SELECTOR_KEYS: &str =
+    "host, env, bu, owner, tag, group, data, os, exposure, location, tz, criticality, var.NAME";
 
 /// A conjunction of terms; the empty selector matches every asset.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -249,8 +250,9 @@ impl Key {
         };
         let label_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
         match self {
-            Key::Host => pattern_of(&label_byte, "a host name or pattern")
-                .map(|v| v.to_ascii_lowercase()),
+            Key::Host => {
+                pattern_of(&label_byte, "a host name or pattern").map(|v| v.to_ascii_lowercase())
+            }
             Key::Environment | Key::Tag | Key::DataClass => {
                 label(value, glob).map(|v| v.to_ascii_lowercase())
             }
@@ -591,7 +593,12 @@ mod tests {
     #[test]
     fn errors_name_term_and_column() {
         for (text, term, column, needle) in [
-            ("env=prod,tag=web,criticality>=high", 3, 18, "criticality takes a number 1–5"),
+            (
+                "env=prod,tag=web,criticality>=high",
+                3,
+                18,
+                "criticality takes a number 1–5",
+            ),
             ("env=prod,,tag=x", 2, 10, "empty term"),
             ("env=prod,", 2, 10, "empty term"),
             ("colour=blue", 1, 1, "unknown key `colour`"),
