@@ -1,0 +1,50 @@
+//! The HTTP API under `/api/v1`, plus health, readiness and metrics. Each module declares its
+//! routes with their OpenAPI description, including the roles each needs (`security` scopes).
+
+pub mod accounts;
+pub mod audit;
+pub mod health;
+
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+/// The document's frame; paths are added by the routers.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sluice API", description = "Patch governance and progressive rollout for Linux fleets. Every route except health, readiness, metrics, this document and login needs `Authorization: Bearer slc_…`; the `token` security scopes list the roles a route accepts (empty: any role)."),
+    modifiers(&BearerToken),
+    tags((name = "health"), (name = "accounts"), (name = "audit"))
+)]
+pub struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Every route with its documentation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::whoami))
+        .routes(routes!(accounts::list_users, accounts::create_user))
+        .routes(routes!(accounts::list_tokens, accounts::create_token))
+        .routes(routes!(accounts::revoke_token))
+        .routes(routes!(audit::list_events))
+        .routes(routes!(audit::verify))
+}

@@ -1,0 +1,165 @@
+//! `sluice server`: the HTTP API over the store, with authentication on every route that is not
+//! health, readiness, metrics, the OpenAPI document or login.
+//!
+//! Handlers carry out what `sluice-core` decides and what the store records; they decide nothing
+//! themselves.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod settings;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderName;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sluice_core::access::Role;
+use sluice_store::{Actor, NewUser, Store};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::{AccessTable, LoginLimiter};
+use crate::error::ApiError;
+use crate::settings::{Database, Settings};
+use crate::state::AppState;
+
+/// Server start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] sluice_store::StoreError),
+    /// Binding or serving failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The API's own declarations are inconsistent (a programming error caught at start).
+    #[error("API declaration: {0}")]
+    Declaration(String),
+    /// Anything else, with its reason.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Opens the configured database and applies migrations.
+pub async fn open_store(settings: &Settings) -> Result<Store, ServerError> {
+    let store = match &settings.database {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            Store::open_sqlite(path).await?
+        }
+        Database::Postgres(url) => Store::connect(url.expose()).await?,
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// On the first start (no users), creates `admin` with the configured password or a random one,
+/// returned so the caller can show it once. Audited like any other change.
+pub async fn ensure_admin(
+    store: &Store,
+    settings: &Settings,
+) -> Result<Option<String>, ServerError> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let (password, generated) = match &settings.admin_password {
+        Some(secret) => (secret.expose().to_owned(), false),
+        None => (
+            auth::new_password().map_err(|e| ServerError::Other(e.detail))?,
+            true,
+        ),
+    };
+    let hash = auth::hash_password(&password).map_err(|e| ServerError::Other(e.detail))?;
+    store
+        .create_user(
+            NewUser {
+                username: "admin".to_owned(),
+                password_hash: hash,
+                roles: [Role::Admin, Role::Viewer].into(),
+                groups: Default::default(),
+            },
+            &Actor::system(),
+        )
+        .await?;
+    Ok(generated.then_some(password))
+}
+
+/// Builds the application: every route, the access rules read from its OpenAPI document, the
+/// Swagger UI (vendored, no CDN), request ids and the body limit.
+pub fn app(
+    store: Store,
+    settings: Settings,
+    metrics: Option<PrometheusHandle>,
+) -> Result<Router, ServerError> {
+    let (router, openapi) = api::router().split_for_parts();
+    let access = AccessTable::from_openapi(&openapi).map_err(ServerError::Declaration)?;
+    let state = AppState {
+        store,
+        limiter: LoginLimiter::new(settings.login_max_failures, settings.login_window),
+        settings: Arc::new(settings.clone()),
+        access: Arc::new(access),
+        metrics,
+    };
+    let request_id = HeaderName::from_static("x-request-id");
+    let router = router
+        .merge(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", openapi))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state);
+    Ok(router)
+}
+
+/// Installs the Prometheus recorder once per process.
+pub fn metrics_recorder() -> Option<PrometheusHandle> {
+    PrometheusBuilder::new().install_recorder().ok()
+}
+
+/// Runs the server until SIGTERM or SIGINT, then finishes in-flight requests.
+pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> {
+    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    let address = listener.local_addr()?;
+    let app = app(store.clone(), settings, metrics_recorder())?;
+    tracing::info!(%address, "sluice server listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    store.close().await;
+    tracing::info!("sluice server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
