@@ -21,6 +21,24 @@ enum Command {
     Cvss(cmd::cvss::CvssArgs),
     /// Match one host's packages against advisory feeds and prioritise the findings (offline).
     Scan(Box<cmd::scan::ScanArgs>),
+    /// Run the server: HTTP API on SQLite (default) or PostgreSQL.
+    Server(Box<cmd::server::ServerArgs>),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(cmd::server::DbCommand),
+    /// Verify or export the tamper-evident audit chain (reads the database directly).
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
+    /// Log in to a server and store the token (mode 0600) for the other commands.
+    Login(cmd::accounts::LoginArgs),
+    /// Show who the stored token belongs to.
+    Whoami(cmd::client::ServerArgs),
+    /// API tokens: create for automation, list, revoke.
+    #[command(subcommand)]
+    Token(cmd::accounts::TokenCommand),
+    /// User accounts (admin).
+    #[command(subcommand)]
+    Users(cmd::accounts::UsersCommand),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +57,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Cvss(args) => cmd::cvss::run(args),
         Command::Scan(args) => cmd::scan::run(*args),
+        Command::Server(args) => cmd::server::run(*args),
+        Command::Db(command) => cmd::server::run_db(command),
+        Command::Audit(command) => cmd::audit::run(command),
+        Command::Login(args) => cmd::accounts::login(args),
+        Command::Whoami(server) => cmd::accounts::whoami(server),
+        Command::Token(command) => cmd::accounts::token(command),
+        Command::Users(command) => cmd::accounts::users(command),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,8 @@
 //! One module per subcommand.
 
+pub mod accounts;
+pub mod audit;
+pub mod client;
 pub mod cvss;
 pub mod scan;
+pub mod server;

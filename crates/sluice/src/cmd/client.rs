@@ -1,0 +1,210 @@
+//! The API client side of the CLI: stored credentials and authenticated requests.
+//!
+//! `sluice login` keeps the server URL and token in `$XDG_CONFIG_HOME/sluice/credentials.json`
+//! (usually `~/.config/sluice/`), created with mode 0600. `SLUICE_SERVER` and `SLUICE_TOKEN`
+//! override it, for automation.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What `sluice login` stores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Server base URL.
+    pub server: String,
+    /// User name.
+    pub username: String,
+    /// The token secret.
+    pub token: String,
+    /// When it expires.
+    pub expires_at: String,
+}
+
+/// Where credentials live.
+pub fn credentials_path() -> Result<PathBuf> {
+    let base = dirs::config_dir()
+        .context("cannot find the user's config directory (set HOME or XDG_CONFIG_HOME)")?;
+    Ok(base.join("sluice").join("credentials.json"))
+}
+
+/// Reads stored credentials, if any.
+pub fn load_credentials() -> Result<Option<Credentials>> {
+    let path = credentials_path()?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("{} is not valid", path.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Stores credentials readable by the user only.
+pub fn save_credentials(credentials: &Credentials) -> Result<PathBuf> {
+    let path = credentials_path()?;
+    let dir = path.parent().context("credentials path has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let temporary = path.with_extension("json.tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&temporary)
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        use std::io::Write;
+        file.write_all(serde_json::to_string_pretty(credentials)?.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, &path)?;
+    Ok(path)
+}
+
+/// Server selection shared by client commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Server URL (default: the one `sluice login` stored, or SLUICE_SERVER).
+    #[arg(long, value_name = "URL", env = "SLUICE_SERVER")]
+    pub server: Option<String>,
+}
+
+/// An authenticated API client.
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Client {
+    /// A client for the chosen server, with the stored or given token.
+    pub fn new(args: &ServerArgs) -> Result<Self> {
+        let stored = load_credentials()?;
+        let base = args
+            .server
+            .clone()
+            .or_else(|| stored.as_ref().map(|c| c.server.clone()))
+            .context("no server: log in with `sluice login --server URL` or pass --server")?;
+        let base = normalise(&base)?;
+        let token = std::env::var("SLUICE_TOKEN").ok().or_else(|| {
+            stored
+                .filter(|c| normalise(&c.server).ok().as_deref() == Some(base.as_str()))
+                .map(|c| c.token)
+        });
+        Self::with(base, token)
+    }
+
+    /// A client for a base URL and optional token.
+    pub fn with(base: String, token: Option<String>) -> Result<Self> {
+        Ok(Self {
+            base,
+            token,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()?,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request and returns the JSON answer, or the server's problem as an error.
+    pub fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.runtime.block_on(async {
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            if status.is_success() {
+                return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+            }
+            let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let detail = problem["detail"].as_str().unwrap_or(text.trim());
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                bail!("{method} {path}: not logged in or the token is no longer valid ({detail}); run `sluice login`");
+            }
+            bail!("{method} {path}: {status}: {detail}")
+        })
+    }
+
+    /// GET.
+    pub fn get(&self, path: &str) -> Result<Value> {
+        self.send(reqwest::Method::GET, path, None)
+    }
+
+    /// POST with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(reqwest::Method::POST, path, Some(body))
+    }
+
+    /// DELETE.
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        self.send(reqwest::Method::DELETE, path, None)
+    }
+}
+
+fn normalise(url: &str) -> Result<String> {
+    let url = url.trim().trim_end_matches('/');
+    if url.starts_with("https://") {
+        bail!(
+            "{url}: this build of the CLI speaks plain HTTP only; TLS termination in front of the server is not supported yet"
+        );
+    }
+    if !url.starts_with("http://") {
+        return Ok(format!("http://{url}"));
+    }
+    Ok(url.to_owned())
+}
+
+/// Prints rows as aligned columns.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!("{}", line(header.iter().map(|h| (*h).to_owned()).collect()));
+    for row in rows {
+        println!("{}", line(row.clone()));
+    }
+}

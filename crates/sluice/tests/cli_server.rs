@@ -1,0 +1,364 @@
+//! `sluice server` as a real process over real HTTP, driven by the CLI a newcomer would use:
+//! login (token file mode 0600), tokens, users, graceful shutdown, and `sluice audit verify`
+//! catching rows edited behind the server's back on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "a-first-admin-password";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Self {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("server")
+            .args(["--listen", &listen])
+            .args(args)
+            .env("SLUICE_ADMIN_PASSWORD", PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the server starts listening");
+        Self {
+            child,
+            url: format!("http://{listen}"),
+        }
+    }
+
+    /// SIGTERM, then wait: a graceful stop exits 0.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "graceful shutdown exits 0: {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn sluice(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("XDG_CONFIG_HOME", config)
+        .env_remove("SLUICE_TOKEN")
+        .env_remove("SLUICE_SERVER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_newcomer_logs_in_and_manages_tokens_and_users() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let server = Running::start(&["--data-dir", data_dir]);
+    let url = server.url.clone();
+
+    let wrong = sluice(
+        config.path(),
+        &[
+            "login",
+            "--server",
+            &url,
+            "--username",
+            "admin",
+            "--password-stdin",
+        ],
+        Some("nope\n"),
+    );
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong user name or password"));
+
+    ok(&sluice(
+        config.path(),
+        &["login", "--server", &url, "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+    let credentials = config.path().join("sluice/credentials.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&credentials)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the token file is private");
+    }
+    assert!(
+        std::fs::read_to_string(&credentials)
+            .unwrap()
+            .contains("slc_")
+    );
+    assert_eq!(
+        ok(&sluice(config.path(), &["whoami"], None)).trim(),
+        "admin (viewer,admin)"
+    );
+
+    ok(&sluice(
+        config.path(),
+        &[
+            "users", "create", "olivia", "--role", "operator", "--group", "cab",
+        ],
+        Some("olivia's long password\n"),
+    ));
+    let users = ok(&sluice(config.path(), &["users", "list"], None));
+    assert!(
+        users
+            .lines()
+            .any(|l| l.starts_with("olivia") && l.contains("operator")),
+        "{users}"
+    );
+
+    let secret = ok(&sluice(
+        config.path(),
+        &[
+            "token",
+            "create",
+            "--name",
+            "ci",
+            "--role",
+            "viewer",
+            "--expires",
+            "7d",
+        ],
+        None,
+    ));
+    let secret = secret.trim().to_owned();
+    assert!(secret.starts_with("slc_"));
+    // The token works on its own, as automation would use it.
+    let whoami = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["whoami", "--server", &url])
+        .env("SLUICE_TOKEN", &secret)
+        .env("XDG_CONFIG_HOME", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert_eq!(ok(&whoami).trim(), "admin (viewer)");
+
+    let list = ok(&sluice(
+        config.path(),
+        &["token", "list", "--output", "json"],
+        None,
+    ));
+    let tokens: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let id = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!list.contains("slc_"), "listings never show secrets");
+    ok(&sluice(config.path(), &["token", "revoke", &id], None));
+    let after = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["whoami", "--server", &url])
+        .env("SLUICE_TOKEN", &secret)
+        .output()
+        .unwrap();
+    assert!(
+        !after.status.success(),
+        "a revoked token is cut off at once"
+    );
+
+    server.stop();
+
+    // The record, checked and exported with the server stopped.
+    let verify = ok(&sluice(
+        config.path(),
+        &["audit", "verify", "--data-dir", data_dir],
+        None,
+    ));
+    assert!(verify.contains("audit chain intact"), "{verify}");
+    let export = ok(&sluice(
+        config.path(),
+        &[
+            "audit",
+            "export",
+            "--data-dir",
+            data_dir,
+            "--since",
+            "2000-01-01",
+        ],
+        None,
+    ));
+    let actions: Vec<String> = export
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.create",
+            "login.failure",
+            "token.create",
+            "user.create",
+            "token.create",
+            "token.revoke"
+        ]
+    );
+
+    // Someone edits a row behind the server's back.
+    let db = data.path().join("sluice.db");
+    let tamper = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE audit_events SET actor='mallory' WHERE seq=4\"); c.commit()",
+            db.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(tamper.success());
+    let broken = sluice(
+        config.path(),
+        &["audit", "verify", "--data-dir", data_dir],
+        None,
+    );
+    assert_eq!(broken.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&broken.stderr);
+    assert!(message.contains("audit event 4 was altered"), "{message}");
+}
+
+fn psql(database: &str, sql: &str) {
+    let status = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .status()
+        .expect("psql (postgresql-client) must be installed");
+    assert!(status.success(), "psql {sql}");
+}
+
+#[test]
+fn the_same_on_postgresql() {
+    let mut bytes = [0u8; 4];
+    getrandom_bytes(&mut bytes);
+    let name = format!(
+        "sluice_cli_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    psql("postgres", &format!("CREATE DATABASE {name}"));
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let config = tempfile::tempdir().unwrap();
+    ok(&sluice(
+        config.path(),
+        &["db", "migrate", "--database-url", &url],
+        None,
+    ));
+    let server = Running::start(&["--database-url", &url]);
+    let server_url = server.url.clone();
+    ok(&sluice(
+        config.path(),
+        &["login", "--server", &server_url, "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+    ok(&sluice(
+        config.path(),
+        &["users", "create", "pat", "--role", "security"],
+        Some("pat's long password\n"),
+    ));
+    server.stop();
+
+    let verify = ok(&sluice(
+        config.path(),
+        &["audit", "verify", "--database-url", &url],
+        None,
+    ));
+    assert!(verify.contains("intact: 3 events"), "{verify}");
+    psql(&name, "DELETE FROM audit_events WHERE seq = 2");
+    let broken = sluice(
+        config.path(),
+        &["audit", "verify", "--database-url", &url],
+        None,
+    );
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("audit events 2 to 2 are missing"));
+    psql("postgres", &format!("DROP DATABASE {name} WITH (FORCE)"));
+}
+
+fn getrandom_bytes(bytes: &mut [u8]) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id();
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = (nanos >> (i * 8)) as u8;
+    }
+}
