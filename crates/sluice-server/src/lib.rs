@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod intel;
 pub mod settings;
 pub mod state;
 
@@ -96,6 +97,7 @@ pub fn app(
     store: Store,
     settings: Settings,
     metrics: Option<PrometheusHandle>,
+    intel: intel::IntelHandle,
 ) -> Result<Router, ServerError> {
     let (router, openapi) = api::router().split_for_parts();
     let access = AccessTable::from_openapi(&openapi).map_err(ServerError::Declaration)?;
@@ -104,6 +106,7 @@ pub fn app(
         limiter: LoginLimiter::new(settings.login_max_failures, settings.login_window),
         settings: Arc::new(settings.clone()),
         access: Arc::new(access),
+        intel,
         metrics,
     };
     let request_id = HeaderName::from_static("x-request-id");
@@ -130,7 +133,23 @@ pub fn metrics_recorder() -> Option<PrometheusHandle> {
 pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let address = listener.local_addr()?;
-    let app = app(store.clone(), settings, metrics_recorder())?;
+    let intel = intel::IntelHandle::default();
+    intel::load(&store, &intel)
+        .await
+        .map_err(|e| ServerError::Other(e.detail))?;
+    let scheduler = {
+        let (store, intel) = (store.clone(), intel.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Err(e) = intel::scheduled(&store, &intel).await {
+                    tracing::warn!(error = %e.detail, "scheduled feed sync failed");
+                }
+            }
+        })
+    };
+    let app = app(store.clone(), settings, metrics_recorder(), intel)?;
     tracing::info!(%address, "sluice server listening");
     axum::serve(
         listener,
@@ -138,6 +157,7 @@ pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> 
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    scheduler.abort();
     store.close().await;
     tracing::info!("sluice server stopped");
     Ok(())

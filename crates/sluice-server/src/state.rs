@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_store::Store;
 
 use crate::auth::{AccessTable, LoginLimiter};
+use crate::intel::IntelHandle;
 use crate::settings::Settings;
 
 /// Shared state: cheap to clone.
@@ -19,6 +20,8 @@ pub struct AppState {
     pub access: Arc<AccessTable>,
     /// Failed-login bookkeeping.
     pub limiter: LoginLimiter,
+    /// The advisory index and the lock that serialises recomputation.
+    pub intel: IntelHandle,
     /// Renders `/metrics`, when a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
 }

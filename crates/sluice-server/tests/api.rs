@@ -34,7 +34,7 @@ async fn server(layer: SettingsLayer) -> Server {
         .await
         .unwrap();
     assert_eq!(shown, None, "a configured password is not printed");
-    let app = sluice_server::app(store.clone(), settings, None).unwrap();
+    let app = sluice_server::app(store.clone(), settings, None, Default::default()).unwrap();
     Server {
         app,
         store,

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod audit;
+mod findings;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,6 +18,10 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use accounts::{NewToken, NewUser, Token, User};
+pub use findings::{
+    Feed, FeedKind, FindingsDiff, FindingsQuery, NewFeed, StoredFinding, StoredInventory,
+    SyncOutcome,
+};
 
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +42,28 @@ enum Pools {
 #[derive(Clone, Debug)]
 pub struct Store {
     pools: Pools,
+    package_cache: PackageCache,
+}
+
+/// (ecosystem, name, version, arch, source name, source version).
+pub(crate) type PackageKey = (String, String, String, String, String, String);
+
+/// Ids of packages already in the package table, per process.
+#[derive(Clone, Default)]
+struct PackageCache(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PackageKey, i64>>>);
+
+impl std::ops::Deref for PackageCache {
+    type Target = std::sync::Mutex<std::collections::HashMap<PackageKey, i64>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PackageCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PackageCache")
+    }
 }
 
 /// Who is making a change, for the audit chain.
@@ -143,6 +170,7 @@ impl Store {
             .await?;
         Ok(Self {
             pools: Pools::Sqlite(pool),
+            package_cache: PackageCache::default(),
         })
     }
 
@@ -156,6 +184,7 @@ impl Store {
                 .await?;
             return Ok(Self {
                 pools: Pools::Postgres(pool),
+                package_cache: PackageCache::default(),
             });
         }
         if url.starts_with("sqlite:") {

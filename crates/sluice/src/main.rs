@@ -39,6 +39,15 @@ enum Command {
     /// User accounts (admin).
     #[command(subcommand)]
     Users(cmd::accounts::UsersCommand),
+    /// Advisory feeds on the server: add, list, sync.
+    #[command(subcommand)]
+    Feeds(cmd::findings::FeedsCommand),
+    /// Send host inventories to the server.
+    #[command(subcommand)]
+    Inventory(cmd::findings::InventoryCommand),
+    /// Prioritised findings on the server.
+    #[command(subcommand)]
+    Findings(cmd::findings::FindingsCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +73,9 @@ fn main() -> ExitCode {
         Command::Whoami(server) => cmd::accounts::whoami(server),
         Command::Token(command) => cmd::accounts::token(command),
         Command::Users(command) => cmd::accounts::users(command),
+        Command::Feeds(command) => cmd::findings::feeds(command),
+        Command::Inventory(command) => cmd::findings::inventory(command),
+        Command::Findings(command) => cmd::findings::findings(command),
     };
     match result {
         Ok(code) => code,

@@ -362,3 +362,243 @@ fn getrandom_bytes(bytes: &mut [u8]) {
         *b = (nanos >> (i * 8)) as u8;
     }
 }
+
+fn repo_file(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn feeds_inventories_and_findings_on_the_server_match_the_offline_scan() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let server = Running::start(&["--data-dir", data.path().to_str().unwrap()]);
+    let url = server.url.clone();
+    let run = |args: &[&str]| sluice(config.path(), args, None);
+    ok(&sluice(
+        config.path(),
+        &["login", "--server", &url, "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+
+    let dsa = repo_file("examples/feeds/DSA-list");
+    let kev = repo_file("examples/feeds/known_exploited_vulnerabilities.json");
+    ok(&run(&["feeds", "add", "debian-dsa", "--source", &dsa]));
+    ok(&run(&[
+        "feeds",
+        "add",
+        "cisa-kev",
+        "--kind",
+        "kev",
+        "--source",
+        &kev,
+        "--interval",
+        "1d",
+    ]));
+    let not_a_feed = data.path().join("notes.txt");
+    std::fs::write(&not_a_feed, "hello\n").unwrap();
+    ok(&run(&[
+        "feeds",
+        "add",
+        "broken",
+        "--source",
+        not_a_feed.to_str().unwrap(),
+    ]));
+    let sync = run(&["feeds", "sync"]);
+    assert_eq!(sync.status.code(), Some(1), "one feed failed");
+    let said = String::from_utf8_lossy(&sync.stderr);
+    assert!(
+        said.contains("broken: sync failed") && said.contains("not a recognised feed"),
+        "{said}"
+    );
+    assert!(said.contains("debian-dsa: ok"), "{said}");
+    let feeds: serde_json::Value =
+        serde_json::from_str(&ok(&run(&["feeds", "list", "--output", "json"]))).unwrap();
+    let dsa_feed = feeds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "debian-dsa")
+        .unwrap();
+    assert_eq!(dsa_feed["skipped"], 1, "the one malformed DSA record");
+
+    let status = repo_file("examples/debian11-web/status");
+    let os = repo_file("examples/debian11-web/os-release");
+    let push = ok(&run(&[
+        "inventory",
+        "push",
+        "--host",
+        "web1",
+        "--status",
+        &status,
+        "--os-release",
+        &os,
+    ]));
+    let _ = push;
+    let page: serde_json::Value = serde_json::from_str(&ok(&run(&[
+        "findings", "list", "--output", "json", "--limit", "1000",
+    ])))
+    .unwrap();
+    let offline: serde_json::Value = serde_json::from_slice(
+        &Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "scan",
+                "--status",
+                &status,
+                "--os-release",
+                &os,
+                "--feed",
+                &dsa,
+                "--kev",
+                &kev,
+                "--output",
+                "json",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let server_set: std::collections::BTreeSet<(String, String)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["advisory"].as_str().unwrap().to_owned(),
+                f["package"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let offline_set: std::collections::BTreeSet<(String, String)> = offline["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["advisory"].as_str().unwrap().to_owned(),
+                f["package"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(offline_set.len() > 50);
+    assert_eq!(
+        server_set, offline_set,
+        "the server matches exactly what the offline scan finds"
+    );
+    assert_eq!(page["total"].as_u64().unwrap() as usize, offline_set.len());
+    let kev_only: serde_json::Value = serde_json::from_str(&ok(&run(&[
+        "findings", "list", "--kev", "--output", "json",
+    ])))
+    .unwrap();
+    assert!(
+        kev_only["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["kev"] == true)
+    );
+    assert!(kev_only["total"].as_u64().unwrap() > 0);
+
+    // The same inventory again changes nothing; an upgrade resolves what it fixes.
+    let again = run(&[
+        "inventory",
+        "push",
+        "--host",
+        "web1",
+        "--status",
+        &status,
+        "--os-release",
+        &os,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("(unchanged); findings: 0 opened, 0 resolved"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let upgraded = data.path().join("status-upgraded");
+    std::fs::write(
+        &upgraded,
+        std::fs::read_to_string(&status)
+            .unwrap()
+            .replace("Version: 2.13.3-1", "Version: 2.17.1-0.1~deb11u1"),
+    )
+    .unwrap();
+    let after = run(&[
+        "inventory",
+        "push",
+        "--host",
+        "web1",
+        "--status",
+        upgraded.to_str().unwrap(),
+        "--os-release",
+        &os,
+    ]);
+    let said = String::from_utf8_lossy(&after.stderr).to_string();
+    // The DSA list has three log4j advisories for bullseye, all fixed by 2.17.1.
+    assert!(said.contains("0 opened, 3 resolved"), "{said}");
+    let open: serde_json::Value = serde_json::from_str(&ok(&run(&[
+        "findings", "list", "--host", "web1", "--output", "json", "--limit", "1000",
+    ])))
+    .unwrap();
+    assert!(
+        !open["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["package"] == "liblog4j2-java")
+    );
+    let resolved: serde_json::Value = serde_json::from_str(&ok(&run(&[
+        "findings", "list", "--status", "resolved", "--output", "json",
+    ])))
+    .unwrap();
+    let advisories: std::collections::BTreeSet<&str> = resolved["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["advisory"].as_str().unwrap())
+        .collect();
+    assert!(advisories.contains("DSA-5020-1"), "{advisories:?}");
+    assert!(
+        resolved["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| !f["resolved_at"].is_null() && !f["first_seen"].is_null())
+    );
+
+    let bad = sluice(
+        config.path(),
+        &[
+            "inventory",
+            "push",
+            "--host",
+            "web2",
+            "--status",
+            &os,
+            "--os-release",
+            &os,
+        ],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("content"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    server.stop();
+    let verify = ok(&run(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]));
+    assert!(verify.contains("intact"));
+}

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod findings;
 pub mod health;
 
 use utoipa::Modify;
@@ -18,7 +19,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Sluice API", description = "Patch governance and progressive rollout for Linux fleets. Every route except health, readiness, metrics, this document and login needs `Authorization: Bearer slc_…`; the `token` security scopes list the roles a route accepts (empty: any role)."),
     modifiers(&BearerToken),
-    tags((name = "health"), (name = "accounts"), (name = "audit"))
+    tags((name = "health"), (name = "accounts"), (name = "audit"), (name = "findings"))
 )]
 pub struct ApiDoc;
 
@@ -47,4 +48,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::revoke_token))
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::verify))
+        .routes(routes!(findings::list_feeds, findings::create_feed))
+        .routes(routes!(findings::sync_feed))
+        .routes(routes!(findings::push_inventory))
+        .routes(routes!(findings::list_findings))
 }

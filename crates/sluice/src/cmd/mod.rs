@@ -4,5 +4,6 @@ pub mod accounts;
 pub mod audit;
 pub mod client;
 pub mod cvss;
+pub mod findings;
 pub mod scan;
 pub mod server;

@@ -1,0 +1,323 @@
+//! Feeds, inventories and findings.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use sluice_core::ecosystem::EcosystemKey;
+use sluice_core::inventory::{OsRelease, dpkg, rpm};
+use sluice_store::{Feed, FeedKind, FindingsDiff, FindingsQuery, NewFeed, StoredFinding};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiJson, Problem};
+use crate::intel::{self, SyncReport};
+use crate::settings::parse_duration;
+use crate::state::AppState;
+
+/// A feed to register.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFeed {
+    /// Unique name.
+    pub name: String,
+    /// `advisories` (OSV file, directory or zip; DSA/DLA list), `kev` or `epss`.
+    #[schema(value_type = String)]
+    pub kind: FeedKind,
+    /// A path on the server's file system or an http URL.
+    pub source: String,
+    /// Sync every so often (`6h`, `1d`); on demand only when left out.
+    pub interval: Option<String>,
+}
+
+/// Registers a feed (security, admin). Sync it with `POST /api/v1/feeds/{name}/sync`.
+#[utoipa::path(post, path = "/api/v1/feeds", tag = "findings", security(("token" = ["security", "admin"])), request_body = CreateFeed,
+    responses((status = 201, body = Object), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_feed(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiJson(request): ApiJson<CreateFeed>,
+) -> Result<(StatusCode, Json<Feed>), ApiError> {
+    let name = request.name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(ApiError::invalid_field(
+            "name",
+            "1 to 64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    if request.source.trim().is_empty() {
+        return Err(ApiError::invalid_field("source", "a path or URL is needed"));
+    }
+    let interval_seconds = request
+        .interval
+        .as_deref()
+        .map(|text| {
+            parse_duration("interval", text).map_err(|e| ApiError::invalid_field("interval", e.0))
+        })
+        .transpose()?
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(60));
+    let feed = state
+        .store
+        .create_feed(
+            NewFeed {
+                name: name.to_owned(),
+                kind: request.kind,
+                source: request.source.trim().to_owned(),
+                interval_seconds,
+            },
+            &principal.actor(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(feed)))
+}
+
+/// Registered feeds with their last sync.
+#[utoipa::path(get, path = "/api/v1/feeds", tag = "findings", security(("token" = [])), responses((status = 200, body = Vec<Object>)))]
+pub async fn list_feeds(State(state): State<AppState>) -> Result<Json<Vec<Feed>>, ApiError> {
+    Ok(Json(state.store.feeds().await?))
+}
+
+/// Syncs a feed now; when its content changed, every host's findings are recomputed.
+#[utoipa::path(post, path = "/api/v1/feeds/{id}/sync", tag = "findings", security(("token" = ["security", "operator", "admin"])),
+    params(("id" = String, Path, description = "feed name")),
+    responses((status = 200, body = SyncReport), (status = 404, body = Problem)))]
+pub async fn sync_feed(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<SyncReport>, ApiError> {
+    let feed = state
+        .store
+        .feeds()
+        .await?
+        .into_iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("feed {name:?} not found")))?;
+    Ok(Json(
+        intel::sync_feed(&state.store, &state.intel, &feed, &principal.actor()).await?,
+    ))
+}
+
+/// An inventory pushed for a host.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushInventory {
+    /// `dpkg-status` (a dpkg status file) or `rpm-qa` (rpm -qa with Sluice's query format).
+    pub format: String,
+    /// The file's content.
+    pub content: String,
+    /// The host's os-release file, to choose the ecosystem.
+    pub os_release: Option<String>,
+    /// Or the ecosystem by name, e.g. `Debian:12`.
+    pub ecosystem: Option<String>,
+}
+
+/// What a push did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PushReport {
+    /// Host.
+    pub hostname: String,
+    /// Ecosystem.
+    pub ecosystem: String,
+    /// Installed packages.
+    pub packages: usize,
+    /// Whether the package list changed since the last push.
+    pub changed: bool,
+    /// What happened to the host's findings.
+    #[schema(value_type = Object)]
+    pub findings: FindingsDiff,
+}
+
+/// Stores a host's inventory and recomputes its findings (operator, admin).
+#[utoipa::path(put, path = "/api/v1/inventories/{id}", tag = "findings", security(("token" = ["operator", "admin"])),
+    params(("id" = String, Path, description = "host name")), request_body = PushInventory,
+    responses((status = 200, body = PushReport), (status = 422, body = Problem)))]
+pub async fn push_inventory(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(hostname): Path<String>,
+    ApiJson(request): ApiJson<PushInventory>,
+) -> Result<Json<PushReport>, ApiError> {
+    let hostname = hostname.trim().to_ascii_lowercase();
+    if hostname.is_empty()
+        || hostname.len() > 253
+        || !hostname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        return Err(ApiError::invalid_field(
+            "hostname",
+            "a host name: letters, digits, '-', '.', '_'",
+        ));
+    }
+    let packages = match request.format.as_str() {
+        "dpkg-status" => dpkg::parse_status("content", &request.content),
+        "rpm-qa" => rpm::parse_qa("content", &request.content),
+        other => {
+            return Err(ApiError::invalid_field(
+                "format",
+                format!("unknown format {other:?}: dpkg-status or rpm-qa"),
+            ));
+        }
+    }
+    .map_err(|e| ApiError::invalid_field("content", e.to_string()))?;
+    let ecosystem: EcosystemKey = match (&request.ecosystem, &request.os_release) {
+        (Some(name), _) => name
+            .parse()
+            .map_err(|e: sluice_core::ecosystem::EcosystemError| {
+                ApiError::invalid_field("ecosystem", e.to_string())
+            })?,
+        (None, Some(text)) => OsRelease::parse("os_release", text)
+            .map_err(|e| ApiError::invalid_field("os_release", e.to_string()))?
+            .ecosystem()
+            .map_err(|e| ApiError::invalid_field("os_release", e.to_string()))?,
+        (None, None) => {
+            return Err(ApiError::invalid_field(
+                "os_release",
+                "give os_release or ecosystem",
+            ));
+        }
+    };
+    let rpm_ecosystem = ecosystem.scheme() == sluice_core::version::Scheme::Rpm;
+    if rpm_ecosystem != (request.format == "rpm-qa") {
+        return Err(ApiError::invalid_field(
+            "format",
+            format!("{} does not fit the ecosystem {ecosystem}", request.format),
+        ));
+    }
+    let eco_name = ecosystem.osv_name();
+    let ids = state.store.package_ids(&eco_name, &packages).await?;
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    let hash = intel::sha256_hex(
+        serde_json::to_string(&sorted)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    let actor = principal.actor();
+    let changed = state
+        .store
+        .save_inventory(
+            &hostname,
+            &eco_name,
+            &ids,
+            &hash,
+            request.os_release.as_deref(),
+            &actor,
+        )
+        .await?;
+    let count = packages.len();
+    let findings = intel::recompute_host(
+        &state.store,
+        &state.intel,
+        &hostname,
+        &ecosystem,
+        packages,
+        &actor,
+    )
+    .await?;
+    Ok(Json(PushReport {
+        hostname,
+        ecosystem: eco_name,
+        packages: count,
+        changed,
+        findings,
+    }))
+}
+
+/// Finding filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FindingFilter {
+    /// One host.
+    pub host: Option<String>,
+    /// SSVC decisions, comma-separated (`act,attend`).
+    pub decision: Option<String>,
+    /// Only KEV-listed (`true`) or only not (`false`).
+    pub kev: Option<bool>,
+    /// Only findings past their due date.
+    #[serde(default)]
+    pub overdue: bool,
+    /// `open` (default), `resolved` or `all`.
+    pub status: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+    /// Page start (default 0).
+    pub offset: Option<i64>,
+}
+
+/// A page of findings.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FindingsPage {
+    /// Findings, highest priority first.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<StoredFinding>,
+    /// How many match in all.
+    pub total: i64,
+    /// Page size.
+    pub limit: i64,
+    /// Page start.
+    pub offset: i64,
+}
+
+/// Findings, sorted by priority, filtered.
+#[utoipa::path(get, path = "/api/v1/findings", tag = "findings", security(("token" = [])), params(FindingFilter),
+    responses((status = 200, body = FindingsPage), (status = 422, body = Problem)))]
+pub async fn list_findings(
+    State(state): State<AppState>,
+    Query(filter): Query<FindingFilter>,
+) -> Result<Json<FindingsPage>, ApiError> {
+    let limit = filter.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "from 1 to 1000"));
+    }
+    let offset = filter.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::invalid_field("offset", "0 or more"));
+    }
+    let decisions = filter
+        .decision
+        .as_deref()
+        .map(|text| {
+            text.split(',')
+                .map(|d| {
+                    d.parse::<sluice_core::priority::Decision>()
+                        .map(|d| d.as_str().to_owned())
+                        .map_err(|e| ApiError::invalid_field("decision", e))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let resolved = match filter.status.as_deref().unwrap_or("open") {
+        "open" => None,
+        "resolved" => Some(true),
+        "all" => Some(false),
+        other => {
+            return Err(ApiError::invalid_field(
+                "status",
+                format!("{other:?}: open, resolved or all"),
+            ));
+        }
+    };
+    let query = FindingsQuery {
+        hosts: filter.host.map(|h| vec![h.to_ascii_lowercase()]),
+        decisions,
+        kev: filter.kev,
+        overdue_on: filter.overdue.then(|| jiff::Zoned::now().date()),
+        resolved,
+        limit,
+        offset,
+    };
+    let (items, total) = state.store.findings(&query).await?;
+    Ok(Json(FindingsPage {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}

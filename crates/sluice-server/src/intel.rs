@@ -1,0 +1,346 @@
+//! Vulnerability intelligence on the server: feeds synced into the store, the advisory index
+//! rebuilt from the stored content, and findings recomputed when an inventory or a feed changes.
+//!
+//! Matching and prioritisation are `sluice-core`'s (`AdvisoryIndex`, `scan_host`); this module
+//! only moves data between the store, the index and the network.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use sluice_core::advisory::{self, Epss, Kev, LoadedFeed};
+use sluice_core::asset::AssetProfile;
+use sluice_core::ecosystem::EcosystemKey;
+use sluice_core::finding::scan_host;
+use sluice_core::inventory::InstalledPackage;
+use sluice_core::matching::AdvisoryIndex;
+use sluice_core::priority::PriorityPolicy;
+use sluice_store::{Actor, Feed, FeedKind, FindingsDiff, Store, SyncOutcome};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::error::ApiError;
+
+/// The compiled advisories and what they were built from.
+pub struct Intel {
+    /// The index.
+    pub index: AdvisoryIndex,
+    /// Content hashes of the feeds it was built from, sorted.
+    pub built_from: Vec<String>,
+}
+
+/// Shared intelligence: the current index, and a lock that serialises rebuilds and recomputes.
+#[derive(Clone)]
+pub struct IntelHandle {
+    current: Arc<RwLock<Arc<Intel>>>,
+    work: Arc<Mutex<()>>,
+}
+
+impl Default for IntelHandle {
+    fn default() -> Self {
+        Self {
+            current: Arc::new(RwLock::new(Arc::new(Intel {
+                index: AdvisoryIndex::default(),
+                built_from: Vec::new(),
+            }))),
+            work: Arc::default(),
+        }
+    }
+}
+
+impl IntelHandle {
+    /// The current index.
+    pub async fn current(&self) -> Arc<Intel> {
+        self.current.read().await.clone()
+    }
+}
+
+/// SHA-256 hex of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Rebuilds the index from every feed's stored content.
+pub async fn rebuild(store: &Store) -> Result<Intel, ApiError> {
+    let contents = store.feed_contents().await?;
+    let mut built_from: Vec<String> = contents
+        .iter()
+        .filter_map(|(f, _)| f.content_hash.clone())
+        .collect();
+    built_from.sort();
+    let index = tokio::task::spawn_blocking(move || {
+        let mut feed = LoadedFeed::default();
+        let mut kev: Option<Kev> = None;
+        let mut epss: Option<Epss> = None;
+        for (meta, bytes) in &contents {
+            match meta.kind {
+                FeedKind::Advisories => {
+                    if let Ok(loaded) = advisory::parse_feed(&meta.name, bytes) {
+                        feed.extend(loaded);
+                    }
+                }
+                FeedKind::Kev => kev = Kev::parse(&meta.name, bytes).ok(),
+                FeedKind::Epss => epss = Epss::parse(&meta.name, bytes).ok(),
+            }
+        }
+        AdvisoryIndex::build(feed.advisories, kev.as_ref(), epss.as_ref())
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Intel { index, built_from })
+}
+
+/// Reads a feed's source: a file, a directory of OSV JSON files (joined into one JSON array), or
+/// an http URL.
+pub async fn fetch(source: &str) -> Result<Vec<u8>, String> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        let response = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(300))
+            .build()
+            .map_err(|e| e.to_string())?
+            .get(source)
+            .send()
+            .await
+            .map_err(|e| format!("cannot fetch {source}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("{source} answered {}", response.status()));
+        }
+        return response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| format!("cannot read {source}: {e}"));
+    }
+    let path = Path::new(source).to_owned();
+    tokio::task::spawn_blocking(move || read_path(&path))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+fn read_path(path: &Path) -> Result<Vec<u8>, String> {
+    if !path.is_dir() {
+        return std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    }
+    let mut files = Vec::new();
+    collect_json(path, &mut files)?;
+    files.sort();
+    if files.is_empty() {
+        return Err(format!(
+            "{}: the directory holds no .json files",
+            path.display()
+        ));
+    }
+    let mut records = Vec::with_capacity(files.len());
+    for file in files {
+        let text =
+            std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        match serde_json::from_slice::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Array(items)) => records.extend(items),
+            Ok(value) => records.push(value),
+            // A broken file is one malformed record; keep a marker so it is reported.
+            Err(e) => records.push(serde_json::json!({"id": null, "_unreadable": file.display().to_string(), "_error": e.to_string()})),
+        }
+    }
+    serde_json::to_vec(&records).map_err(|e| e.to_string())
+}
+
+fn collect_json(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> Result<(), String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.is_dir() {
+            collect_json(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Checks that content is what the feed's kind says, returning (records, skipped).
+pub fn validate(kind: FeedKind, name: &str, bytes: &[u8]) -> Result<(i64, i64), String> {
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    match kind {
+        FeedKind::Advisories => advisory::parse_feed(name, bytes)
+            .map(|f| (count(f.advisories.len()), count(f.issues.len())))
+            .map_err(|e| e.to_string()),
+        FeedKind::Kev => Kev::parse(name, bytes)
+            .map(|k| (count(k.len()), count(k.issues.len())))
+            .map_err(|e| e.to_string()),
+        FeedKind::Epss => Epss::parse(name, bytes)
+            .map(|e| (count(e.len()), count(e.issues.len())))
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// What a sync did.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SyncReport {
+    /// The feed after the sync.
+    #[schema(value_type = Object)]
+    pub feed: Feed,
+    /// Totals of the findings recomputed, when the content changed.
+    #[schema(value_type = Option<Object>)]
+    pub findings: Option<FindingsDiff>,
+}
+
+/// Syncs one feed: fetch, validate, store when new; then rebuild the index and recompute every
+/// host's findings. A failed fetch or parse is recorded and leaves the stored content as it was.
+pub async fn sync_feed(
+    store: &Store,
+    intel: &IntelHandle,
+    feed: &Feed,
+    actor: &Actor,
+) -> Result<SyncReport, ApiError> {
+    let _guard = intel.work.lock().await;
+    let outcome = match fetch(&feed.source).await {
+        Err(error) => SyncOutcome::Failed { error },
+        Ok(bytes) => {
+            let hash = sha256_hex(&bytes);
+            if feed.content_hash.as_deref() == Some(hash.as_str()) {
+                SyncOutcome::Unchanged
+            } else {
+                let kind = feed.kind;
+                let name = feed.name.clone();
+                let checked = tokio::task::spawn_blocking(move || {
+                    let result = validate(kind, &name, &bytes);
+                    (bytes, result)
+                })
+                .await
+                .map_err(ApiError::internal)?;
+                match checked {
+                    (_, Err(error)) => SyncOutcome::Failed { error },
+                    (content, Ok((records, skipped))) => SyncOutcome::Updated {
+                        content,
+                        hash,
+                        records,
+                        skipped,
+                    },
+                }
+            }
+        }
+    };
+    let updated = matches!(outcome, SyncOutcome::Updated { .. });
+    let feed = store.record_feed_sync(&feed.id, outcome, actor).await?;
+    let findings = if updated {
+        let rebuilt = rebuild(store).await?;
+        *intel.current.write().await = Arc::new(rebuilt);
+        Some(recompute_all_locked(store, intel, actor).await?)
+    } else {
+        None
+    };
+    Ok(SyncReport { feed, findings })
+}
+
+/// The asset profile that prioritises a host's findings.
+pub async fn asset_profile(_store: &Store, _hostname: &str) -> Result<AssetProfile, ApiError> {
+    Ok(AssetProfile::default())
+}
+
+/// Recomputes one host's findings from its packages and applies them.
+pub async fn recompute_host(
+    store: &Store,
+    intel: &IntelHandle,
+    hostname: &str,
+    ecosystem: &EcosystemKey,
+    packages: Vec<InstalledPackage>,
+    actor: &Actor,
+) -> Result<FindingsDiff, ApiError> {
+    let current = intel.current().await;
+    let profile = asset_profile(store, hostname).await?;
+    let today = jiff::Zoned::now().date();
+    let eco = ecosystem.clone();
+    let findings = tokio::task::spawn_blocking(move || {
+        scan_host(
+            &current.index,
+            &eco,
+            &packages,
+            &profile,
+            &PriorityPolicy::default(),
+            today,
+        )
+        .0
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(store
+        .apply_findings(hostname, &findings, today, actor)
+        .await?)
+}
+
+async fn recompute_all_locked(
+    store: &Store,
+    intel: &IntelHandle,
+    actor: &Actor,
+) -> Result<FindingsDiff, ApiError> {
+    let inventories = store.inventories().await?;
+    let packages = store.packages_by_id().await?;
+    let mut total = FindingsDiff::default();
+    for inventory in inventories {
+        let Ok(ecosystem) = inventory.ecosystem.parse::<EcosystemKey>() else {
+            continue;
+        };
+        let host_packages: Vec<InstalledPackage> = inventory
+            .package_ids
+            .iter()
+            .filter_map(|id| packages.get(id).cloned())
+            .collect();
+        let diff = recompute_host(
+            store,
+            intel,
+            &inventory.hostname,
+            &ecosystem,
+            host_packages,
+            actor,
+        )
+        .await?;
+        total.opened += diff.opened;
+        total.resolved += diff.resolved;
+        total.updated += diff.updated;
+        total.open += diff.open;
+    }
+    Ok(total)
+}
+
+/// Loads the index at start-up.
+pub async fn load(store: &Store, intel: &IntelHandle) -> Result<(), ApiError> {
+    let rebuilt = rebuild(store).await?;
+    *intel.current.write().await = Arc::new(rebuilt);
+    Ok(())
+}
+
+/// Syncs the feeds whose interval has passed; also picks up content another replica stored.
+pub async fn scheduled(store: &Store, intel: &IntelHandle) -> Result<(), ApiError> {
+    let feeds = store.feeds().await?;
+    let now = jiff::Timestamp::now();
+    for feed in &feeds {
+        let Some(interval) = feed.interval_seconds else {
+            continue;
+        };
+        let due = match feed
+            .last_sync_at
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        {
+            None => true,
+            Some(last) => now.duration_since(last).as_secs() >= interval,
+        };
+        if due {
+            sync_feed(store, intel, feed, &Actor::system()).await?;
+        }
+    }
+    let mut stored: Vec<String> = store
+        .feeds()
+        .await?
+        .into_iter()
+        .filter_map(|f| f.content_hash)
+        .collect();
+    stored.sort();
+    if intel.current().await.built_from != stored {
+        load(store, intel).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,403 @@
+//! `sluice feeds …`, `sluice inventory push`, `sluice findings list`: the server's view of
+//! vulnerability intelligence.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::accounts::Output;
+use super::client::{Client, ServerArgs, print_table};
+
+/// Subcommands of `sluice feeds`.
+#[derive(Debug, clap::Subcommand)]
+pub enum FeedsCommand {
+    /// Register a feed: a path on the server or an http URL.
+    Add {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Unique name.
+        name: String,
+        /// Path (file, directory, zip) on the server's file system, or URL.
+        #[arg(long)]
+        source: String,
+        /// advisories (OSV, DSA/DLA), kev or epss.
+        #[arg(long, default_value = "advisories")]
+        kind: String,
+        /// Sync on a schedule, e.g. 6h or 1d (on demand only without it).
+        #[arg(long)]
+        interval: Option<String>,
+    },
+    /// List feeds and their last sync.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Sync feeds now (all without names); findings are recomputed when content changed.
+    Sync {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Feed names.
+        names: Vec<String>,
+    },
+}
+
+/// Runs `sluice feeds …`.
+pub fn feeds(command: FeedsCommand) -> Result<ExitCode> {
+    match command {
+        FeedsCommand::Add {
+            server,
+            name,
+            source,
+            kind,
+            interval,
+        } => {
+            let mut body = json!({"name": name, "kind": kind, "source": source});
+            if let Some(interval) = interval {
+                body["interval"] = json!(interval);
+            }
+            let feed = Client::new(&server)?.post("/api/v1/feeds", &body)?;
+            eprintln!(
+                "registered feed {} ({})",
+                feed["name"].as_str().unwrap_or("?"),
+                feed["kind"].as_str().unwrap_or("?")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        FeedsCommand::List { server, output } => {
+            let feeds = Client::new(&server)?.get("/api/v1/feeds")?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&feeds)?);
+            } else {
+                let rows: Vec<Vec<String>> = feeds
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| {
+                        vec![
+                            text(&f["name"]),
+                            text(&f["kind"]),
+                            f["records"].to_string(),
+                            f["skipped"].to_string(),
+                            text(&f["last_status"]),
+                            text(&f["last_sync_at"]),
+                            text(&f["source"]),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "NAME",
+                        "KIND",
+                        "RECORDS",
+                        "SKIPPED",
+                        "STATUS",
+                        "LAST SYNC",
+                        "SOURCE",
+                    ],
+                    &rows,
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        FeedsCommand::Sync { server, names } => {
+            let client = Client::new(&server)?;
+            let names = if names.is_empty() {
+                client
+                    .get("/api/v1/feeds")?
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["name"].as_str().map(str::to_owned))
+                    .collect()
+            } else {
+                names
+            };
+            let mut failed = false;
+            for name in names {
+                let report = client.post(&format!("/api/v1/feeds/{name}/sync"), &json!({}))?;
+                let feed = &report["feed"];
+                let status = text(&feed["last_status"]);
+                if status == "error" {
+                    failed = true;
+                    eprintln!("{name}: sync failed: {}", text(&feed["last_error"]));
+                    continue;
+                }
+                let findings = &report["findings"];
+                eprintln!(
+                    "{name}: {status}; {} records ({} skipped){}",
+                    feed["records"],
+                    feed["skipped"],
+                    if findings.is_null() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; findings: {} opened, {} resolved, {} open",
+                            findings["opened"], findings["resolved"], findings["open"]
+                        )
+                    }
+                );
+            }
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Subcommands of `sluice inventory`.
+#[derive(Debug, clap::Subcommand)]
+pub enum InventoryCommand {
+    /// Send a host's installed packages; its findings are recomputed.
+    Push(PushArgs),
+}
+
+/// Arguments of `sluice inventory push`.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Host name.
+    #[arg(long)]
+    host: String,
+    /// A dpkg status file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "rpm_qa",
+        required_unless_present = "rpm_qa"
+    )]
+    status: Option<PathBuf>,
+    /// rpm -qa output (see `sluice scan --help` for the query format).
+    #[arg(long = "rpm-qa", value_name = "FILE")]
+    rpm_qa: Option<PathBuf>,
+    /// The host's os-release file.
+    #[arg(
+        long = "os-release",
+        value_name = "FILE",
+        required_unless_present = "ecosystem"
+    )]
+    os_release: Option<PathBuf>,
+    /// Or the ecosystem by name, e.g. Debian:12.
+    #[arg(long)]
+    ecosystem: Option<String>,
+}
+
+/// Runs `sluice inventory …`.
+pub fn inventory(command: InventoryCommand) -> Result<ExitCode> {
+    let InventoryCommand::Push(args) = command;
+    let (format, path) = match (&args.status, &args.rpm_qa) {
+        (Some(path), None) => ("dpkg-status", path),
+        (None, Some(path)) => ("rpm-qa", path),
+        _ => bail!("give --status FILE or --rpm-qa FILE"),
+    };
+    let content =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let os_release = args
+        .os_release
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let mut body = json!({"format": format, "content": content});
+    if let Some(text) = os_release {
+        body["os_release"] = json!(text);
+    }
+    if let Some(ecosystem) = &args.ecosystem {
+        body["ecosystem"] = json!(ecosystem);
+    }
+    let report = Client::new(&args.server)?.send(
+        reqwest::Method::PUT,
+        &format!("/api/v1/inventories/{}", args.host),
+        Some(&body),
+    )?;
+    let findings = &report["findings"];
+    eprintln!(
+        "{} ({}): {} packages{}; findings: {} opened, {} resolved, {} open",
+        text(&report["hostname"]),
+        text(&report["ecosystem"]),
+        report["packages"],
+        if report["changed"] == json!(true) {
+            ""
+        } else {
+            " (unchanged)"
+        },
+        findings["opened"],
+        findings["resolved"],
+        findings["open"]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Subcommands of `sluice findings`.
+#[derive(Debug, clap::Subcommand)]
+pub enum FindingsCommand {
+    /// List findings by priority.
+    List(ListArgs),
+}
+
+/// Arguments of `sluice findings list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// One host.
+    #[arg(long)]
+    host: Option<String>,
+    /// SSVC decisions, comma-separated (act,attend,track*,track).
+    #[arg(long)]
+    decision: Option<String>,
+    /// Only KEV-listed findings.
+    #[arg(long)]
+    kev: bool,
+    /// Only findings past their due date.
+    #[arg(long)]
+    overdue: bool,
+    /// open, resolved or all.
+    #[arg(long, default_value = "open")]
+    status: String,
+    /// How many (at most 1000).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Skip this many.
+    #[arg(long, default_value_t = 0)]
+    offset: u32,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    output: ListOutput,
+}
+
+/// Output formats of `sluice findings list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListOutput {
+    /// Columns for people.
+    Table,
+    /// JSON page.
+    Json,
+    /// CSV rows.
+    Csv,
+}
+
+/// Runs `sluice findings …`.
+pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
+    let FindingsCommand::List(args) = command;
+    let mut query: Vec<(&str, String)> = vec![
+        ("status", args.status.clone()),
+        ("limit", args.limit.to_string()),
+        ("offset", args.offset.to_string()),
+    ];
+    if let Some(host) = &args.host {
+        query.push(("host", host.clone()));
+    }
+    if let Some(decision) = &args.decision {
+        query.push(("decision", decision.clone()));
+    }
+    if args.kev {
+        query.push(("kev", "true".to_owned()));
+    }
+    if args.overdue {
+        query.push(("overdue", "true".to_owned()));
+    }
+    let encoded: Vec<String> = query
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.replace('%', "%25")
+                    .replace('&', "%26")
+                    .replace('*', "%2A")
+                    .replace(' ', "%20")
+                    .replace(',', "%2C")
+            )
+        })
+        .collect();
+    let page =
+        Client::new(&args.server)?.get(&format!("/api/v1/findings?{}", encoded.join("&")))?;
+    let items: Vec<&Value> = page["items"].as_array().into_iter().flatten().collect();
+    match args.output {
+        ListOutput::Json => println!("{}", serde_json::to_string_pretty(&page)?),
+        ListOutput::Csv => {
+            let mut writer = csv::Writer::from_writer(std::io::stdout());
+            writer.write_record([
+                "host",
+                "score",
+                "decision",
+                "due",
+                "package",
+                "installed",
+                "fixed",
+                "advisory",
+                "kev",
+                "first_seen",
+                "resolved_at",
+            ])?;
+            for f in &items {
+                writer.write_record([
+                    text(&f["hostname"]),
+                    text(&f["score"]),
+                    text(&f["decision"]),
+                    text(&f["due"]),
+                    text(&f["package"]),
+                    text(&f["installed"]),
+                    text(&f["fixed"]),
+                    text(&f["advisory"]),
+                    text(&f["kev"]),
+                    text(&f["first_seen"]),
+                    text(&f["resolved_at"]),
+                ])?;
+            }
+            writer.flush()?;
+        }
+        ListOutput::Table => {
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|f| {
+                    vec![
+                        text(&f["hostname"]),
+                        text(&f["score"]),
+                        text(&f["decision"]),
+                        text(&f["due"]),
+                        text(&f["package"]),
+                        text(&f["installed"]),
+                        text(&f["fixed"]),
+                        text(&f["advisory"]),
+                        if f["kev"] == json!(true) {
+                            "yes".to_owned()
+                        } else {
+                            "-".to_owned()
+                        },
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "HOST",
+                    "SCORE",
+                    "DECISION",
+                    "DUE",
+                    "PACKAGE",
+                    "INSTALLED",
+                    "FIXED",
+                    "ADVISORY",
+                    "KEV",
+                ],
+                &rows,
+            );
+            println!("{} of {} findings", items.len(), page["total"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
