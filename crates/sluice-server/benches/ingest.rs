@@ -1,0 +1,203 @@
+//! Inventory ingest throughput and findings query latency, through the real router (auth, JSON,
+//! dpkg parsing, store, matching), on SQLite and PostgreSQL.
+//!
+//! `cargo bench -p sluice-server --bench ingest` — prints numbers; asserts nothing.
+//! `SLUICE_BENCH_HOSTS` (default 10000) sets the fleet size; `SLUICE_BENCH_BACKENDS` is
+//! `sqlite,postgres` by default; PostgreSQL is `SLUICE_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), in a database made and dropped here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use sluice_server::settings::{Secret, Settings, SettingsLayer};
+use sqlx::Connection;
+use tower::ServiceExt;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+const NAMES: usize = 3000;
+const PACKAGES_PER_HOST: usize = 1500;
+const COMMON: usize = 1400;
+
+/// The fleet's usual version of package `p`, and an older one some hosts lag on.
+fn version(p: usize, old: bool) -> String {
+    format!("{}.{}.{}-{}", 1 + p % 7, p % 13, if old { 1 } else { 5 }, 1 + p % 3)
+}
+
+fn advisories(rng: &mut Rng) -> String {
+    let mut records = Vec::new();
+    for i in 0..6000 {
+        let p = rng.below(NAMES);
+        // Most advisories are fixed at or below the usual version; some above it.
+        let patch = match rng.below(10) {
+            0 => 9,
+            1..=3 => 3,
+            _ => 1,
+        };
+        let fixed = format!("{}.{}.{}-{}", 1 + p % 7, p % 13, patch, 1 + p % 3);
+        records.push(json!({
+            "id": format!("BENCH-{i}"),
+            "aliases": [format!("CVE-2031-{i:05}")],
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": format!("pkg{p}")},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}],
+            "severity": [{"type": "CVSS_V3", "score": if i % 4 == 0 { "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H" } else { "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:L/I:L/A:N" }}]
+        }));
+    }
+    serde_json::to_string(&records).unwrap()
+}
+
+fn status_file(rng: &mut Rng) -> String {
+    let mut text = String::with_capacity(PACKAGES_PER_HOST * 90);
+    for slot in 0..PACKAGES_PER_HOST {
+        let p = if slot < COMMON { slot } else { COMMON + rng.below(NAMES - COMMON) };
+        let old = rng.below(20) == 0;
+        let _ = write!(
+            text,
+            "Package: pkg{p}\nStatus: install ok installed\nArchitecture: amd64\nVersion: {}\n\n",
+            version(p, old)
+        );
+    }
+    text
+}
+
+async fn call(app: &Router, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some(body) => request
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => request.body(Body::empty()).unwrap(),
+    };
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+async fn run(backend: &str, hosts: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg_name = None;
+    let mut layer = SettingsLayer {
+        data_dir: Some(dir.path().to_owned()),
+        admin_password: Some(Secret::new("bench-admin-password")),
+        max_body_bytes: Some(64 * 1024 * 1024),
+        ..SettingsLayer::default()
+    };
+    let admin_url = std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    if backend == "postgres" {
+        let name = format!("sluice_bench_{}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        layer.database_url = Some(Secret::new(format!("{base}/{name}")));
+        pg_name = Some(name);
+    }
+    let settings = Settings::from_layer(layer).unwrap();
+    let store = sluice_server::open_store(&settings).await.unwrap();
+    sluice_server::ensure_admin(&store, &settings).await.unwrap();
+    let app = sluice_server::app(store.clone(), settings, None, Default::default()).unwrap();
+    let (_, login) = call(&app, Method::POST, "/api/v1/login", None, Some(&json!({"username": "admin", "password": "bench-admin-password"}))).await;
+    let admin = login["token"].as_str().unwrap().to_owned();
+    let (_, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/users",
+        Some(&admin),
+        Some(&json!({"username": "ops", "password": "bench-operator-pw", "roles": ["operator", "security"]})),
+    )
+    .await;
+    let (_, login) = call(&app, Method::POST, "/api/v1/login", None, Some(&json!({"username": "ops", "password": "bench-operator-pw"}))).await;
+    let ops = login["token"].as_str().unwrap().to_owned();
+
+    let mut rng = Rng(7);
+    let feed = dir.path().join("bench-osv.json");
+    std::fs::write(&feed, advisories(&mut rng)).unwrap();
+    call(&app, Method::POST, "/api/v1/feeds", Some(&ops), Some(&json!({"name": "bench", "kind": "advisories", "source": feed}))).await;
+    let (status, sync) = call(&app, Method::POST, "/api/v1/feeds/bench/sync", Some(&ops), None).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+
+    // Bodies are prepared first so the measurement is the server's work.
+    let bodies: Vec<Value> = (0..hosts)
+        .map(|_| json!({"format": "dpkg-status", "content": status_file(&mut rng), "ecosystem": "Debian:12"}))
+        .collect();
+    let start = Instant::now();
+    let mut opened = 0u64;
+    for (i, body) in bodies.iter().enumerate() {
+        let (status, report) = call(&app, Method::PUT, &format!("/api/v1/inventories/host{i:05}"), Some(&ops), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        opened += report["findings"]["opened"].as_u64().unwrap();
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{backend}: ingested {hosts} inventories x {PACKAGES_PER_HOST} packages in {:.1} s = {:.0} inventories/s ({opened} findings opened)",
+        elapsed.as_secs_f64(),
+        hosts as f64 / elapsed.as_secs_f64()
+    );
+
+    for (label, query) in [
+        ("top 100 of all open findings", "/api/v1/findings?limit=100".to_owned()),
+        ("top 100, decision act or attend", "/api/v1/findings?limit=100&decision=act,attend".to_owned()),
+        ("top 100 of one host", "/api/v1/findings?limit=100&host=HOST".to_owned()),
+        ("page 50 (offset 5000)", "/api/v1/findings?limit=100&offset=5000".to_owned()),
+    ] {
+        let mut times = Vec::new();
+        for round in 0..100 {
+            let path = query.replace("HOST", &format!("host{:05}", (round * 97) % hosts));
+            let start = Instant::now();
+            let (status, page) = call(&app, Method::GET, &path, Some(&ops), None).await;
+            times.push(start.elapsed());
+            assert_eq!(status, StatusCode::OK, "{page}");
+        }
+        times.sort();
+        println!(
+            "{backend}: findings query, {label}: p50 {:.1} ms, p95 {:.1} ms",
+            percentile(&times, 0.5).as_secs_f64() * 1e3,
+            percentile(&times, 0.95).as_secs_f64() * 1e3
+        );
+    }
+    store.close().await;
+    if let Some(name) = pg_name {
+        let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut conn).await.unwrap();
+    }
+}
+
+fn main() {
+    let hosts: usize = std::env::var("SLUICE_BENCH_HOSTS").ok().and_then(|h| h.parse().ok()).unwrap_or(10_000);
+    let backends = std::env::var("SLUICE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    for backend in backends.split(',') {
+        runtime.block_on(run(backend.trim(), hosts));
+    }
+}
