@@ -113,6 +113,7 @@ pub fn scan_host(
     let scheme = ecosystem.scheme();
     let mut cache: HashMap<(&str, &str), Vec<Match>> = HashMap::new();
     let mut findings = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for package in packages {
         let (name, version) = if by_source {
             (
@@ -129,7 +130,10 @@ pub fn scan_host(
                 .unwrap_or_default()
         });
         for found in matches.iter() {
-            findings.push(finding(index, package, found, asset, policy, detected));
+            // A package installed for several architectures (multi-arch) is one finding.
+            if seen.insert((package.name.as_str(), found.advisory)) {
+                findings.push(finding(index, package, found, asset, policy, detected));
+            }
         }
     }
     findings.sort_by(|a, b| {

@@ -42,7 +42,13 @@ const COMMON: usize = 1400;
 
 /// The fleet's usual version of package `p`, and an older one some hosts lag on.
 fn version(p: usize, old: bool) -> String {
-    format!("{}.{}.{}-{}", 1 + p % 7, p % 13, if old { 1 } else { 5 }, 1 + p % 3)
+    format!(
+        "{}.{}.{}-{}",
+        1 + p % 7,
+        p % 13,
+        if old { 1 } else { 5 },
+        1 + p % 3
+    )
 }
 
 fn advisories(rng: &mut Rng) -> String {
@@ -69,8 +75,12 @@ fn advisories(rng: &mut Rng) -> String {
 
 fn status_file(rng: &mut Rng) -> String {
     let mut text = String::with_capacity(PACKAGES_PER_HOST * 90);
-    for slot in 0..PACKAGES_PER_HOST {
-        let p = if slot < COMMON { slot } else { COMMON + rng.below(NAMES - COMMON) };
+    // Each host has the common packages and a distinct random choice of the rest.
+    let mut extra = std::collections::BTreeSet::new();
+    while extra.len() < PACKAGES_PER_HOST - COMMON {
+        extra.insert(COMMON + rng.below(NAMES - COMMON));
+    }
+    for p in (0..COMMON).chain(extra) {
         let old = rng.below(20) == 0;
         let _ = write!(
             text,
@@ -81,7 +91,13 @@ fn status_file(rng: &mut Rng) -> String {
     text
 }
 
-async fn call(app: &Router, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+async fn call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
     let mut request = Request::builder().method(method).uri(path);
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
@@ -96,7 +112,10 @@ async fn call(app: &Router, method: Method, path: &str, token: Option<&str>, bod
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -118,16 +137,28 @@ async fn run(backend: &str, hosts: usize) {
     if backend == "postgres" {
         let name = format!("sluice_bench_{}", std::process::id());
         let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
         let (base, _) = admin_url.rsplit_once('/').unwrap();
         layer.database_url = Some(Secret::new(format!("{base}/{name}")));
         pg_name = Some(name);
     }
     let settings = Settings::from_layer(layer).unwrap();
     let store = sluice_server::open_store(&settings).await.unwrap();
-    sluice_server::ensure_admin(&store, &settings).await.unwrap();
+    sluice_server::ensure_admin(&store, &settings)
+        .await
+        .unwrap();
     let app = sluice_server::app(store.clone(), settings, None, Default::default()).unwrap();
-    let (_, login) = call(&app, Method::POST, "/api/v1/login", None, Some(&json!({"username": "admin", "password": "bench-admin-password"}))).await;
+    let (_, login) = call(
+        &app,
+        Method::POST,
+        "/api/v1/login",
+        None,
+        Some(&json!({"username": "admin", "password": "bench-admin-password"})),
+    )
+    .await;
     let admin = login["token"].as_str().unwrap().to_owned();
     let (_, _) = call(
         &app,
@@ -137,14 +168,35 @@ async fn run(backend: &str, hosts: usize) {
         Some(&json!({"username": "ops", "password": "bench-operator-pw", "roles": ["operator", "security"]})),
     )
     .await;
-    let (_, login) = call(&app, Method::POST, "/api/v1/login", None, Some(&json!({"username": "ops", "password": "bench-operator-pw"}))).await;
+    let (_, login) = call(
+        &app,
+        Method::POST,
+        "/api/v1/login",
+        None,
+        Some(&json!({"username": "ops", "password": "bench-operator-pw"})),
+    )
+    .await;
     let ops = login["token"].as_str().unwrap().to_owned();
 
     let mut rng = Rng(7);
     let feed = dir.path().join("bench-osv.json");
     std::fs::write(&feed, advisories(&mut rng)).unwrap();
-    call(&app, Method::POST, "/api/v1/feeds", Some(&ops), Some(&json!({"name": "bench", "kind": "advisories", "source": feed}))).await;
-    let (status, sync) = call(&app, Method::POST, "/api/v1/feeds/bench/sync", Some(&ops), None).await;
+    call(
+        &app,
+        Method::POST,
+        "/api/v1/feeds",
+        Some(&ops),
+        Some(&json!({"name": "bench", "kind": "advisories", "source": feed})),
+    )
+    .await;
+    let (status, sync) = call(
+        &app,
+        Method::POST,
+        "/api/v1/feeds/bench/sync",
+        Some(&ops),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{sync}");
 
     // Bodies are prepared first so the measurement is the server's work.
@@ -154,7 +206,14 @@ async fn run(backend: &str, hosts: usize) {
     let start = Instant::now();
     let mut opened = 0u64;
     for (i, body) in bodies.iter().enumerate() {
-        let (status, report) = call(&app, Method::PUT, &format!("/api/v1/inventories/host{i:05}"), Some(&ops), Some(body)).await;
+        let (status, report) = call(
+            &app,
+            Method::PUT,
+            &format!("/api/v1/inventories/host{i:05}"),
+            Some(&ops),
+            Some(body),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{report}");
         opened += report["findings"]["opened"].as_u64().unwrap();
     }
@@ -166,10 +225,22 @@ async fn run(backend: &str, hosts: usize) {
     );
 
     for (label, query) in [
-        ("top 100 of all open findings", "/api/v1/findings?limit=100".to_owned()),
-        ("top 100, decision act or attend", "/api/v1/findings?limit=100&decision=act,attend".to_owned()),
-        ("top 100 of one host", "/api/v1/findings?limit=100&host=HOST".to_owned()),
-        ("page 50 (offset 5000)", "/api/v1/findings?limit=100&offset=5000".to_owned()),
+        (
+            "top 100 of all open findings",
+            "/api/v1/findings?limit=100".to_owned(),
+        ),
+        (
+            "top 100, decision act or attend",
+            "/api/v1/findings?limit=100&decision=act,attend".to_owned(),
+        ),
+        (
+            "top 100 of one host",
+            "/api/v1/findings?limit=100&host=HOST".to_owned(),
+        ),
+        (
+            "page 50 (offset 5000)",
+            "/api/v1/findings?limit=100&offset=5000".to_owned(),
+        ),
     ] {
         let mut times = Vec::new();
         for round in 0..100 {
@@ -189,14 +260,26 @@ async fn run(backend: &str, hosts: usize) {
     store.close().await;
     if let Some(name) = pg_name {
         let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     }
 }
 
 fn main() {
-    let hosts: usize = std::env::var("SLUICE_BENCH_HOSTS").ok().and_then(|h| h.parse().ok()).unwrap_or(10_000);
-    let backends = std::env::var("SLUICE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let hosts: usize = std::env::var("SLUICE_BENCH_HOSTS")
+        .ok()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(10_000);
+    let backends =
+        std::env::var("SLUICE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     for backend in backends.split(',') {
         runtime.block_on(run(backend.trim(), hosts));
     }

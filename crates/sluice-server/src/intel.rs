@@ -271,6 +271,26 @@ pub async fn recompute_host(
         .await?)
 }
 
+/// Recomputes a host's findings from its stored inventory (after its asset record changed, say).
+/// Returns `None` when the host has no inventory.
+pub async fn recompute_stored_host(
+    store: &Store,
+    intel: &IntelHandle,
+    hostname: &str,
+    actor: &Actor,
+) -> Result<Option<FindingsDiff>, ApiError> {
+    let Some((inventory, packages)) = store.inventory(hostname).await? else {
+        return Ok(None);
+    };
+    let ecosystem: EcosystemKey = inventory
+        .ecosystem
+        .parse()
+        .map_err(|e| ApiError::internal(format!("stored ecosystem of {hostname}: {e}")))?;
+    recompute_host(store, intel, hostname, &ecosystem, packages, actor)
+        .await
+        .map(Some)
+}
+
 async fn recompute_all_locked(
     store: &Store,
     intel: &IntelHandle,

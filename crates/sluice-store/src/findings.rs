@@ -555,6 +555,66 @@ impl Store {
         })
     }
 
+    /// One host's inventory with its packages, if it has one.
+    pub async fn inventory(
+        &self,
+        hostname: &str,
+    ) -> Result<Option<(StoredInventory, Vec<InstalledPackage>)>> {
+        let row = on_pool!(self, |pool, pg| {
+            let row = sqlx::query("SELECT hostname, ecosystem, package_ids, package_hash, received_at FROM inventories WHERE hostname = $1")
+                .bind(hostname)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                None => None,
+                Some(row) => {
+                    let ids: String = row.try_get("package_ids")?;
+                    Some(StoredInventory {
+                        hostname: row.try_get("hostname")?,
+                        ecosystem: row.try_get("ecosystem")?,
+                        package_ids: serde_json::from_str(&ids)
+                            .map_err(|e| StoreError::Corrupt(format!("package ids: {e}")))?,
+                        package_hash: row.try_get("package_hash")?,
+                        received_at: row.try_get("received_at")?,
+                    })
+                }
+            }
+        });
+        let Some(inventory) = row else {
+            return Ok(None);
+        };
+        let ids = serde_json::to_string(&inventory.package_ids)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let packages = on_pool!(self, |pool, pg| {
+            let sql = if pg {
+                "SELECT id, name, version, arch, source_name, source_version FROM packages WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::bigint)"
+            } else {
+                "SELECT id, name, version, arch, source_name, source_version FROM packages WHERE id IN (SELECT value FROM json_each($1))"
+            };
+            let rows = sqlx::query(sql).bind(&ids).fetch_all(pool).await?;
+            let mut by_id = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let arch: String = row.try_get("arch")?;
+                by_id.insert(
+                    row.try_get::<i64, _>("id")?,
+                    InstalledPackage {
+                        name: row.try_get("name")?,
+                        version: row.try_get("version")?,
+                        arch: (!arch.is_empty()).then_some(arch),
+                        source_name: row.try_get("source_name")?,
+                        source_version: row.try_get("source_version")?,
+                    },
+                );
+            }
+            inventory
+                .package_ids
+                .iter()
+                .filter_map(|id| by_id.get(id).cloned())
+                .collect::<Vec<_>>()
+        });
+        Ok(Some((inventory, packages)))
+    }
+
     /// Every stored inventory.
     pub async fn inventories(&self) -> Result<Vec<StoredInventory>> {
         on_pool!(self, |pool, pg| {

@@ -89,6 +89,10 @@ async fn packages_are_stored_once(db: &TestDb) {
             .await
             .unwrap()
     );
+    let (one, packages) = store.inventory("web1").await.unwrap().unwrap();
+    assert_eq!(one.package_ids, ids_b);
+    assert_eq!(packages, b, "packages come back in inventory order");
+    assert!(store.inventory("nope").await.unwrap().is_none());
     let inventories = store.inventories().await.unwrap();
     assert_eq!(inventories.len(), 1);
     assert_eq!(inventories[0].package_ids, ids_b);

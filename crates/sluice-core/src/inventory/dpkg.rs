@@ -29,8 +29,21 @@ pub fn parse_status(
     text: &str,
 ) -> Result<Vec<InstalledPackage>, InventoryError> {
     let mut packages = Vec::new();
+    let mut lines = std::collections::HashMap::new();
     for paragraph in paragraphs(source_name, text)? {
         if let Some(package) = installed_package(source_name, &paragraph)? {
+            let key = (package.name.clone(), package.arch.clone());
+            if let Some(first) = lines.insert(key, paragraph.line) {
+                return Err(InventoryError::new(
+                    source_name,
+                    paragraph.line,
+                    format!(
+                        "package {} ({}) is listed twice (first at line {first})",
+                        package.name,
+                        package.arch.as_deref().unwrap_or("no architecture")
+                    ),
+                ));
+            }
             packages.push(package);
         }
     }
@@ -206,6 +219,16 @@ Architecture: amd64
         let garbage = "Package: x\nthis is not a field\n";
         let err = parse_status("status", garbage).unwrap_err();
         assert_eq!(err.line, 2);
+        let twice = "Package: x\nStatus: install ok installed\nVersion: 1.0\nArchitecture: amd64\n\nPackage: x\nStatus: install ok installed\nVersion: 1.1\nArchitecture: amd64\n";
+        let err = parse_status("status", twice).unwrap_err();
+        assert_eq!(err.line, 6);
+        assert!(err.reason.contains("first at line 1"), "{err}");
+        let multiarch = twice.replacen("Architecture: amd64\n\n", "Architecture: i386\n\n", 1);
+        assert_eq!(
+            parse_status("status", &multiarch).unwrap().len(),
+            2,
+            "multi-arch is fine"
+        );
         let no_status = "Package: x\nVersion: 1.0\n";
         assert!(
             parse_status("status", no_status)
