@@ -8,6 +8,8 @@
 
 mod accounts;
 mod audit;
+mod cmdb;
+mod idempotency;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,6 +19,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use accounts::{NewToken, NewUser, Token, User};
+pub use cmdb::{Change, ImportSummary};
+pub use idempotency::{KeyClaim, StoredResponse};
 
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +85,9 @@ pub enum StoreError {
     /// The object does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// A record that is not valid (a bad value, a service naming an unknown host).
+    #[error("{0}")]
+    Invalid(String),
     /// Stored data that Sluice cannot read back.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
