@@ -2,6 +2,7 @@
 //! routes with their OpenAPI description, including the roles each needs (`security` scopes).
 
 pub mod accounts;
+pub mod assets;
 pub mod audit;
 pub mod health;
 
@@ -18,7 +19,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Sluice API", description = "Patch governance and progressive rollout for Linux fleets. Every route except health, readiness, metrics, this document and login needs `Authorization: Bearer slc_…`; the `token` security scopes list the roles a route accepts (empty: any role)."),
     modifiers(&BearerToken),
-    tags((name = "health"), (name = "accounts"), (name = "audit"))
+    tags((name = "health"), (name = "accounts"), (name = "audit"), (name = "cmdb"))
 )]
 pub struct ApiDoc;
 
@@ -47,4 +48,21 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::revoke_token))
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::verify))
+        .routes(routes!(assets::list_assets))
+        .routes(routes!(
+            assets::get_asset,
+            assets::put_asset,
+            assets::patch_asset,
+            assets::delete_asset
+        ))
+        .routes(routes!(assets::import_assets))
+        .routes(routes!(assets::export_assets))
+        .routes(routes!(assets::list_groups))
+        .routes(routes!(assets::put_group, assets::delete_group))
+        .routes(routes!(assets::list_services))
+        .routes(routes!(
+            assets::get_service,
+            assets::put_service,
+            assets::delete_service
+        ))
 }
