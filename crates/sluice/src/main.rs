@@ -39,6 +39,9 @@ enum Command {
     /// User accounts (admin).
     #[command(subcommand)]
     Users(cmd::accounts::UsersCommand),
+    /// The CMDB on the server: import, list, show, set, export assets.
+    #[command(subcommand)]
+    Assets(cmd::assets::AssetsCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Whoami(server) => cmd::accounts::whoami(server),
         Command::Token(command) => cmd::accounts::token(command),
         Command::Users(command) => cmd::accounts::users(command),
+        Command::Assets(command) => cmd::assets::run(command),
     };
     match result {
         Ok(code) => code,
