@@ -70,6 +70,15 @@ impl ApiError {
         }
     }
 
+    /// 422 for a record as a whole (no single field to blame).
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable Content",
+            detail,
+        )
+    }
+
     /// 401: no valid credentials.
     pub fn unauthenticated(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
@@ -114,6 +123,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Conflict(detail) => Self::conflict(detail),
             StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
+            StoreError::Invalid(detail) => Self::unprocessable(detail),
             other => Self::internal(other),
         }
     }

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod idempotency;
 pub mod intel;
 pub mod settings;
 pub mod state;
@@ -25,6 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{AccessTable, LoginLimiter};
 use crate::error::ApiError;
+use crate::idempotency::Idempotency;
 use crate::settings::{Database, Settings};
 use crate::state::AppState;
 
@@ -101,6 +103,8 @@ pub fn app(
 ) -> Result<Router, ServerError> {
     let (router, openapi) = api::router().split_for_parts();
     let access = AccessTable::from_openapi(&openapi).map_err(ServerError::Declaration)?;
+    let idempotency = Idempotency::from_openapi(&openapi, store.clone(), settings.max_body_bytes)
+        .map_err(ServerError::Declaration)?;
     let state = AppState {
         store,
         limiter: LoginLimiter::new(settings.login_max_failures, settings.login_window),
@@ -113,6 +117,11 @@ pub fn app(
     let router = router
         .merge(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", openapi))
         .fallback(|| async { ApiError::not_found("no such route") })
+        // Inside `authorize`: answers are kept per authenticated user.
+        .layer(axum::middleware::from_fn_with_state(
+            idempotency,
+            idempotency::middleware,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,

@@ -113,7 +113,19 @@ async fn every_route_times_every_role() {
     for (path, item) in paths {
         for (method, operation) in item.as_object().unwrap() {
             let method: Method = method.to_uppercase().parse().unwrap();
-            let concrete = path.replace("{id}", "no-such-id");
+            // Every path parameter (`{id}`, `{hostname}`, `{name}`) names an object that does
+            // not exist.
+            let concrete = path
+                .split('/')
+                .map(|seg| {
+                    if seg.starts_with('{') {
+                        "no-such-id"
+                    } else {
+                        seg
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
             let body = (method == Method::POST).then(|| json!({}));
             let security = operation.get("security").and_then(Value::as_array);
             // Anonymous.
@@ -155,8 +167,10 @@ async fn every_route_times_every_role() {
                         "{method} {path} as {role}: {status} {body_out}"
                     );
                     if method == Method::GET {
+                        // A GET of one named object may answer 404: it does not exist.
+                        let missing = concrete != *path && status == StatusCode::NOT_FOUND;
                         assert!(
-                            status.is_success(),
+                            status.is_success() || missing,
                             "{method} {path} as {role}: {status} {body_out}"
                         );
                     }

@@ -8,7 +8,9 @@
 
 mod accounts;
 mod audit;
+mod cmdb;
 mod findings;
+mod idempotency;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -18,10 +20,12 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use accounts::{NewToken, NewUser, Token, User};
+pub use cmdb::{Change, ImportSummary};
 pub use findings::{
     Feed, FeedKind, FindingsDiff, FindingsQuery, NewFeed, StoredFinding, StoredInventory,
     SyncOutcome,
 };
+pub use idempotency::{KeyClaim, StoredResponse};
 
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +112,9 @@ pub enum StoreError {
     /// The object does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// A record that is not valid (a bad value, a service naming an unknown host).
+    #[error("{0}")]
+    Invalid(String),
     /// Stored data that Sluice cannot read back.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

@@ -48,6 +48,9 @@ enum Command {
     /// Prioritised findings on the server.
     #[command(subcommand)]
     Findings(cmd::findings::FindingsCommand),
+    /// The CMDB on the server: import, list, show, set, export assets.
+    #[command(subcommand)]
+    Assets(cmd::assets::AssetsCommand),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Feeds(command) => cmd::findings::feeds(command),
         Command::Inventory(command) => cmd::findings::inventory(command),
         Command::Findings(command) => cmd::findings::findings(command),
+        Command::Assets(command) => cmd::assets::run(command),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 //! routes with their OpenAPI description, including the roles each needs (`security` scopes).
 
 pub mod accounts;
+pub mod assets;
 pub mod audit;
 pub mod findings;
 pub mod health;
@@ -19,7 +20,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Sluice API", description = "Patch governance and progressive rollout for Linux fleets. Every route except health, readiness, metrics, this document and login needs `Authorization: Bearer slc_…`; the `token` security scopes list the roles a route accepts (empty: any role)."),
     modifiers(&BearerToken),
-    tags((name = "health"), (name = "accounts"), (name = "audit"), (name = "findings"))
+    tags((name = "health"), (name = "accounts"), (name = "audit"), (name = "findings"), (name = "cmdb"))
 )]
 pub struct ApiDoc;
 
@@ -52,4 +53,21 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(findings::sync_feed))
         .routes(routes!(findings::push_inventory))
         .routes(routes!(findings::list_findings))
+        .routes(routes!(assets::list_assets))
+        .routes(routes!(
+            assets::get_asset,
+            assets::put_asset,
+            assets::patch_asset,
+            assets::delete_asset
+        ))
+        .routes(routes!(assets::import_assets))
+        .routes(routes!(assets::export_assets))
+        .routes(routes!(assets::list_groups))
+        .routes(routes!(assets::put_group, assets::delete_group))
+        .routes(routes!(assets::list_services))
+        .routes(routes!(
+            assets::get_service,
+            assets::put_service,
+            assets::delete_service
+        ))
 }

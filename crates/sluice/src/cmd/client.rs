@@ -129,23 +129,67 @@ impl Client {
 
     /// Sends a request and returns the JSON answer, or the server's problem as an error.
     pub fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let text = self.exchange(method, path, body, None)?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Sends a change with a fresh `Idempotency-Key` and retries it once when the connection
+    /// fails: the server answers a retry with the first answer, so the change is never made
+    /// twice even if the first attempt did arrive.
+    pub fn send_idempotent(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).context("no randomness for an Idempotency-Key")?;
+        let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let text = match self.exchange(method.clone(), path, body, Some(&key)) {
+            Err(error) if error.downcast_ref::<Retryable>().is_some() => {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                self.exchange(method, path, body, Some(&key))?
+            }
+            other => other?,
+        };
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// GET, returning the answer's text as it came (CSV, for instance).
+    pub fn get_text(&self, path: &str) -> Result<String> {
+        self.exchange(reqwest::Method::GET, path, None, None)
+    }
+
+    fn exchange(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<String> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method.clone(), &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
         self.runtime.block_on(async {
-            let response = request
-                .send()
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(error) => {
+                    return Err(anyhow::Error::new(Retryable(error)))
+                        .with_context(|| format!("cannot reach {url}"));
+                }
+            };
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
             if status.is_success() {
-                return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+                return Ok(text);
             }
             let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let detail = problem["detail"].as_str().unwrap_or(text.trim());
@@ -169,6 +213,22 @@ impl Client {
     /// DELETE.
     pub fn delete(&self, path: &str) -> Result<Value> {
         self.send(reqwest::Method::DELETE, path, None)
+    }
+}
+
+/// A failure worth one retry: the request or its answer was lost on the way.
+#[derive(Debug)]
+struct Retryable(reqwest::Error);
+
+impl std::fmt::Display for Retryable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Retryable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
     }
 }
 
