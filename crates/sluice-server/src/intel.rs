@@ -236,8 +236,15 @@ pub async fn sync_feed(
 }
 
 /// The asset profile that prioritises a host's findings.
-pub async fn asset_profile(_store: &Store, _hostname: &str) -> Result<AssetProfile, ApiError> {
-    Ok(AssetProfile::default())
+///
+/// A host without a CMDB record is prioritised as the documented default asset (criticality 3,
+/// internal, no regulated data).
+pub async fn asset_profile(store: &Store, hostname: &str) -> Result<AssetProfile, ApiError> {
+    Ok(store
+        .asset(hostname)
+        .await?
+        .map(|asset| asset.profile())
+        .unwrap_or_default())
 }
 
 /// Recomputes one host's findings from its packages and applies them.

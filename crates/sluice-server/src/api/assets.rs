@@ -174,6 +174,16 @@ pub async fn put_asset(
     }
     check_time_zone(&asset).map_err(|e| ApiError::invalid_field("time_zone", e))?;
     let (asset, change) = state.store.put_asset(&asset, &principal.actor()).await?;
+    if change != sluice_store::Change::Unchanged {
+        // Criticality, exposure and data classes weigh in every finding on the host.
+        crate::intel::recompute_stored_host(
+            &state.store,
+            &state.intel,
+            &asset.hostname,
+            &principal.actor(),
+        )
+        .await?;
+    }
     Ok((created_or_ok(change), Json(asset)))
 }
 
@@ -244,10 +254,19 @@ pub async fn patch_asset(
         check_time_zone(&scratch).map_err(|e| ApiError::invalid_field(&field, e))?;
         pairs.push((name.clone(), text));
     }
-    let (asset, _) = state
+    let (asset, change) = state
         .store
         .set_asset(&key, &pairs, &principal.actor())
         .await?;
+    if change != sluice_store::Change::Unchanged {
+        crate::intel::recompute_stored_host(
+            &state.store,
+            &state.intel,
+            &asset.hostname,
+            &principal.actor(),
+        )
+        .await?;
+    }
     Ok(Json(asset))
 }
 
@@ -376,10 +395,22 @@ pub async fn import_assets(
         })?;
     }
     let count = assets.len();
+    let hostnames: Vec<String> = assets.iter().map(|a| a.hostname.clone()).collect();
     let summary: ImportSummary = state
         .store
         .import_assets(assets, groups, &principal.actor())
         .await?;
+    if summary.created + summary.updated > 0 {
+        for hostname in &hostnames {
+            crate::intel::recompute_stored_host(
+                &state.store,
+                &state.intel,
+                hostname,
+                &principal.actor(),
+            )
+            .await?;
+        }
+    }
     Ok(Json(ImportResult {
         format,
         assets: count,

@@ -191,6 +191,17 @@ pub async fn push_inventory(
         ));
     }
     let eco_name = ecosystem.osv_name();
+    let actor = principal.actor();
+    // The host appears in (or updates) the CMDB, with the release it runs.
+    let mut asset = match state.store.asset(&hostname).await? {
+        Some(asset) => asset,
+        None => sluice_core::cmdb::Asset::new(&hostname)
+            .map_err(|e| ApiError::invalid_field("hostname", e.to_string()))?,
+    };
+    if asset.os.as_ref() != Some(&ecosystem) {
+        asset.os = Some(ecosystem.clone());
+        state.store.upsert_asset(&asset, &actor).await?;
+    }
     let ids = state.store.package_ids(&eco_name, &packages).await?;
     let mut sorted = ids.clone();
     sorted.sort_unstable();
@@ -236,6 +247,8 @@ pub async fn push_inventory(
 pub struct FindingFilter {
     /// One host.
     pub host: Option<String>,
+    /// Only hosts the CMDB selector picks, e.g. `env=prod,criticality>=4`.
+    pub selector: Option<String>,
     /// SSVC decisions, comma-separated (`act,attend`).
     pub decision: Option<String>,
     /// Only KEV-listed (`true`) or only not (`false`).
@@ -304,8 +317,24 @@ pub async fn list_findings(
             ));
         }
     };
+    let mut hosts = filter.host.map(|h| vec![h.to_ascii_lowercase()]);
+    if let Some(text) = filter.selector.as_deref() {
+        let selector: sluice_core::cmdb::selector::Selector =
+            text.parse().map_err(|e: sluice_core::cmdb::CmdbError| {
+                ApiError::invalid_field("selector", e.to_string())
+            })?;
+        let assets = state.store.assets().await?;
+        let picked: Vec<String> = selector
+            .filter(assets.iter())
+            .map(|a| a.hostname.clone())
+            .collect();
+        hosts = Some(match hosts {
+            Some(one) => one.into_iter().filter(|h| picked.contains(h)).collect(),
+            None => picked,
+        });
+    }
     let query = FindingsQuery {
-        hosts: filter.host.map(|h| vec![h.to_ascii_lowercase()]),
+        hosts,
         decisions,
         kev: filter.kev,
         overdue_on: filter.overdue.then(|| jiff::Zoned::now().date()),

@@ -257,6 +257,9 @@ pub struct ListArgs {
     /// One host.
     #[arg(long)]
     host: Option<String>,
+    /// Only hosts the CMDB selector picks, e.g. env=prod,criticality>=4.
+    #[arg(long)]
+    selector: Option<String>,
     /// SSVC decisions, comma-separated (act,attend,track*,track).
     #[arg(long)]
     decision: Option<String>,
@@ -305,6 +308,9 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
     if let Some(decision) = &args.decision {
         query.push(("decision", decision.clone()));
     }
+    if let Some(selector) = &args.selector {
+        query.push(("selector", selector.clone()));
+    }
     if args.kev {
         query.push(("kev", "true".to_owned()));
     }
@@ -313,16 +319,7 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
     }
     let encoded: Vec<String> = query
         .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}={}",
-                v.replace('%', "%25")
-                    .replace('&', "%26")
-                    .replace('*', "%2A")
-                    .replace(' ', "%20")
-                    .replace(',', "%2C")
-            )
-        })
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
         .collect();
     let page =
         Client::new(&args.server)?.get(&format!("/api/v1/findings?{}", encoded.join("&")))?;
@@ -400,4 +397,18 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
