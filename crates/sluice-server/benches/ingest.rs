@@ -55,11 +55,12 @@ fn advisories(rng: &mut Rng) -> String {
     let mut records = Vec::new();
     for i in 0..6000 {
         let p = rng.below(NAMES);
-        // Most advisories are fixed at or below the usual version; some above it.
-        let patch = match rng.below(10) {
+        // Most advisories are fixed below the versions hosts run (patched long ago); a quarter
+        // catch hosts that lag on an old version; one in a hundred is open everywhere.
+        let patch = match rng.below(100) {
             0 => 9,
-            1..=3 => 3,
-            _ => 1,
+            1..=25 => 3,
+            _ => 0,
         };
         let fixed = format!("{}.{}.{}-{}", 1 + p % 7, p % 13, patch, 1 + p % 3);
         records.push(json!({

@@ -20,6 +20,10 @@ use tokio::sync::{Mutex, RwLock};
 
 use crate::error::ApiError;
 
+/// The documented default due-date policy, parsed once.
+static DEFAULT_POLICY: std::sync::LazyLock<PriorityPolicy> =
+    std::sync::LazyLock::new(PriorityPolicy::default);
+
 /// The compiled advisories and what they were built from.
 pub struct Intel {
     /// The index.
@@ -258,7 +262,9 @@ pub async fn recompute_host(
 ) -> Result<FindingsDiff, ApiError> {
     let current = intel.current().await;
     let profile = asset_profile(store, hostname).await?;
-    let today = jiff::Zoned::now().date();
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
     let eco = ecosystem.clone();
     let findings = tokio::task::spawn_blocking(move || {
         scan_host(
@@ -266,7 +272,7 @@ pub async fn recompute_host(
             &eco,
             &packages,
             &profile,
-            &PriorityPolicy::default(),
+            &DEFAULT_POLICY,
             today,
         )
         .0

@@ -213,6 +213,9 @@ macro_rules! feed_from_row {
     }};
 }
 
+/// Rows per multi-row insert (11 parameters each, well under both backends' limits).
+const INSERT_BATCH: usize = 200;
+
 const FEED_COLUMNS: &str = "id, name, kind, source, interval_seconds, created_at, last_sync_at, last_status, last_error, content_hash, records, skipped";
 
 impl Store {
@@ -670,6 +673,7 @@ impl Store {
                 );
             }
             let mut diff = FindingsDiff::default();
+            let mut fresh: Vec<(&Finding, String)> = Vec::new();
             for finding in current {
                 let key = (finding.package.clone(), finding.advisory.clone());
                 let offset = finding
@@ -709,10 +713,32 @@ impl Store {
                     None => {
                         let text = serde_json::to_string(finding)
                             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                        sqlx::query(
-                            "INSERT INTO findings (hostname, package, advisory, installed, fixed, decision, score, due, kev, record, first_seen) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                        )
+                        fresh.push((finding, text));
+                    }
+                }
+            }
+            // New findings go in as multi-row inserts: one statement per batch, not per row.
+            for batch in fresh.chunks(INSERT_BATCH) {
+                let mut sql = String::from(
+                    "INSERT INTO findings (hostname, package, advisory, installed, fixed, decision, score, due, kev, record, first_seen) VALUES ",
+                );
+                for row in 0..batch.len() {
+                    let base = row * 11;
+                    if row > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('(');
+                    sql.push_str(
+                        &(1..=11)
+                            .map(|i| format!("${}", base + i))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    );
+                    sql.push(')');
+                }
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (finding, text) in batch {
+                    query = query
                         .bind(hostname)
                         .bind(&finding.package)
                         .bind(&finding.advisory)
@@ -722,13 +748,11 @@ impl Store {
                         .bind(finding.score)
                         .bind(finding.due.to_string())
                         .bind(finding.kev)
-                        .bind(&text)
-                        .bind(&at)
-                        .execute(&mut *tx)
-                        .await?;
-                        diff.opened += 1;
-                    }
+                        .bind(text)
+                        .bind(&at);
                 }
+                query.execute(&mut *tx).await?;
+                diff.opened += batch.len() as u64;
             }
             for (_, (id, _, _)) in open {
                 sqlx::query("UPDATE findings SET resolved_at = $1 WHERE id = $2")

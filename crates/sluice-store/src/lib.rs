@@ -170,6 +170,12 @@ impl Store {
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10))
+            // In WAL mode NORMAL keeps the database consistent on power loss and fsyncs at
+            // checkpoints instead of at every commit: the last transactions before a power cut
+            // may be lost, never half-applied (docs/deploying.md).
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            // 64 MiB of page cache per connection: findings and package lookups stay in memory.
+            .pragma("cache_size", "-65536")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)

@@ -509,15 +509,57 @@ fn feeds_inventories_and_findings_on_the_server_match_the_offline_scan() {
     let shown = ok(&run(&["assets", "show", "web1", "--output", "json"]));
     assert!(shown.contains("Debian:11"), "{shown}");
     let decision_of = |advisory: &str| -> String {
-        let page: serde_json::Value = serde_json::from_str(&ok(&run(&["findings", "list", "--host", "web1", "--output", "json", "--limit", "1000"]))).unwrap();
-        page["items"].as_array().unwrap().iter().find(|f| f["advisory"] == advisory).unwrap()["decision"].as_str().unwrap().to_owned()
+        let page: serde_json::Value = serde_json::from_str(&ok(&run(&[
+            "findings", "list", "--host", "web1", "--output", "json", "--limit", "1000",
+        ])))
+        .unwrap();
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["advisory"] == advisory)
+            .unwrap()["decision"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
-    assert_eq!(decision_of("DSA-5020-1"), "track", "KEV, but an internal host of middling importance");
-    ok(&run(&["assets", "set", "web1", "criticality=5", "exposure=internet", "env=prod"]));
-    assert_eq!(decision_of("DSA-5020-1"), "act", "the same finding on an essential internet-facing host");
-    let prod: serde_json::Value = serde_json::from_str(&ok(&run(&["findings", "list", "--selector", "env=prod,criticality>=4", "--output", "json"]))).unwrap();
+    assert_eq!(
+        decision_of("DSA-5020-1"),
+        "track",
+        "KEV, but an internal host of middling importance"
+    );
+    ok(&run(&[
+        "assets",
+        "set",
+        "web1",
+        "criticality=5",
+        "exposure=internet",
+        "env=prod",
+    ]));
+    assert_eq!(
+        decision_of("DSA-5020-1"),
+        "act",
+        "the same finding on an essential internet-facing host"
+    );
+    let prod: serde_json::Value = serde_json::from_str(&ok(&run(&[
+        "findings",
+        "list",
+        "--selector",
+        "env=prod,criticality>=4",
+        "--output",
+        "json",
+    ])))
+    .unwrap();
     assert_eq!(prod["total"], page["total"]);
-    let none: serde_json::Value = serde_json::from_str(&ok(&run(&["findings", "list", "--selector", "env=dev", "--output", "json"]))).unwrap();
+    let none: serde_json::Value = serde_json::from_str(&ok(&run(&[
+        "findings",
+        "list",
+        "--selector",
+        "env=dev",
+        "--output",
+        "json",
+    ])))
+    .unwrap();
     assert_eq!(none["total"], 0);
 
     // The same inventory again changes nothing; an upgrade resolves what it fixes.

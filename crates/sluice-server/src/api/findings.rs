@@ -337,7 +337,11 @@ pub async fn list_findings(
         hosts,
         decisions,
         kev: filter.kev,
-        overdue_on: filter.overdue.then(|| jiff::Zoned::now().date()),
+        overdue_on: filter.overdue.then(|| {
+            jiff::Timestamp::now()
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .date()
+        }),
         resolved,
         limit,
         offset,
