@@ -150,10 +150,15 @@ pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> 
         let (store, intel) = (store.clone(), intel.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
+            for minute in 0u64.. {
                 tick.tick().await;
                 if let Err(e) = intel::scheduled(&store, &intel).await {
                     tracing::warn!(error = %e.detail, "scheduled feed sync failed");
+                }
+                if minute % 60 == 0
+                    && let Err(e) = store.optimize().await
+                {
+                    tracing::warn!(error = %e, "refreshing planner statistics failed");
                 }
             }
         })

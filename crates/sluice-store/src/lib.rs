@@ -235,6 +235,16 @@ impl Store {
         Ok(())
     }
 
+    /// Refreshes the query planner's statistics (PostgreSQL `ANALYZE`, SQLite `PRAGMA
+    /// optimize`), so plans stay good as tables grow; the server does this hourly.
+    pub async fn optimize(&self) -> Result<()> {
+        on_pool!(self, |pool, pg| {
+            let sql = if pg { "ANALYZE" } else { "PRAGMA optimize" };
+            sqlx::query(sql).execute(pool).await?;
+        });
+        Ok(())
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         on_pool!(self, |pool, pg| pool.close().await)

@@ -32,6 +32,7 @@ pub struct CreateFeed {
 
 /// Registers a feed (security, admin). Sync it with `POST /api/v1/feeds/{name}/sync`.
 #[utoipa::path(post, path = "/api/v1/feeds", tag = "findings", security(("token" = ["security", "admin"])), request_body = CreateFeed,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses((status = 201, body = Object), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_feed(
     State(state): State<AppState>,
@@ -84,7 +85,7 @@ pub async fn list_feeds(State(state): State<AppState>) -> Result<Json<Vec<Feed>>
 
 /// Syncs a feed now; when its content changed, every host's findings are recomputed.
 #[utoipa::path(post, path = "/api/v1/feeds/{id}/sync", tag = "findings", security(("token" = ["security", "operator", "admin"])),
-    params(("id" = String, Path, description = "feed name")),
+    params(("id" = String, Path, description = "feed name"), ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses((status = 200, body = SyncReport), (status = 404, body = Problem)))]
 pub async fn sync_feed(
     State(state): State<AppState>,
@@ -135,7 +136,7 @@ pub struct PushReport {
 
 /// Stores a host's inventory and recomputes its findings (operator, admin).
 #[utoipa::path(put, path = "/api/v1/inventories/{id}", tag = "findings", security(("token" = ["operator", "admin"])),
-    params(("id" = String, Path, description = "host name")), request_body = PushInventory,
+    params(("id" = String, Path, description = "host name"), ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")), request_body = PushInventory,
     responses((status = 200, body = PushReport), (status = 422, body = Problem)))]
 pub async fn push_inventory(
     State(state): State<AppState>,
