@@ -162,6 +162,20 @@ pub struct StoredFinding {
     pub resolved_at: Option<String>,
 }
 
+/// Matches are counted up to this many; past it the total is a lower bound.
+pub const COUNT_CAP: i64 = 10_000;
+
+/// A page of findings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FindingsPage {
+    /// Findings, highest priority first.
+    pub items: Vec<StoredFinding>,
+    /// How many match, at most [`COUNT_CAP`].
+    pub total: i64,
+    /// `false` when more than [`COUNT_CAP`] match (then `total` is a lower bound).
+    pub total_exact: bool,
+}
+
 /// Which findings to list.
 #[derive(Clone, Debug, Default)]
 pub struct FindingsQuery {
@@ -782,8 +796,9 @@ impl Store {
         })
     }
 
-    /// A page of findings, highest priority first, and the total that match.
-    pub async fn findings(&self, query: &FindingsQuery) -> Result<(Vec<StoredFinding>, i64)> {
+    /// A page of findings, highest priority first, and how many match (counted up to
+    /// [`COUNT_CAP`]).
+    pub async fn findings(&self, query: &FindingsQuery) -> Result<FindingsPage> {
         on_pool!(self, |pool, pg| {
             let mut conditions: Vec<String> = Vec::new();
             let mut n = 0;
@@ -808,17 +823,10 @@ impl Store {
                     format!("hostname IN (SELECT value FROM json_each({p}))")
                 });
             }
-            let decisions_json = query
-                .decisions
-                .as_ref()
-                .map(|d| serde_json::json!(d).to_string());
-            if decisions_json.is_some() {
-                let p = next();
-                conditions.push(if pg {
-                    format!("decision IN (SELECT jsonb_array_elements_text({p}::jsonb))")
-                } else {
-                    format!("decision IN (SELECT value FROM json_each({p}))")
-                });
+            // Few values: explicit placeholders, which both planners turn into index lookups.
+            if let Some(decisions) = &query.decisions {
+                let places: Vec<String> = decisions.iter().map(|_| next()).collect();
+                conditions.push(format!("decision IN ({})", places.join(", ")));
             }
             if query.kev.is_some() {
                 conditions.push(format!("kev = {}", next()));
@@ -835,16 +843,20 @@ impl Store {
             let page_sql = AssertSqlSafe(format!(
                 "SELECT id, hostname, record, first_seen, resolved_at FROM findings{filter} ORDER BY score DESC, id LIMIT {limit_p} OFFSET {offset_p}"
             ));
-            let count_sql = AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM findings{filter}"));
+            // Counting every match of a large fleet costs more than the page itself: the count
+            // stops past COUNT_CAP and says so. Its cap takes the place the page's limit has.
+            let count_sql = AssertSqlSafe(format!(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM findings{filter} LIMIT {limit_p}) AS counted"
+            ));
             let mut page = sqlx::query(page_sql);
             let mut count = sqlx::query(count_sql);
             if let Some(hosts) = &hosts_json {
                 page = page.bind(hosts.clone());
                 count = count.bind(hosts.clone());
             }
-            if let Some(decisions) = &decisions_json {
-                page = page.bind(decisions.clone());
-                count = count.bind(decisions.clone());
+            for decision in query.decisions.iter().flatten() {
+                page = page.bind(decision.clone());
+                count = count.bind(decision.clone());
             }
             if let Some(kev) = query.kev {
                 page = page.bind(kev);
@@ -859,7 +871,11 @@ impl Store {
                 .bind(query.offset)
                 .fetch_all(pool)
                 .await?;
-            let total: i64 = count.fetch_one(pool).await?.try_get("n")?;
+            let counted: i64 = count
+                .bind(COUNT_CAP + 1)
+                .fetch_one(pool)
+                .await?
+                .try_get("n")?;
             let mut items = Vec::with_capacity(rows.len());
             for row in &rows {
                 let record: String = row.try_get("record")?;
@@ -872,7 +888,11 @@ impl Store {
                     resolved_at: row.try_get("resolved_at")?,
                 });
             }
-            Ok((items, total))
+            Ok(FindingsPage {
+                items,
+                total: counted.min(COUNT_CAP),
+                total_exact: counted <= COUNT_CAP,
+            })
         })
     }
 }

@@ -22,8 +22,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use accounts::{NewToken, NewUser, Token, User};
 pub use cmdb::{Change, ImportSummary};
 pub use findings::{
-    Feed, FeedKind, FindingsDiff, FindingsQuery, NewFeed, StoredFinding, StoredInventory,
-    SyncOutcome,
+    COUNT_CAP, Feed, FeedKind, FindingsDiff, FindingsPage, FindingsQuery, NewFeed, StoredFinding,
+    StoredInventory, SyncOutcome,
 };
 pub use idempotency::{KeyClaim, StoredResponse};
 

@@ -138,12 +138,14 @@ async fn findings_open_update_and_resolve(db: &TestDb) {
         limit: 100,
         ..FindingsQuery::default()
     };
-    let (items, total) = store.findings(&all).await.unwrap();
+    let page = store.findings(&all).await.unwrap();
+    let (items, total) = (page.items, page.total);
+    assert!(page.total_exact);
     assert_eq!(total, 3);
     let scores: Vec<f64> = items.iter().map(|f| f.finding.score).collect();
     assert_eq!(scores, [80.0, 55.0, 10.0], "highest priority first");
 
-    let (page, total) = store
+    let page = store
         .findings(&FindingsQuery {
             limit: 1,
             offset: 1,
@@ -151,10 +153,11 @@ async fn findings_open_update_and_resolve(db: &TestDb) {
         })
         .await
         .unwrap();
+    let (page, total) = (page.items, page.total);
     assert_eq!((page.len(), total), (1, 3));
     assert_eq!(page[0].finding.advisory, "DSA-3");
 
-    let (web1, _) = store
+    let web1 = store
         .findings(&FindingsQuery {
             hosts: Some(vec!["web1".to_owned()]),
             kev: Some(true),
@@ -162,26 +165,29 @@ async fn findings_open_update_and_resolve(db: &TestDb) {
             ..FindingsQuery::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(web1.len(), 1);
     assert_eq!(web1[0].finding.advisory, "DSA-1");
-    let (attend, _) = store
+    let attend = store
         .findings(&FindingsQuery {
             decisions: Some(vec!["attend".to_owned(), "act".to_owned()]),
             limit: 100,
             ..FindingsQuery::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(attend.len(), 2);
-    let (overdue, _) = store
+    let overdue = store
         .findings(&FindingsQuery {
             overdue_on: Some(date(2026, 12, 30)),
             limit: 100,
             ..FindingsQuery::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     let overdue: Vec<&str> = overdue
         .iter()
         .map(|f| f.finding.advisory.as_str())
@@ -200,14 +206,15 @@ async fn findings_open_update_and_resolve(db: &TestDb) {
         (diff.opened, diff.resolved, diff.updated, diff.open),
         (0, 1, 1, 1)
     );
-    let (open, _) = store
+    let open = store
         .findings(&FindingsQuery {
             hosts: Some(vec!["web1".to_owned()]),
             limit: 100,
             ..FindingsQuery::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(open.len(), 1);
     let first_seen_day: jiff::civil::Date = open[0].first_seen[..10].parse().unwrap();
     assert_eq!(
@@ -217,14 +224,15 @@ async fn findings_open_update_and_resolve(db: &TestDb) {
             .unwrap(),
         "due counts from first seen, not from the latest recompute"
     );
-    let (resolved, _) = store
+    let resolved = store
         .findings(&FindingsQuery {
             resolved: Some(true),
             limit: 100,
             ..FindingsQuery::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].finding.package, "bash");
     assert!(resolved[0].resolved_at.is_some());
@@ -320,4 +328,51 @@ async fn a_failed_sync_keeps_the_content(db: &TestDb) {
 #[tokio::test]
 async fn a_failed_sync_keeps_the_content_on_both_backends() {
     on_both!(a_failed_sync_keeps_the_content);
+}
+
+async fn counts_stop_at_the_cap(db: &TestDb) {
+    let store = &db.store;
+    let many: Vec<Finding> = (0..=sluice_store::COUNT_CAP)
+        .map(|i| {
+            finding(
+                &format!("pkg{i}"),
+                "DSA-9",
+                (i % 100) as f64,
+                Decision::Track,
+                false,
+                90,
+            )
+        })
+        .collect();
+    let diff = store
+        .apply_findings("big", &many, date(2026, 11, 25), &Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(diff.opened as i64, sluice_store::COUNT_CAP + 1);
+    let page = store
+        .findings(&FindingsQuery {
+            limit: 5,
+            ..FindingsQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 5);
+    assert_eq!(page.total, sluice_store::COUNT_CAP);
+    assert!(!page.total_exact, "more than the cap match");
+    assert_eq!(page.items[0].finding.score, 99.0);
+    let small = store
+        .findings(&FindingsQuery {
+            hosts: Some(vec!["big".to_owned()]),
+            decisions: Some(vec!["act".to_owned()]),
+            limit: 5,
+            ..FindingsQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((small.total, small.total_exact), (0, true));
+}
+
+#[tokio::test]
+async fn counts_stop_at_the_cap_on_both_backends() {
+    on_both!(counts_stop_at_the_cap);
 }

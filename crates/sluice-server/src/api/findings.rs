@@ -271,8 +271,10 @@ pub struct FindingsPage {
     /// Findings, highest priority first.
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<StoredFinding>,
-    /// How many match in all.
+    /// How many match, counted up to 10,000.
     pub total: i64,
+    /// `false` when more than 10,000 match: `total` is then a lower bound.
+    pub total_exact: bool,
     /// Page size.
     pub limit: i64,
     /// Page start.
@@ -347,10 +349,11 @@ pub async fn list_findings(
         limit,
         offset,
     };
-    let (items, total) = state.store.findings(&query).await?;
+    let page = state.store.findings(&query).await?;
     Ok(Json(FindingsPage {
-        items,
-        total,
+        items: page.items,
+        total: page.total,
+        total_exact: page.total_exact,
         limit,
         offset,
     }))

@@ -393,7 +393,12 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                 ],
                 &rows,
             );
-            println!("{} of {} findings", items.len(), page["total"]);
+            let more = if page["total_exact"] == json!(false) {
+                "+"
+            } else {
+                ""
+            };
+            println!("{} of {}{more} findings", items.len(), page["total"]);
         }
     }
     Ok(ExitCode::SUCCESS)
