@@ -111,6 +111,7 @@ pub fn app(
         settings: Arc::new(settings.clone()),
         access: Arc::new(access),
         intel,
+        assets: Default::default(),
         metrics,
     };
     let request_id = HeaderName::from_static("x-request-id");

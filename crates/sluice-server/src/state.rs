@@ -22,6 +22,35 @@ pub struct AppState {
     pub limiter: LoginLimiter,
     /// The advisory index and the lock that serialises recomputation.
     pub intel: IntelHandle,
+    /// The last asset list read, with the table's stamp when it was read.
+    pub assets: AssetCache,
     /// Renders `/metrics`, when a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
+}
+
+/// A copy of the asset table for selector evaluation, refreshed when the table's stamp changes
+/// (so changes made through another replica are seen on the next request).
+#[derive(Clone, Default)]
+pub struct AssetCache(Arc<tokio::sync::Mutex<Option<StampedAssets>>>);
+
+/// The asset table's stamp and the assets read with it.
+type StampedAssets = (String, Arc<Vec<sluice_core::cmdb::Asset>>);
+
+impl AssetCache {
+    /// The current assets.
+    pub async fn get(
+        &self,
+        store: &Store,
+    ) -> Result<Arc<Vec<sluice_core::cmdb::Asset>>, sluice_store::StoreError> {
+        let stamp = store.assets_stamp().await?;
+        let mut cached = self.0.lock().await;
+        if let Some((seen, assets)) = cached.as_ref()
+            && *seen == stamp
+        {
+            return Ok(assets.clone());
+        }
+        let assets = Arc::new(store.assets().await?);
+        *cached = Some((stamp, assets.clone()));
+        Ok(assets)
+    }
 }

@@ -218,6 +218,19 @@ impl Store {
         on_pool!(self, |pool, pg| Ok(fetch_asset!(pool, hostname)))
     }
 
+    /// A cheap fingerprint of the asset table (row count and latest change), to tell whether a
+    /// cached copy of [`Store::assets`] is still current.
+    pub async fn assets_stamp(&self) -> Result<String> {
+        on_pool!(self, |pool, pg| {
+            let row = sqlx::query("SELECT COUNT(*) AS n, MAX(updated_at) AS latest FROM assets")
+                .fetch_one(pool)
+                .await?;
+            let n: i64 = row.try_get("n")?;
+            let latest: Option<String> = row.try_get("latest")?;
+            Ok(format!("{n}/{}", latest.unwrap_or_default()))
+        })
+    }
+
     /// Every asset, by host name.
     pub async fn assets(&self) -> Result<Vec<Asset>> {
         on_pool!(self, |pool, pg| {

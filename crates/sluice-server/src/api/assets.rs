@@ -85,10 +85,10 @@ pub async fn list_assets(
         ));
     }
     let offset = list.offset.unwrap_or(0);
-    let assets = state.store.assets().await?;
+    let assets = state.assets.get(&state.store).await?;
     let mut total = 0;
     let mut items = Vec::new();
-    for asset in selector.filter(&assets) {
+    for asset in selector.filter(assets.iter()) {
         if total >= offset && items.len() < limit {
             items.push(asset.clone());
         }
@@ -454,8 +454,8 @@ pub async fn export_assets(
 ) -> Result<Response, ApiError> {
     let export = query(export)?;
     let selector = selector(export.selector.as_deref())?;
-    let assets = state.store.assets().await?;
-    let picked: Vec<&Asset> = selector.filter(&assets).collect();
+    let assets = state.assets.get(&state.store).await?;
+    let picked: Vec<&Asset> = selector.filter(assets.iter()).collect();
     Ok(match export.format {
         ExportFormat::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],

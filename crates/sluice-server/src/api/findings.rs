@@ -326,7 +326,7 @@ pub async fn list_findings(
             text.parse().map_err(|e: sluice_core::cmdb::CmdbError| {
                 ApiError::invalid_field("selector", e.to_string())
             })?;
-        let assets = state.store.assets().await?;
+        let assets = state.assets.get(&state.store).await?;
         let picked: Vec<String> = selector
             .filter(assets.iter())
             .map(|a| a.hostname.clone())
