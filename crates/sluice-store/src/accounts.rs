@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use sluice_core::access::{Roles, format_roles, parse_roles};
-use sluice_core::audit::NewAuditEvent;
 use sqlx::Row;
 
 use crate::audit::append_audit;
@@ -167,14 +166,12 @@ impl Store {
             append_audit!(
                 tx,
                 pg,
-                NewAuditEvent {
-                    actor: actor.name.clone(),
-                    action: "user.create".to_owned(),
-                    object: format!("user:{}", created.username),
-                    before: None,
-                    after: serde_json::to_value(&created).ok(),
-                    request_id: actor.request_id.clone(),
-                }
+                actor.event(
+                    "user.create",
+                    format!("user:{}", created.username),
+                    None,
+                    serde_json::to_value(&created).ok()
+                )
             );
             tx.commit().await?;
             Ok(created)
@@ -262,14 +259,12 @@ impl Store {
             append_audit!(
                 tx,
                 pg,
-                NewAuditEvent {
-                    actor: actor.name.clone(),
-                    action: "token.create".to_owned(),
-                    object: format!("token:{}", created.id),
-                    before: None,
-                    after: serde_json::to_value(&created).ok(),
-                    request_id: actor.request_id.clone(),
-                }
+                actor.event(
+                    "token.create",
+                    format!("token:{}", created.id),
+                    None,
+                    serde_json::to_value(&created).ok()
+                )
             );
             tx.commit().await?;
             Ok(created)
@@ -354,14 +349,12 @@ impl Store {
             append_audit!(
                 tx,
                 pg,
-                NewAuditEvent {
-                    actor: actor.name.clone(),
-                    action: "token.revoke".to_owned(),
-                    object: format!("token:{token_id}"),
-                    before: serde_json::to_value(&before).ok(),
-                    after: serde_json::to_value(&after).ok(),
-                    request_id: actor.request_id.clone(),
-                }
+                actor.event(
+                    "token.revoke",
+                    format!("token:{token_id}"),
+                    serde_json::to_value(&before).ok(),
+                    serde_json::to_value(&after).ok()
+                )
             );
             tx.commit().await?;
             Ok(after)

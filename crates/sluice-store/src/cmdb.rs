@@ -370,14 +370,12 @@ impl Store {
             append_audit!(
                 tx,
                 pg,
-                NewAuditEvent {
-                    actor: actor.name.clone(),
-                    action: "asset.delete".to_owned(),
-                    object: format!("asset:{hostname}"),
-                    before: serde_json::to_value(&before).ok(),
-                    after: None,
-                    request_id: actor.request_id.clone(),
-                }
+                actor.event(
+                    "asset.delete",
+                    format!("asset:{hostname}"),
+                    serde_json::to_value(&before).ok(),
+                    None
+                )
             );
             tx.commit().await?;
             Ok(())
@@ -458,14 +456,12 @@ impl Store {
             append_audit!(
                 tx,
                 pg,
-                NewAuditEvent {
-                    actor: actor.name.clone(),
-                    action: "group.delete".to_owned(),
-                    object: format!("group:{name}"),
-                    before: serde_json::to_value(&before).ok(),
-                    after: None,
-                    request_id: actor.request_id.clone(),
-                }
+                actor.event(
+                    "group.delete",
+                    format!("group:{name}"),
+                    serde_json::to_value(&before).ok(),
+                    None
+                )
             );
             tx.commit().await?;
             Ok(())
@@ -622,14 +618,12 @@ impl Store {
             append_audit!(
                 tx,
                 pg,
-                NewAuditEvent {
-                    actor: actor.name.clone(),
-                    action: "service.delete".to_owned(),
-                    object: format!("service:{name}"),
-                    before: serde_json::to_value(&before).ok(),
-                    after: None,
-                    request_id: actor.request_id.clone(),
-                }
+                actor.event(
+                    "service.delete",
+                    format!("service:{name}"),
+                    serde_json::to_value(&before).ok(),
+                    None
+                )
             );
             tx.commit().await?;
             Ok(())

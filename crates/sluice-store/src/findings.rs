@@ -13,7 +13,6 @@ use std::collections::HashMap;
 
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
-use sluice_core::audit::NewAuditEvent;
 use sluice_core::finding::Finding;
 use sluice_core::inventory::InstalledPackage;
 use sqlx::{AssertSqlSafe, Row};
@@ -275,14 +274,12 @@ impl Store {
             append_audit!(
                 tx,
                 pg,
-                NewAuditEvent {
-                    actor: actor.name.clone(),
-                    action: "feed.create".to_owned(),
-                    object: format!("feed:{}", created.name),
-                    before: None,
-                    after: serde_json::to_value(&created).ok(),
-                    request_id: actor.request_id.clone(),
-                }
+                actor.event(
+                    "feed.create",
+                    format!("feed:{}", created.name),
+                    None,
+                    serde_json::to_value(&created).ok()
+                )
             );
             tx.commit().await?;
             Ok(created)
@@ -397,14 +394,12 @@ impl Store {
             append_audit!(
                 tx,
                 pg,
-                NewAuditEvent {
-                    actor: actor.name.clone(),
-                    action: "feed.sync".to_owned(),
-                    object: format!("feed:{}", feed.name),
-                    before: None,
-                    after: Some(summary),
-                    request_id: actor.request_id.clone(),
-                }
+                actor.event(
+                    "feed.sync",
+                    format!("feed:{}", feed.name),
+                    None,
+                    Some(summary)
+                )
             );
             tx.commit().await?;
             Ok(feed)
@@ -557,14 +552,7 @@ impl Store {
                 append_audit!(
                     tx,
                     pg,
-                    NewAuditEvent {
-                        actor: actor.name.clone(),
-                        action: "inventory.update".to_owned(),
-                        object: format!("host:{hostname}"),
-                        before: previous.map(|(eco, hash)| serde_json::json!({"ecosystem": eco, "package_hash": hash})),
-                        after: Some(serde_json::json!({"ecosystem": ecosystem, "package_hash": package_hash, "packages": package_ids.len()})),
-                        request_id: actor.request_id.clone(),
-                    }
+                    actor.event("inventory.update", format!("host:{hostname}"), previous.map(|(eco, hash)| serde_json::json!({"ecosystem": eco, "package_hash": hash})), Some(serde_json::json!({"ecosystem": ecosystem, "package_hash": package_hash, "packages": package_ids.len()})))
                 );
             }
             tx.commit().await?;
@@ -781,14 +769,12 @@ impl Store {
                 append_audit!(
                     tx,
                     pg,
-                    NewAuditEvent {
-                        actor: actor.name.clone(),
-                        action: "findings.update".to_owned(),
-                        object: format!("host:{hostname}"),
-                        before: None,
-                        after: serde_json::to_value(diff).ok(),
-                        request_id: actor.request_id.clone(),
-                    }
+                    actor.event(
+                        "findings.update",
+                        format!("host:{hostname}"),
+                        None,
+                        serde_json::to_value(diff).ok()
+                    )
                 );
             }
             tx.commit().await?;

@@ -95,6 +95,24 @@ impl Actor {
             request_id: request_id.map(str::to_owned),
         }
     }
+
+    /// The audit event this actor's change records.
+    pub(crate) fn event(
+        &self,
+        action: &str,
+        object: String,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> sluice_core::audit::NewAuditEvent {
+        sluice_core::audit::NewAuditEvent {
+            actor: self.name.clone(),
+            action: action.to_owned(),
+            object,
+            before,
+            after,
+            request_id: self.request_id.clone(),
+        }
+    }
 }
 
 /// Storage failures.
