@@ -205,6 +205,35 @@ fn package_key(ecosystem: &str, p: &InstalledPackage) -> PackageKey {
     )
 }
 
+macro_rules! package_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let arch: String = row.try_get("arch")?;
+        InstalledPackage {
+            name: row.try_get("name")?,
+            version: row.try_get("version")?,
+            arch: (!arch.is_empty()).then_some(arch),
+            source_name: row.try_get("source_name")?,
+            source_version: row.try_get("source_version")?,
+        }
+    }};
+}
+
+macro_rules! inventory_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let ids: String = row.try_get("package_ids")?;
+        StoredInventory {
+            hostname: row.try_get("hostname")?,
+            ecosystem: row.try_get("ecosystem")?,
+            package_ids: serde_json::from_str(&ids)
+                .map_err(|e| StoreError::Corrupt(format!("package ids: {e}")))?,
+            package_hash: row.try_get("package_hash")?,
+            received_at: row.try_get("received_at")?,
+        }
+    }};
+}
+
 macro_rules! feed_from_row {
     ($row:expr) => {{
         let row = $row;
@@ -479,17 +508,7 @@ impl Store {
             .await?;
             let mut map = HashMap::with_capacity(rows.len());
             for row in &rows {
-                let arch: String = row.try_get("arch")?;
-                map.insert(
-                    row.try_get::<i64, _>("id")?,
-                    InstalledPackage {
-                        name: row.try_get("name")?,
-                        version: row.try_get("version")?,
-                        arch: (!arch.is_empty()).then_some(arch),
-                        source_name: row.try_get("source_name")?,
-                        source_version: row.try_get("source_version")?,
-                    },
-                );
+                map.insert(row.try_get::<i64, _>("id")?, package_from_row!(row));
             }
             Ok(map)
         })
@@ -572,17 +591,7 @@ impl Store {
                 .await?;
             match row {
                 None => None,
-                Some(row) => {
-                    let ids: String = row.try_get("package_ids")?;
-                    Some(StoredInventory {
-                        hostname: row.try_get("hostname")?,
-                        ecosystem: row.try_get("ecosystem")?,
-                        package_ids: serde_json::from_str(&ids)
-                            .map_err(|e| StoreError::Corrupt(format!("package ids: {e}")))?,
-                        package_hash: row.try_get("package_hash")?,
-                        received_at: row.try_get("received_at")?,
-                    })
-                }
+                Some(row) => Some(inventory_from_row!(row)),
             }
         });
         let Some(inventory) = row else {
@@ -599,17 +608,7 @@ impl Store {
             let rows = sqlx::query(sql).bind(&ids).fetch_all(pool).await?;
             let mut by_id = HashMap::with_capacity(rows.len());
             for row in &rows {
-                let arch: String = row.try_get("arch")?;
-                by_id.insert(
-                    row.try_get::<i64, _>("id")?,
-                    InstalledPackage {
-                        name: row.try_get("name")?,
-                        version: row.try_get("version")?,
-                        arch: (!arch.is_empty()).then_some(arch),
-                        source_name: row.try_get("source_name")?,
-                        source_version: row.try_get("source_version")?,
-                    },
-                );
+                by_id.insert(row.try_get::<i64, _>("id")?, package_from_row!(row));
             }
             inventory
                 .package_ids
@@ -628,15 +627,7 @@ impl Store {
                 .await?;
             let mut list = Vec::with_capacity(rows.len());
             for row in &rows {
-                let ids: String = row.try_get("package_ids")?;
-                list.push(StoredInventory {
-                    hostname: row.try_get("hostname")?,
-                    ecosystem: row.try_get("ecosystem")?,
-                    package_ids: serde_json::from_str(&ids)
-                        .map_err(|e| StoreError::Corrupt(format!("package ids: {e}")))?,
-                    package_hash: row.try_get("package_hash")?,
-                    received_at: row.try_get("received_at")?,
-                });
+                list.push(inventory_from_row!(row));
             }
             Ok(list)
         })
