@@ -5,7 +5,7 @@
 //! binary built from an affected source version gets its own finding (each is a package an update
 //! must move); the source is kept alongside.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::ToSpan;
 use jiff::civil::Date;
@@ -16,9 +16,8 @@ use crate::asset::AssetProfile;
 use crate::cvss::{CvssVersion, Severity};
 use crate::ecosystem::EcosystemKey;
 use crate::inventory::InstalledPackage;
-use crate::matching::{AdvisoryIndex, Match};
+use crate::matching::{AdvisoryIndex, Match, MatchMemo};
 use crate::priority::{self, Decision, PriorityPolicy, SsvcInputs};
-use crate::version::Version;
 
 /// The CVSS vector a finding was scored with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,9 +108,29 @@ pub fn scan_host(
     policy: &PriorityPolicy,
     detected: Date,
 ) -> (Vec<Finding>, ScanSummary) {
+    scan_host_memoized(
+        index,
+        &mut MatchMemo::default(),
+        ecosystem,
+        packages,
+        asset,
+        policy,
+        detected,
+    )
+}
+
+/// [`scan_host`] with a memo kept across hosts (see [`MatchMemo`]): what the server uses, since
+/// hosts of a fleet share most package versions.
+pub fn scan_host_memoized(
+    index: &AdvisoryIndex,
+    memo: &mut MatchMemo,
+    ecosystem: &EcosystemKey,
+    packages: &[InstalledPackage],
+    asset: &AssetProfile,
+    policy: &PriorityPolicy,
+    detected: Date,
+) -> (Vec<Finding>, ScanSummary) {
     let by_source = ecosystem.distro.advisories_name_source_packages();
-    let scheme = ecosystem.scheme();
-    let mut cache: HashMap<(&str, &str), Vec<Match>> = HashMap::new();
     let mut findings = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for package in packages {
@@ -123,12 +142,8 @@ pub fn scan_host(
         } else {
             (package.name.as_str(), package.version.as_str())
         };
-        let matches = cache.entry((name, version)).or_insert_with(|| {
-            // Inventories were validated when parsed; a version that still fails has no order.
-            Version::parse(scheme, version)
-                .map(|v| index.match_package(ecosystem, name, &v))
-                .unwrap_or_default()
-        });
+        // Inventories were validated when parsed; a version that still fails has no order.
+        let matches = index.match_memoized(memo, ecosystem, name, version);
         for found in matches.iter() {
             // A package installed for several architectures (multi-arch) is one finding.
             if seen.insert((package.name.as_str(), found.advisory)) {
@@ -302,5 +317,70 @@ mod tests {
         assert_eq!(summary.cves, 1);
         assert_eq!(summary.kev, 2);
         assert_eq!(summary.affected_packages, 2);
+    }
+
+    #[test]
+    fn a_memo_shared_across_hosts_changes_nothing() {
+        let feed = osv::parse_json(
+            "t.json",
+            br#"[{"id": "OSV-1", "affected": [{"package": {"ecosystem": "Debian:12", "name": "curl"},
+                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "7.88.1-10"}]}]}]},
+                 {"id": "OSV-2", "affected": [{"package": {"ecosystem": "Debian:12", "name": "curl"},
+                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "7.88.1-5"}, {"fixed": "7.88.1-11"}]}]}]}]"#,
+        )
+        .unwrap();
+        let index = AdvisoryIndex::build(feed.advisories, None, None);
+        let eco: EcosystemKey = "Debian:12".parse().unwrap();
+        let host = |version: &str| {
+            vec![InstalledPackage {
+                name: "curl".into(),
+                version: version.into(),
+                arch: None,
+                source_name: "curl".into(),
+                source_version: version.into(),
+            }]
+        };
+        let today = jiff::civil::date(2026, 11, 25);
+        let policy = PriorityPolicy::default();
+        let asset = AssetProfile::default();
+        let mut memo = MatchMemo::default();
+        // Hosts on different versions of one package, some repeated, through one memo.
+        for version in [
+            "7.88.1-4",
+            "7.88.1-6",
+            "7.88.1-4",
+            "7.88.1-10",
+            "7.88.1-12",
+            "7.88.1-6",
+        ] {
+            let fresh = scan_host(&index, &eco, &host(version), &asset, &policy, today).0;
+            let memoized = scan_host_memoized(
+                &index,
+                &mut memo,
+                &eco,
+                &host(version),
+                &asset,
+                &policy,
+                today,
+            )
+            .0;
+            let ids = |f: &[Finding]| f.iter().map(|f| f.advisory.clone()).collect::<Vec<_>>();
+            assert_eq!(ids(&memoized), ids(&fresh), "{version}");
+        }
+        assert_eq!(memo.len(), 4, "each distinct version matched once");
+        let mut open = |v: &str| {
+            scan_host_memoized(&index, &mut memo, &eco, &host(v), &asset, &policy, today)
+                .0
+                .len()
+        };
+        assert_eq!(
+            (
+                open("7.88.1-4"),
+                open("7.88.1-6"),
+                open("7.88.1-10"),
+                open("7.88.1-12")
+            ),
+            (1, 2, 1, 0)
+        );
     }
 }

@@ -292,6 +292,80 @@ impl AdvisoryIndex {
     }
 }
 
+/// Match results remembered across hosts, for one [`AdvisoryIndex`].
+///
+/// A fleet shares most package versions, so a server that matches one host at a time keeps one
+/// memo per index: a host's second and later packages of a known version cost a hash lookup.
+/// A memo belongs to the index it was filled from; build a new one when the index changes.
+#[derive(Debug, Default)]
+pub struct MatchMemo {
+    /// ecosystem → package → version → matches.
+    entries: HashMap<EcosystemKey, FxHashMap<String, FxHashMap<String, std::sync::Arc<[Match]>>>>,
+    len: usize,
+}
+
+impl MatchMemo {
+    /// Distinct (ecosystem, package, version) triples remembered.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is remembered yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets everything (to bound memory).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.len = 0;
+    }
+}
+
+impl AdvisoryIndex {
+    /// [`AdvisoryIndex::match_package`] through a memo, from the version's text.
+    ///
+    /// A version that does not parse in the ecosystem's scheme matches nothing (inventories are
+    /// validated when parsed, so this does not happen for stored data).
+    pub fn match_memoized(
+        &self,
+        memo: &mut MatchMemo,
+        ecosystem: &EcosystemKey,
+        package: &str,
+        version: &str,
+    ) -> std::sync::Arc<[Match]> {
+        let Some(known) = self.packages.get(ecosystem) else {
+            return std::sync::Arc::from(Vec::new());
+        };
+        if !known.contains_key(package) {
+            return std::sync::Arc::from(Vec::new());
+        }
+        if let Some(found) = memo
+            .entries
+            .get(ecosystem)
+            .and_then(|names| names.get(package))
+            .and_then(|versions| versions.get(version))
+        {
+            return found.clone();
+        }
+        let matches: std::sync::Arc<[Match]> = match Version::parse(ecosystem.scheme(), version) {
+            Ok(parsed) => self.match_package(ecosystem, package, &parsed).into(),
+            Err(_) => std::sync::Arc::from(Vec::new()),
+        };
+        let names = match memo.entries.get_mut(ecosystem) {
+            Some(names) => names,
+            None => memo.entries.entry(ecosystem.clone()).or_default(),
+        };
+        let versions = match names.get_mut(package) {
+            Some(versions) => versions,
+            None => names.entry(package.to_owned()).or_default(),
+        };
+        versions.insert(version.to_owned(), matches.clone());
+        memo.len += 1;
+        matches
+    }
+}
+
 const NO_MATCH: u32 = u32::MAX;
 
 /// (package, version) → row of matches, or [`NO_MATCH`].

@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p sluice-server --bench ingest` — prints numbers; asserts nothing.
 //! `SLUICE_BENCH_HOSTS` (default 10000) sets the fleet size; `SLUICE_BENCH_BACKENDS` is
-//! `sqlite,postgres` by default; PostgreSQL is `SLUICE_TEST_POSTGRES_URL` (default
+//! `sqlite,postgres` by default; `SLUICE_BENCH_CLIENTS` (default 8) is how many agents push at
+//! once; PostgreSQL is `SLUICE_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), in a database made and dropped here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -124,7 +125,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index]
 }
 
-async fn run(backend: &str, hosts: usize) {
+async fn run(backend: &str, hosts: usize, clients: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut pg_name = None;
     let mut layer = SettingsLayer {
@@ -221,23 +222,39 @@ async fn run(backend: &str, hosts: usize) {
     let bodies: Vec<Value> = (0..hosts)
         .map(|_| json!({"format": "dpkg-status", "content": status_file(&mut rng), "ecosystem": "Debian:12"}))
         .collect();
+    // Agents push concurrently: `clients` tasks take the next body until none is left.
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let bodies = std::sync::Arc::new(bodies);
     let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (app, ops, next, bodies) = (app.clone(), ops.clone(), next.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut opened = 0u64;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let (status, report) = call(
+                    &app,
+                    Method::PUT,
+                    &format!("/api/v1/inventories/host{i:05}"),
+                    Some(&ops),
+                    Some(body),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "{report}");
+                opened += report["findings"]["opened"].as_u64().unwrap();
+            }
+            opened
+        }));
+    }
     let mut opened = 0u64;
-    for (i, body) in bodies.iter().enumerate() {
-        let (status, report) = call(
-            &app,
-            Method::PUT,
-            &format!("/api/v1/inventories/host{i:05}"),
-            Some(&ops),
-            Some(body),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{report}");
-        opened += report["findings"]["opened"].as_u64().unwrap();
+    for task in tasks {
+        opened += task.await.unwrap();
     }
     let elapsed = start.elapsed();
     println!(
-        "{backend}: ingested {hosts} inventories x {PACKAGES_PER_HOST} packages in {:.1} s = {:.0} inventories/s ({opened} findings opened)",
+        "{backend}: ingested {hosts} inventories x {PACKAGES_PER_HOST} packages from {clients} concurrent clients in {:.1} s = {:.0} inventories/s ({opened} findings opened)",
         elapsed.as_secs_f64(),
         hosts as f64 / elapsed.as_secs_f64()
     );
@@ -298,6 +315,11 @@ fn main() {
         .ok()
         .and_then(|h| h.parse().ok())
         .unwrap_or(10_000);
+    let clients: usize = std::env::var("SLUICE_BENCH_CLIENTS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(8)
+        .max(1);
     let backends =
         std::env::var("SLUICE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -305,6 +327,6 @@ fn main() {
         .build()
         .unwrap();
     for backend in backends.split(',') {
-        runtime.block_on(run(backend.trim(), hosts));
+        runtime.block_on(run(backend.trim(), hosts, clients));
     }
 }

@@ -1,7 +1,7 @@
 //! Vulnerability intelligence on the server: feeds synced into the store, the advisory index
 //! rebuilt from the stored content, and findings recomputed when an inventory or a feed changes.
 //!
-//! Matching and prioritisation are `sluice-core`'s (`AdvisoryIndex`, `scan_host`); this module
+//! Matching and prioritisation are `sluice-core`'s (`AdvisoryIndex`, `scan_host_memoized`); this module
 //! only moves data between the store, the index and the network.
 
 use std::path::Path;
@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 use sluice_core::advisory::{self, Epss, Kev, LoadedFeed};
 use sluice_core::asset::AssetProfile;
 use sluice_core::ecosystem::EcosystemKey;
-use sluice_core::finding::scan_host;
+use sluice_core::finding::{Finding, scan_host_memoized};
 use sluice_core::inventory::InstalledPackage;
-use sluice_core::matching::AdvisoryIndex;
+use sluice_core::matching::{AdvisoryIndex, MatchMemo};
 use sluice_core::priority::PriorityPolicy;
 use sluice_store::{Actor, Feed, FeedKind, FindingsDiff, Store, SyncOutcome};
 use tokio::sync::{Mutex, RwLock};
@@ -30,7 +30,12 @@ pub struct Intel {
     pub index: AdvisoryIndex,
     /// Content hashes of the feeds it was built from, sorted.
     pub built_from: Vec<String>,
+    /// Matches remembered across hosts for this index (hosts share most package versions).
+    pub memo: std::sync::Mutex<MatchMemo>,
 }
+
+/// Beyond this many remembered (package, version) pairs the memo starts afresh, bounding memory.
+const MEMO_LIMIT: usize = 2_000_000;
 
 /// Shared intelligence: the current index, and a lock that serialises rebuilds and recomputes.
 #[derive(Clone)]
@@ -45,6 +50,7 @@ impl Default for IntelHandle {
             current: Arc::new(RwLock::new(Arc::new(Intel {
                 index: AdvisoryIndex::default(),
                 built_from: Vec::new(),
+                memo: Default::default(),
             }))),
             work: Arc::default(),
         }
@@ -93,7 +99,11 @@ pub async fn rebuild(store: &Store) -> Result<Intel, ApiError> {
     })
     .await
     .map_err(ApiError::internal)?;
-    Ok(Intel { index, built_from })
+    Ok(Intel {
+        index,
+        built_from,
+        memo: Default::default(),
+    })
 }
 
 /// Reads a feed's source: a file, a directory of OSV JSON files (joined into one JSON array), or
@@ -251,24 +261,32 @@ pub async fn asset_profile(store: &Store, hostname: &str) -> Result<AssetProfile
         .unwrap_or_default())
 }
 
-/// Recomputes one host's findings from its packages and applies them.
-pub async fn recompute_host(
-    store: &Store,
+/// Today in UTC: the day new findings count from.
+pub fn today() -> jiff::civil::Date {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+}
+
+/// Matches and prioritises one host's packages against the current index (on a blocking
+/// thread: it is CPU work), through the index's cross-host memo.
+pub async fn scan(
     intel: &IntelHandle,
-    hostname: &str,
+    profile: AssetProfile,
     ecosystem: &EcosystemKey,
     packages: Vec<InstalledPackage>,
-    actor: &Actor,
-) -> Result<FindingsDiff, ApiError> {
+    today: jiff::civil::Date,
+) -> Result<Vec<Finding>, ApiError> {
     let current = intel.current().await;
-    let profile = asset_profile(store, hostname).await?;
-    let today = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date();
     let eco = ecosystem.clone();
-    let findings = tokio::task::spawn_blocking(move || {
-        scan_host(
+    tokio::task::spawn_blocking(move || {
+        let mut memo = current.memo.lock().unwrap_or_else(|e| e.into_inner());
+        if memo.len() > MEMO_LIMIT {
+            memo.clear();
+        }
+        scan_host_memoized(
             &current.index,
+            &mut memo,
             &eco,
             &packages,
             &profile,
@@ -278,7 +296,21 @@ pub async fn recompute_host(
         .0
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::internal)
+}
+
+/// Recomputes one host's findings from its packages and applies them.
+pub async fn recompute_host(
+    store: &Store,
+    intel: &IntelHandle,
+    hostname: &str,
+    ecosystem: &EcosystemKey,
+    packages: Vec<InstalledPackage>,
+    actor: &Actor,
+) -> Result<FindingsDiff, ApiError> {
+    let profile = asset_profile(store, hostname).await?;
+    let today = today();
+    let findings = scan(intel, profile, ecosystem, packages, today).await?;
     Ok(store
         .apply_findings(hostname, &findings, today, actor)
         .await?)

@@ -10,6 +10,7 @@
 //!   resolution times feed MTTR and SLA reports.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
@@ -194,6 +195,23 @@ pub struct FindingsQuery {
     pub offset: i64,
 }
 
+/// Writes a package's identity into `buf` as one string (fields joined by U+001F, which no
+/// package field may contain), so cache lookups need no allocation per package.
+pub(crate) fn cache_key(buf: &mut String, ecosystem: &str, p: &InstalledPackage) {
+    buf.clear();
+    for field in [
+        ecosystem,
+        &p.name,
+        &p.version,
+        p.arch.as_deref().unwrap_or_default(),
+        &p.source_name,
+        &p.source_version,
+    ] {
+        buf.push_str(field);
+        buf.push('\u{1f}');
+    }
+}
+
 fn package_key(ecosystem: &str, p: &InstalledPackage) -> PackageKey {
     (
         ecosystem.to_owned(),
@@ -259,6 +277,215 @@ macro_rules! feed_from_row {
 const INSERT_BATCH: usize = 200;
 
 const FEED_COLUMNS: &str = "id, name, kind, source, interval_seconds, created_at, last_sync_at, last_status, last_error, content_hash, records, skipped";
+
+/// A host's inventory as stored: package ids (see [`Store::package_ids`]) and their hash.
+#[derive(Clone, Copy, Debug)]
+pub struct InventoryWrite<'a> {
+    /// Host name.
+    pub hostname: &'a str,
+    /// OSV ecosystem name.
+    pub ecosystem: &'a str,
+    /// Package ids, in inventory order.
+    pub package_ids: &'a [i64],
+    /// Hash of the sorted ids: an unchanged hash means an unchanged package list.
+    pub package_hash: &'a str,
+    /// The os-release text, when sent.
+    pub os_release: Option<&'a str>,
+}
+
+/// Writes a host's inventory inside the transaction `$tx`; evaluates to whether it changed and
+/// the audit event to append. One body for [`Store::save_inventory`] and [`Store::save_scan`].
+/// Callers append the events last: on PostgreSQL the audit head stays locked from the append to
+/// the commit, so appending last keeps concurrent writers from queueing behind the whole write.
+macro_rules! write_inventory {
+    ($tx:ident, $inv:expr, $at:expr, $actor:expr) => {{
+        let tx = &mut $tx;
+        let inv: &InventoryWrite<'_> = $inv;
+        let (hostname, ecosystem, package_ids, package_hash, os_release) =
+            (inv.hostname, inv.ecosystem, inv.package_ids, inv.package_hash, inv.os_release);
+        let ids_text = serde_json::to_string(package_ids)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let at: &String = $at;
+        let actor: &Actor = $actor;
+        let before =
+            sqlx::query("SELECT ecosystem, package_hash FROM inventories WHERE hostname = $1")
+                .bind(hostname)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let previous: Option<(String, String)> = match &before {
+            Some(row) => Some((row.try_get("ecosystem")?, row.try_get("package_hash")?)),
+            None => None,
+        };
+        let changed = previous
+            .as_ref()
+            .is_none_or(|(eco, hash)| eco != ecosystem || hash != package_hash);
+        if previous.is_some() {
+            sqlx::query(
+                "UPDATE inventories SET ecosystem = $1, package_ids = $2, package_hash = $3, os_release = $4, received_at = $5 WHERE hostname = $6",
+            )
+            .bind(ecosystem)
+            .bind(&ids_text)
+            .bind(package_hash)
+            .bind(os_release)
+            .bind(&at)
+            .bind(hostname)
+            .execute(&mut **tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "INSERT INTO inventories (hostname, ecosystem, package_ids, package_hash, os_release, received_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(hostname)
+            .bind(ecosystem)
+            .bind(&ids_text)
+            .bind(package_hash)
+            .bind(os_release)
+            .bind(&at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        let event = changed.then(|| actor.event("inventory.update", format!("host:{hostname}"), previous.map(|(eco, hash)| serde_json::json!({"ecosystem": eco, "package_hash": hash})), Some(serde_json::json!({"ecosystem": ecosystem, "package_hash": package_hash, "packages": package_ids.len()}))));
+        (changed, event)
+    }};
+}
+
+/// Applies a host's current findings inside the transaction `$tx`; evaluates to the diff and the
+/// audit event to append. One body for [`Store::apply_findings`] and [`Store::save_scan`].
+macro_rules! write_findings {
+    ($tx:ident, $pg:ident, $hostname:expr, $current:expr, $detected:expr, $at:expr, $actor:expr) => {{
+        let tx = &mut $tx;
+        let pg = $pg;
+        let hostname: &str = $hostname;
+        let current: &[Finding] = $current;
+        let detected: Date = $detected;
+        let at: &String = $at;
+        let actor: &Actor = $actor;
+        let rows = sqlx::query(
+            "SELECT id, package, advisory, record, first_seen FROM findings WHERE hostname = $1 AND resolved_at IS NULL",
+        )
+        .bind(hostname)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut open: HashMap<(String, String), (i64, String, String)> =
+            HashMap::with_capacity(rows.len());
+        for row in &rows {
+            open.insert(
+                (row.try_get("package")?, row.try_get("advisory")?),
+                (
+                    row.try_get("id")?,
+                    row.try_get("record")?,
+                    row.try_get("first_seen")?,
+                ),
+            );
+        }
+        let mut diff = FindingsDiff::default();
+        let mut fresh: Vec<(&Finding, String)> = Vec::new();
+        for finding in current {
+            let key = (finding.package.clone(), finding.advisory.clone());
+            let offset = finding
+                .due
+                .since(detected)
+                .map(|s| s.get_days())
+                .unwrap_or(0);
+            match open.remove(&key) {
+                Some((id, record, first_seen)) => {
+                    let mut kept = finding.clone();
+                    let seen = first_seen
+                        .get(..10)
+                        .and_then(|d| d.parse::<Date>().ok())
+                        .unwrap_or(detected);
+                    kept.due = seen
+                        .checked_add(jiff::Span::new().days(offset))
+                        .unwrap_or(finding.due);
+                    let text = serde_json::to_string(&kept)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    if text != record {
+                        sqlx::query(
+                            "UPDATE findings SET installed = $1, fixed = $2, decision = $3, score = $4, due = $5, kev = $6, record = $7 WHERE id = $8",
+                        )
+                        .bind(&kept.installed)
+                        .bind(&kept.fixed)
+                        .bind(kept.decision.as_str())
+                        .bind(kept.score)
+                        .bind(kept.due.to_string())
+                        .bind(kept.kev)
+                        .bind(&text)
+                        .bind(id)
+                        .execute(&mut **tx)
+                        .await?;
+                        diff.updated += 1;
+                    }
+                }
+                None => {
+                    let text = serde_json::to_string(finding)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    fresh.push((finding, text));
+                }
+            }
+        }
+        // New findings go in as multi-row inserts: one statement per batch, not per row.
+        for batch in fresh.chunks(INSERT_BATCH) {
+            let mut sql = String::from(
+                "INSERT INTO findings (hostname, package, advisory, installed, fixed, decision, score, due, kev, record, first_seen) VALUES ",
+            );
+            for row in 0..batch.len() {
+                let base = row * 11;
+                if row > 0 {
+                    sql.push_str(", ");
+                }
+                // SQLite looks a numbered parameter's name up by a linear scan, so many
+                // `$N` in one statement cost quadratic time there; anonymous `?` do not.
+                sql.push('(');
+                for i in 1..=11 {
+                    if i > 1 {
+                        sql.push_str(", ");
+                    }
+                    if pg {
+                        let _ = write!(sql, "${}", base + i);
+                    } else {
+                        sql.push('?');
+                    }
+                }
+                sql.push(')');
+            }
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (finding, text) in batch {
+                query = query
+                    .bind(hostname)
+                    .bind(&finding.package)
+                    .bind(&finding.advisory)
+                    .bind(&finding.installed)
+                    .bind(&finding.fixed)
+                    .bind(finding.decision.as_str())
+                    .bind(finding.score)
+                    .bind(finding.due.to_string())
+                    .bind(finding.kev)
+                    .bind(text)
+                    .bind(&at);
+            }
+            query.execute(&mut **tx).await?;
+            diff.opened += batch.len() as u64;
+        }
+        for (_, (id, _, _)) in open {
+            sqlx::query("UPDATE findings SET resolved_at = $1 WHERE id = $2")
+                .bind(&at)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            diff.resolved += 1;
+        }
+        diff.open = current.len() as u64;
+        let event = (diff.opened > 0 || diff.resolved > 0).then(|| {
+            actor.event(
+                "findings.update",
+                format!("host:{hostname}"),
+                None,
+                serde_json::to_value(diff).ok(),
+            )
+        });
+        (diff, event)
+    }};
+}
 
 impl Store {
     /// Registers a feed; audited as `feed.create`.
@@ -445,8 +672,10 @@ impl Store {
         let mut missing = Vec::new();
         {
             let cache = self.package_cache.lock().unwrap_or_else(|e| e.into_inner());
+            let mut key = String::new();
             for (i, p) in packages.iter().enumerate() {
-                match cache.get(&package_key(ecosystem, p)) {
+                cache_key(&mut key, ecosystem, p);
+                match cache.get(key.as_str()) {
                     Some(id) => ids[i] = *id,
                     None => missing.push(i),
                 }
@@ -493,7 +722,9 @@ impl Store {
         let mut cache = self.package_cache.lock().unwrap_or_else(|e| e.into_inner());
         for (i, id) in found {
             ids[i] = id;
-            cache.insert(package_key(ecosystem, &packages[i]), id);
+            let mut key = String::new();
+            cache_key(&mut key, ecosystem, &packages[i]);
+            cache.insert(key, id);
         }
         Ok(ids)
     }
@@ -518,64 +749,41 @@ impl Store {
     /// Returns whether it changed.
     pub async fn save_inventory(
         &self,
-        hostname: &str,
-        ecosystem: &str,
-        package_ids: &[i64],
-        package_hash: &str,
-        os_release: Option<&str>,
+        inventory: &InventoryWrite<'_>,
         actor: &Actor,
     ) -> Result<bool> {
-        let ids_text =
-            serde_json::to_string(package_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let at = now();
         on_pool!(self, |pool, pg| {
             let mut tx = begin_write!(pool, pg);
-            let before =
-                sqlx::query("SELECT ecosystem, package_hash FROM inventories WHERE hostname = $1")
-                    .bind(hostname)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let previous: Option<(String, String)> = match &before {
-                Some(row) => Some((row.try_get("ecosystem")?, row.try_get("package_hash")?)),
-                None => None,
-            };
-            let changed = previous
-                .as_ref()
-                .is_none_or(|(eco, hash)| eco != ecosystem || hash != package_hash);
-            if previous.is_some() {
-                sqlx::query(
-                    "UPDATE inventories SET ecosystem = $1, package_ids = $2, package_hash = $3, os_release = $4, received_at = $5 WHERE hostname = $6",
-                )
-                .bind(ecosystem)
-                .bind(&ids_text)
-                .bind(package_hash)
-                .bind(os_release)
-                .bind(&at)
-                .bind(hostname)
-                .execute(&mut *tx)
-                .await?;
-            } else {
-                sqlx::query(
-                    "INSERT INTO inventories (hostname, ecosystem, package_ids, package_hash, os_release, received_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(hostname)
-                .bind(ecosystem)
-                .bind(&ids_text)
-                .bind(package_hash)
-                .bind(os_release)
-                .bind(&at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if changed {
-                append_audit!(
-                    tx,
-                    pg,
-                    actor.event("inventory.update", format!("host:{hostname}"), previous.map(|(eco, hash)| serde_json::json!({"ecosystem": eco, "package_hash": hash})), Some(serde_json::json!({"ecosystem": ecosystem, "package_hash": package_hash, "packages": package_ids.len()})))
-                );
+            let (changed, event) = write_inventory!(tx, inventory, &at, actor);
+            if let Some(event) = event {
+                append_audit!(tx, pg, event);
             }
             tx.commit().await?;
             Ok(changed)
+        })
+    }
+
+    /// Stores a host's inventory and the findings scanned from it in one transaction, so a
+    /// failure leaves both as they were. Returns whether the inventory changed, and the diff.
+    pub async fn save_scan(
+        &self,
+        inventory: &InventoryWrite<'_>,
+        current: &[Finding],
+        detected: Date,
+        actor: &Actor,
+    ) -> Result<(bool, FindingsDiff)> {
+        let at = now();
+        on_pool!(self, |pool, pg| {
+            let mut tx = begin_write!(pool, pg);
+            let (changed, inventory_event) = write_inventory!(tx, inventory, &at, actor);
+            let (diff, findings_event) =
+                write_findings!(tx, pg, inventory.hostname, current, detected, &at, actor);
+            for event in [inventory_event, findings_event].into_iter().flatten() {
+                append_audit!(tx, pg, event);
+            }
+            tx.commit().await?;
+            Ok((changed, diff))
         })
     }
 
@@ -647,126 +855,9 @@ impl Store {
         let at = now();
         on_pool!(self, |pool, pg| {
             let mut tx = begin_write!(pool, pg);
-            let rows = sqlx::query(
-                "SELECT id, package, advisory, record, first_seen FROM findings WHERE hostname = $1 AND resolved_at IS NULL",
-            )
-            .bind(hostname)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut open: HashMap<(String, String), (i64, String, String)> =
-                HashMap::with_capacity(rows.len());
-            for row in &rows {
-                open.insert(
-                    (row.try_get("package")?, row.try_get("advisory")?),
-                    (
-                        row.try_get("id")?,
-                        row.try_get("record")?,
-                        row.try_get("first_seen")?,
-                    ),
-                );
-            }
-            let mut diff = FindingsDiff::default();
-            let mut fresh: Vec<(&Finding, String)> = Vec::new();
-            for finding in current {
-                let key = (finding.package.clone(), finding.advisory.clone());
-                let offset = finding
-                    .due
-                    .since(detected)
-                    .map(|s| s.get_days())
-                    .unwrap_or(0);
-                match open.remove(&key) {
-                    Some((id, record, first_seen)) => {
-                        let mut kept = finding.clone();
-                        let seen = first_seen
-                            .get(..10)
-                            .and_then(|d| d.parse::<Date>().ok())
-                            .unwrap_or(detected);
-                        kept.due = seen
-                            .checked_add(jiff::Span::new().days(offset))
-                            .unwrap_or(finding.due);
-                        let text = serde_json::to_string(&kept)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                        if text != record {
-                            sqlx::query(
-                                "UPDATE findings SET installed = $1, fixed = $2, decision = $3, score = $4, due = $5, kev = $6, record = $7 WHERE id = $8",
-                            )
-                            .bind(&kept.installed)
-                            .bind(&kept.fixed)
-                            .bind(kept.decision.as_str())
-                            .bind(kept.score)
-                            .bind(kept.due.to_string())
-                            .bind(kept.kev)
-                            .bind(&text)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                            diff.updated += 1;
-                        }
-                    }
-                    None => {
-                        let text = serde_json::to_string(finding)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                        fresh.push((finding, text));
-                    }
-                }
-            }
-            // New findings go in as multi-row inserts: one statement per batch, not per row.
-            for batch in fresh.chunks(INSERT_BATCH) {
-                let mut sql = String::from(
-                    "INSERT INTO findings (hostname, package, advisory, installed, fixed, decision, score, due, kev, record, first_seen) VALUES ",
-                );
-                for row in 0..batch.len() {
-                    let base = row * 11;
-                    if row > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push('(');
-                    sql.push_str(
-                        &(1..=11)
-                            .map(|i| format!("${}", base + i))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    );
-                    sql.push(')');
-                }
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for (finding, text) in batch {
-                    query = query
-                        .bind(hostname)
-                        .bind(&finding.package)
-                        .bind(&finding.advisory)
-                        .bind(&finding.installed)
-                        .bind(&finding.fixed)
-                        .bind(finding.decision.as_str())
-                        .bind(finding.score)
-                        .bind(finding.due.to_string())
-                        .bind(finding.kev)
-                        .bind(text)
-                        .bind(&at);
-                }
-                query.execute(&mut *tx).await?;
-                diff.opened += batch.len() as u64;
-            }
-            for (_, (id, _, _)) in open {
-                sqlx::query("UPDATE findings SET resolved_at = $1 WHERE id = $2")
-                    .bind(&at)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                diff.resolved += 1;
-            }
-            diff.open = current.len() as u64;
-            if diff.opened > 0 || diff.resolved > 0 {
-                append_audit!(
-                    tx,
-                    pg,
-                    actor.event(
-                        "findings.update",
-                        format!("host:{hostname}"),
-                        None,
-                        serde_json::to_value(diff).ok()
-                    )
-                );
+            let (diff, event) = write_findings!(tx, pg, hostname, current, detected, &at, actor);
+            if let Some(event) = event {
+                append_audit!(tx, pg, event);
             }
             tx.commit().await?;
             Ok(diff)

@@ -22,8 +22,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use accounts::{NewToken, NewUser, Token, User};
 pub use cmdb::{Change, ImportSummary};
 pub use findings::{
-    COUNT_CAP, Feed, FeedKind, FindingsDiff, FindingsPage, FindingsQuery, NewFeed, StoredFinding,
-    StoredInventory, SyncOutcome,
+    COUNT_CAP, Feed, FeedKind, FindingsDiff, FindingsPage, FindingsQuery, InventoryWrite, NewFeed,
+    StoredFinding, StoredInventory, SyncOutcome,
 };
 pub use idempotency::{KeyClaim, StoredResponse};
 
@@ -52,12 +52,13 @@ pub struct Store {
 /// (ecosystem, name, version, arch, source name, source version).
 pub(crate) type PackageKey = (String, String, String, String, String, String);
 
-/// Ids of packages already in the package table, per process.
+/// Ids of packages already in the package table, per process, keyed by [`findings::cache_key`]'s
+/// text.
 #[derive(Clone, Default)]
-struct PackageCache(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PackageKey, i64>>>);
+struct PackageCache(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>);
 
 impl std::ops::Deref for PackageCache {
-    type Target = std::sync::Mutex<std::collections::HashMap<PackageKey, i64>>;
+    type Target = std::sync::Mutex<std::collections::HashMap<String, i64>>;
 
     fn deref(&self) -> &Self::Target {
         &self.0

@@ -9,7 +9,17 @@ use jiff::civil::date;
 use sluice_core::finding::Finding;
 use sluice_core::inventory::InstalledPackage;
 use sluice_core::priority::{Decision, Exploitation, MissionImpact, SsvcInputs, TechnicalImpact};
-use sluice_store::{Actor, FeedKind, FindingsQuery, NewFeed, SyncOutcome};
+use sluice_store::{Actor, FeedKind, FindingsQuery, InventoryWrite, NewFeed, SyncOutcome};
+
+fn inventory<'a>(hostname: &'a str, ids: &'a [i64], hash: &'a str) -> InventoryWrite<'a> {
+    InventoryWrite {
+        hostname,
+        ecosystem: "Debian:12",
+        package_ids: ids,
+        package_hash: hash,
+        os_release: None,
+    }
+}
 
 fn package(name: &str, version: &str) -> InstalledPackage {
     InstalledPackage {
@@ -72,20 +82,20 @@ async fn packages_are_stored_once(db: &TestDb) {
     let actor = Actor::system();
     assert!(
         store
-            .save_inventory("web1", "Debian:12", &ids_a, "h1", None, &actor)
+            .save_inventory(&inventory("web1", &ids_a, "h1"), &actor)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .save_inventory("web1", "Debian:12", &ids_a, "h1", None, &actor)
+            .save_inventory(&inventory("web1", &ids_a, "h1"), &actor)
             .await
             .unwrap(),
         "same list: unchanged"
     );
     assert!(
         store
-            .save_inventory("web1", "Debian:12", &ids_b, "h2", None, &actor)
+            .save_inventory(&inventory("web1", &ids_b, "h2"), &actor)
             .await
             .unwrap()
     );
@@ -254,6 +264,58 @@ async fn findings_open_update_and_resolve(db: &TestDb) {
 #[tokio::test]
 async fn findings_open_update_and_resolve_on_both_backends() {
     on_both!(findings_open_update_and_resolve);
+}
+
+async fn a_scan_lands_whole_or_not_at_all(db: &TestDb) {
+    let store = &db.store;
+    let actor = Actor::system();
+    let today = date(2026, 11, 25);
+    let ids = store
+        .package_ids("Debian:12", &[package("openssl", "3.0.1-1")])
+        .await
+        .unwrap();
+    let first = [finding("openssl", "DSA-1", 80.0, Decision::Act, true, 7)];
+    let (changed, diff) = store
+        .save_scan(&inventory("web1", &ids, "h1"), &first, today, &actor)
+        .await
+        .unwrap();
+    assert!(changed);
+    assert_eq!((diff.opened, diff.open), (1, 1));
+
+    // The same finding twice breaks the open-finding identity: the whole scan must roll back,
+    // the new inventory hash included.
+    let twice = [
+        finding("curl", "DSA-9", 50.0, Decision::Attend, false, 30),
+        finding("curl", "DSA-9", 50.0, Decision::Attend, false, 30),
+    ];
+    let events = store.audit_events(None).await.unwrap().len();
+    assert!(
+        store
+            .save_scan(&inventory("web1", &ids, "h2"), &twice, today, &actor)
+            .await
+            .is_err()
+    );
+    let (stored, _) = store.inventory("web1").await.unwrap().unwrap();
+    assert_eq!(
+        stored.package_hash, "h1",
+        "the inventory write was rolled back"
+    );
+    let open = store
+        .findings(&FindingsQuery {
+            limit: 100,
+            ..FindingsQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(open.items.len(), 1);
+    assert_eq!(open.items[0].finding.advisory, "DSA-1");
+    assert_eq!(store.audit_events(None).await.unwrap().len(), events);
+    assert!(store.verify_audit().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_scan_lands_whole_or_not_at_all_on_both_backends() {
+    on_both!(a_scan_lands_whole_or_not_at_all);
 }
 
 async fn a_failed_sync_keeps_the_content(db: &TestDb) {

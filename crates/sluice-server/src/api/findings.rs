@@ -6,7 +6,9 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use sluice_core::ecosystem::EcosystemKey;
 use sluice_core::inventory::{OsRelease, dpkg, rpm};
-use sluice_store::{Feed, FeedKind, FindingsDiff, FindingsQuery, NewFeed, StoredFinding};
+use sluice_store::{
+    Feed, FeedKind, FindingsDiff, FindingsQuery, InventoryWrite, NewFeed, StoredFinding,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
@@ -211,28 +213,26 @@ pub async fn push_inventory(
             .unwrap_or_default()
             .as_bytes(),
     );
-    let actor = principal.actor();
-    let changed = state
+    let profile = asset.profile();
+    let count = packages.len();
+    let today = intel::today();
+    let current = intel::scan(&state.intel, profile, &ecosystem, packages, today).await?;
+    // Inventory and findings land together: a failure leaves both as they were.
+    let (changed, findings) = state
         .store
-        .save_inventory(
-            &hostname,
-            &eco_name,
-            &ids,
-            &hash,
-            request.os_release.as_deref(),
+        .save_scan(
+            &InventoryWrite {
+                hostname: &hostname,
+                ecosystem: &eco_name,
+                package_ids: &ids,
+                package_hash: &hash,
+                os_release: request.os_release.as_deref(),
+            },
+            &current,
+            today,
             &actor,
         )
         .await?;
-    let count = packages.len();
-    let findings = intel::recompute_host(
-        &state.store,
-        &state.intel,
-        &hostname,
-        &ecosystem,
-        packages,
-        &actor,
-    )
-    .await?;
     Ok(Json(PushReport {
         hostname,
         ecosystem: eco_name,
