@@ -292,6 +292,9 @@ impl AdvisoryIndex {
     }
 }
 
+/// version → matches, for one package.
+type VersionMemo = FxHashMap<String, std::sync::Arc<[Match]>>;
+
 /// Match results remembered across hosts, for one [`AdvisoryIndex`].
 ///
 /// A fleet shares most package versions, so a server that matches one host at a time keeps one
@@ -300,7 +303,7 @@ impl AdvisoryIndex {
 #[derive(Debug, Default)]
 pub struct MatchMemo {
     /// ecosystem → package → version → matches.
-    entries: HashMap<EcosystemKey, FxHashMap<String, FxHashMap<String, std::sync::Arc<[Match]>>>>,
+    entries: HashMap<EcosystemKey, FxHashMap<String, VersionMemo>>,
     len: usize,
 }
 
