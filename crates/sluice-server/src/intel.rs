@@ -99,6 +99,7 @@ pub async fn rebuild(store: &Store) -> Result<Intel, ApiError> {
     })
     .await
     .map_err(ApiError::internal)?;
+    metrics::gauge!("sluice_advisories_loaded").set(index.advisories().len() as f64);
     Ok(Intel {
         index,
         built_from,
@@ -238,6 +239,17 @@ pub async fn sync_feed(
         }
     };
     let updated = matches!(outcome, SyncOutcome::Updated { .. });
+    let label = match &outcome {
+        SyncOutcome::Updated { .. } => "updated",
+        SyncOutcome::Unchanged => "unchanged",
+        SyncOutcome::Failed { .. } => "failed",
+    };
+    metrics::counter!("sluice_feed_syncs_total", "feed" => feed.name.clone(), "outcome" => label)
+        .increment(1);
+    if label != "failed" {
+        metrics::gauge!("sluice_feed_last_success_timestamp_seconds", "feed" => feed.name.clone())
+            .set(jiff::Timestamp::now().as_second() as f64);
+    }
     let feed = store.record_feed_sync(&feed.id, outcome, actor).await?;
     let findings = if updated {
         let rebuilt = rebuild(store).await?;

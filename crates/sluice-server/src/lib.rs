@@ -127,6 +127,8 @@ pub fn app(
             state.clone(),
             auth::authorize,
         ))
+        // Outside `authorize`, so refusals are counted too.
+        .layer(axum::middleware::from_fn(observe))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -134,9 +136,43 @@ pub fn app(
     Ok(router)
 }
 
-/// Installs the Prometheus recorder once per process.
+/// Installs the Prometheus recorder once per process. Request durations are histograms with
+/// buckets from 1 ms to 10 s, so latency SLOs can be computed across replicas.
 pub fn metrics_recorder() -> Option<PrometheusHandle> {
-    PrometheusBuilder::new().install_recorder().ok()
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                "sluice_http_request_duration_seconds".to_owned(),
+            ),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .ok()?
+        .install_recorder()
+        .ok()
+}
+
+/// Counts requests and times them, labelled by route template (not the raw path, which would
+/// make one series per host name) and status.
+async fn observe(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("sluice_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("sluice_http_requests_total", "method" => method, "route" => route, "status" => status)
+        .increment(1);
+    response
 }
 
 /// Runs the server until SIGTERM or SIGINT, then finishes in-flight requests.

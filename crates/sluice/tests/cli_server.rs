@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{PASSWORD, Running, ok, sluice};
+use common::{PASSWORD, Running, http_get, ok, sluice};
 
 #[test]
 fn a_newcomer_logs_in_and_manages_tokens_and_users() {
@@ -553,6 +553,24 @@ fn feeds_inventories_and_findings_on_the_server_match_the_offline_scan() {
         String::from_utf8_lossy(&bad.stderr).contains("content"),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
+    );
+    // What happened shows in the Prometheus metrics, labelled by route template, not raw path.
+    let (status, metrics) = http_get(&url, "/metrics");
+    assert_eq!(status, 200);
+    for expected in [
+        "sluice_inventories_ingested_total{changed=\"true\"}",
+        "sluice_findings_opened_total",
+        "sluice_feed_syncs_total{feed=\"debian-dsa\",outcome=\"updated\"}",
+        "sluice_advisories_loaded",
+        "route=\"/api/v1/inventories/{id}\",status=\"200\"",
+        "route=\"/api/v1/inventories/{id}\",status=\"422\"",
+        "sluice_http_request_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("/api/v1/inventories/web1"),
+        "raw paths are not labels"
     );
     server.stop();
     let verify = ok(&run(&[

@@ -233,6 +233,9 @@ pub async fn push_inventory(
             &actor,
         )
         .await?;
+    metrics::counter!("sluice_inventories_ingested_total", "changed" => if changed { "true" } else { "false" }).increment(1);
+    metrics::counter!("sluice_findings_opened_total").increment(findings.opened);
+    metrics::counter!("sluice_findings_resolved_total").increment(findings.resolved);
     Ok(Json(PushReport {
         hostname,
         ecosystem: eco_name,
