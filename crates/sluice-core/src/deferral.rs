@@ -343,7 +343,12 @@ impl Deferral {
     }
 
     /// Withdraws the record: the requester, or anyone who could approve it.
-    pub fn revoke(&mut self, by: &Actor, reason: &str, now: Timestamp) -> Result<(), DeferralError> {
+    pub fn revoke(
+        &mut self,
+        by: &Actor,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), DeferralError> {
         if let Some(revocation) = &self.revoked {
             return Err(DeferralError::Revoked {
                 id: self.id.clone(),
@@ -535,11 +540,13 @@ pub fn pinned_version<'d>(
         .iter()
         .filter(|d| d.effective(now))
         .find_map(|d| match (&d.target, &d.kind) {
-            (DeferralTarget::HostPackage { host: h, package: p }, DeferralKind::LegacyPin { version })
-                if h == host && p == package =>
-            {
-                Some(version.as_str())
-            }
+            (
+                DeferralTarget::HostPackage {
+                    host: h,
+                    package: p,
+                },
+                DeferralKind::LegacyPin { version },
+            ) if h == host && p == package => Some(version.as_str()),
             _ => None,
         })
 }
@@ -688,7 +695,9 @@ pub enum DeferralError {
         at: Timestamp,
     },
     /// Renewed too often.
-    #[error("deferral {id} has been renewed {max} times, the policy's maximum; fix the finding or request a new record")]
+    #[error(
+        "deferral {id} has been renewed {max} times, the policy's maximum; fix the finding or request a new record"
+    )]
     RenewalLimit {
         /// The record.
         id: String,
@@ -788,14 +797,19 @@ mod tests {
         let mut short = request(DeferralKind::Deferral, "2026-12-01T00:00:00Z");
         short.justification = "later".to_owned();
         let err = Deferral::request("d3", short, &alice, &policy, now).unwrap_err();
-        assert!(err.to_string().starts_with("justification: 5 characters"), "{err}");
+        assert!(
+            err.to_string().starts_with("justification: 5 characters"),
+            "{err}"
+        );
         let mut pin = request(
             DeferralKind::LegacyPin {
                 version: "1.1.1n-0+deb11u5".to_owned(),
             },
             "2027-06-01T00:00:00Z",
         );
-        pin.target = DeferralTarget::Finding { id: "f1".to_owned() };
+        pin.target = DeferralTarget::Finding {
+            id: "f1".to_owned(),
+        };
         let err = Deferral::request("d4", pin, &alice, &policy, now).unwrap_err();
         assert!(err.to_string().contains("host-package"), "{err}");
         let viewer = actor("vic", &[Role::Viewer]);

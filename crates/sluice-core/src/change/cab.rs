@@ -36,8 +36,8 @@ use crate::cmdb::selector::glob_match;
 /// security sign-off. Quorums are set above the sum of per-group minimums so that an escalation
 /// group can make up the count when the CAB is slow. The emergency path needs one e-CAB member
 /// (very-high risk: one e-CAB member and one from security) and a retrospective review within 48
-/// hours. Kernel and third-party updates are never standard; only a KEV-listed security fix may
-/// go emergency; enhancements never do.
+/// hours. Kernel and third-party updates are never standard; only a change fixing a KEV-listed
+/// vulnerability may go emergency, and never with bug fixes or enhancements in its bundle.
 pub const DEFAULT_CAB_POLICY_TOML: &str = r#"version = 1
 
 [peer_review]
@@ -127,11 +127,21 @@ allow = ["standard", "normal"]
 
 [[update_type_rule]]
 update_type = "kernel"
+kev = true
+allow = ["normal", "emergency"]
+
+[[update_type_rule]]
+update_type = "kernel"
+allow = ["normal"]
+
+[[update_type_rule]]
+update_type = "third-party"
+kev = true
 allow = ["normal", "emergency"]
 
 [[update_type_rule]]
 update_type = "third-party"
-allow = ["normal", "emergency"]
+allow = ["normal"]
 "#;
 
 /// The change-governance policy.
@@ -764,7 +774,9 @@ pub fn evaluate_votes(change: &ChangeRequest, votes: &[Vote], now: Timestamp) ->
             reason: reason.to_owned(),
         };
         if vote.at > now {
-            status.ignored.push(ignore("cast after the time of evaluation"));
+            status
+                .ignored
+                .push(ignore("cast after the time of evaluation"));
         } else if vote.voter == change.requester {
             status
                 .ignored
@@ -819,7 +831,10 @@ pub fn evaluate_votes(change: &ChangeRequest, votes: &[Vote], now: Timestamp) ->
             group: group.to_owned(),
         });
     }
-    for (vote, groups) in valid.iter().filter(|(v, _)| v.decision == VoteDecision::Reject) {
+    for (vote, groups) in valid
+        .iter()
+        .filter(|(v, _)| v.decision == VoteDecision::Reject)
+    {
         let group = groups.first().copied().unwrap_or_default();
         status.counted.push(CountedVote {
             voter: vote.voter.clone(),
@@ -1003,14 +1018,26 @@ mod tests {
             ("risk = [\"low\"]", "risk = [\"huge\"]", "huge"),
             ("after = \"48h\"", "after = \"0h\"", "after zero"),
             ("after = \"1h\"", "after = \"soon\"", "soon"),
-            ("groups = [\"cab\"]", "groups = [\"cab\", \"cab\"]", "listed twice"),
+            (
+                "groups = [\"cab\"]",
+                "groups = [\"cab\", \"cab\"]",
+                "listed twice",
+            ),
             (
                 "min_per_group = { cab = 1 }",
                 "min_per_group = { cab = 1, dba = 1 }",
                 "dba, which is not one of its groups",
             ),
-            ("ecab_group = \"ecab\"", "ecab_group = \"e cab\"", "not a group name"),
-            ("change_type = \"normal\"", "change_type = \"standard\"", "by their template"),
+            (
+                "ecab_group = \"ecab\"",
+                "ecab_group = \"e cab\"",
+                "not a group name",
+            ),
+            (
+                "change_type = \"normal\"",
+                "change_type = \"standard\"",
+                "by their template",
+            ),
         ];
         for (from, to, expected) in cases {
             assert!(base.contains(from), "{from}");
@@ -1020,7 +1047,11 @@ mod tests {
         let uncovered = base.replacen("risk = [\"low\"]", "risk = [\"medium\"]", 1);
         let err = CabPolicy::from_toml(&uncovered).unwrap_err();
         assert!(err.to_string().contains("low risk"), "{err}");
-        let no_rule = base.replacen("update_type = \"kernel\"", "update_type = \"bugfix\"", 1);
+        let no_rule = base.replacen(
+            "update_type = \"kernel\"\nallow",
+            "update_type = \"bugfix\"\nallow",
+            1,
+        );
         let err = CabPolicy::from_toml(&no_rule).unwrap_err();
         assert!(err.to_string().contains("for kernel"), "{err}");
     }
@@ -1042,8 +1073,13 @@ mod tests {
         assert_eq!(allowed(&[Security], false), [Standard, Normal].into());
         assert!(!allowed(&[Enhancement], true).contains(&Emergency));
         assert!(!allowed(&[Security, Enhancement], true).contains(&Emergency));
-        assert_eq!(allowed(&[Security, Kernel], true), [Normal, Emergency].into());
+        assert_eq!(
+            allowed(&[Security, Kernel], true),
+            [Normal, Emergency].into()
+        );
         assert_eq!(allowed(&[ThirdParty, Bugfix], false), [Normal].into());
+        assert_eq!(allowed(&[Kernel], false), [Normal].into());
+        assert_eq!(allowed(&[ThirdParty], true), [Normal, Emergency].into());
         let reasons = policy
             .allowed_change_types(&[Security].into(), true)
             .reasons;

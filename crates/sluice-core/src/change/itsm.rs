@@ -192,10 +192,7 @@ pub fn to_jira(change: &ChangeRequest, options: &JiraOptions) -> Value {
         labels.push("kev".to_owned());
     }
     fields.insert("labels".into(), json!(labels));
-    let due = change
-        .schedule
-        .map(|s| s.end)
-        .or(change.retrospective_due);
+    let due = change.schedule.map(|s| s.end).or(change.retrospective_due);
     if let Some(due) = due {
         fields.insert(
             "duedate".into(),
@@ -236,7 +233,11 @@ fn impact(change: &ChangeRequest) -> i32 {
 }
 
 fn justification(change: &ChangeRequest) -> String {
-    if let Some(text) = change.justification.as_ref().filter(|t| !t.trim().is_empty()) {
+    if let Some(text) = change
+        .justification
+        .as_ref()
+        .filter(|t| !t.trim().is_empty())
+    {
         return text.clone();
     }
     let advisories: Vec<&str> = change

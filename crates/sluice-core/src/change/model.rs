@@ -852,13 +852,12 @@ pub fn resolve_bundle(
             .find(|p| p.ecosystem.as_ref().is_none_or(|e| *e == ecosystem));
         let (target, source) = match pin {
             Some(pin) => {
-                let version =
-                    Version::parse(ecosystem.scheme(), &pin.version).map_err(|err| {
-                        ChangeError::Invalid {
-                            field: format!("pin for {package} ({ecosystem})"),
-                            reason: err.to_string(),
-                        }
-                    })?;
+                let version = Version::parse(ecosystem.scheme(), &pin.version).map_err(|err| {
+                    ChangeError::Invalid {
+                        field: format!("pin for {package} ({ecosystem})"),
+                        reason: err.to_string(),
+                    }
+                })?;
                 (version, BundleSource::Pinned)
             }
             None => match entry
@@ -933,7 +932,9 @@ pub enum ChangeError {
         reason: String,
     },
     /// A transition decided for a state the change has since left, or for another change.
-    #[error("change {id} is {state}, but the transition was decided for a change that was {decided_for}; decide again")]
+    #[error(
+        "change {id} is {state}, but the transition was decided for a change that was {decided_for}; decide again"
+    )]
     Stale {
         /// The change.
         id: String,
@@ -997,9 +998,19 @@ mod tests {
     fn lowest_version_fixing_every_advisory_uses_dpkg_order() {
         let bundle = resolve_bundle(
             &[
-                candidate("openssl", "3.0.11-1~deb12u1", Some("3.0.11-1~deb12u2"), "DSA-1"),
+                candidate(
+                    "openssl",
+                    "3.0.11-1~deb12u1",
+                    Some("3.0.11-1~deb12u2"),
+                    "DSA-1",
+                ),
                 // `~` sorts before the empty string in dpkg: 3.0.13-1~deb12u1 > 3.0.11-1~deb12u2.
-                candidate("openssl", "3.0.11-1~deb12u1", Some("3.0.13-1~deb12u1"), "DSA-2-KEV"),
+                candidate(
+                    "openssl",
+                    "3.0.11-1~deb12u1",
+                    Some("3.0.13-1~deb12u1"),
+                    "DSA-2-KEV",
+                ),
                 candidate("openssl", "3.0.9-1", Some("3.0.10-1"), "DSA-3"),
                 candidate("curl", "7.88.1-10", None, "DSA-4"),
                 candidate("linux", "6.1.90-1", Some("6.1.94-1"), "DSA-5"),
@@ -1035,8 +1046,18 @@ mod tests {
         }];
         let bundle = resolve_bundle(
             &[
-                candidate("openssl", "3.0.11-1~deb12u1", Some("3.0.11-1~deb12u2"), "DSA-1"),
-                candidate("openssl", "3.0.11-1~deb12u1", Some("3.0.13-1~deb12u1"), "DSA-2"),
+                candidate(
+                    "openssl",
+                    "3.0.11-1~deb12u1",
+                    Some("3.0.11-1~deb12u2"),
+                    "DSA-1",
+                ),
+                candidate(
+                    "openssl",
+                    "3.0.11-1~deb12u1",
+                    Some("3.0.13-1~deb12u1"),
+                    "DSA-2",
+                ),
             ],
             &pins,
         )
@@ -1048,7 +1069,12 @@ mod tests {
         assert!(bundle.unresolved[0].reason.contains("below the fix"));
 
         let downgrade = resolve_bundle(
-            &[candidate("openssl", "3.0.15-1", Some("3.0.11-1~deb12u2"), "DSA-1")],
+            &[candidate(
+                "openssl",
+                "3.0.15-1",
+                Some("3.0.11-1~deb12u2"),
+                "DSA-1",
+            )],
             &pins,
         )
         .unwrap();
@@ -1066,10 +1092,20 @@ mod tests {
 
     #[test]
     fn kernel_packages() {
-        for name in ["linux", "linux-image-6.1.0-21-amd64", "kernel", "kernel-core"] {
+        for name in [
+            "linux",
+            "linux-image-6.1.0-21-amd64",
+            "kernel",
+            "kernel-core",
+        ] {
             assert!(UpdateClass::is_kernel_package(name), "{name}");
         }
-        for name in ["linux-headers-amd64", "kernel-headers", "linux-base", "libkernel"] {
+        for name in [
+            "linux-headers-amd64",
+            "kernel-headers",
+            "linux-base",
+            "libkernel",
+        ] {
             assert!(!UpdateClass::is_kernel_package(name), "{name}");
         }
     }

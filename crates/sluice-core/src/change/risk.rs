@@ -260,7 +260,10 @@ mod tests {
         high.history.failed = 2;
         let high = assess(&high);
         assert_eq!((high.level, high.score), (RiskLevel::High, 60));
-        assert!(high.reasons.contains(&"2 of 40 similar changes failed: +10".to_owned()));
+        assert!(
+            high.reasons
+                .contains(&"2 of 40 similar changes failed: +10".to_owned())
+        );
 
         let very_high = assess(&RiskInputs {
             max_criticality: 5,

@@ -789,7 +789,10 @@ fn decide(
                     )));
                 }
                 return Ok(Decision::to(ChangeState::Rejected)
-                    .effect(notify_requester(change, &format!("rejected at triage: {reason}")))
+                    .effect(notify_requester(
+                        change,
+                        &format!("rejected at triage: {reason}"),
+                    ))
                     .because(reason));
             }
             vote(
@@ -1062,9 +1065,12 @@ fn vote(
     votes.push(vote.clone());
     let status = evaluate_votes(change, &votes, now);
     let mut decided = if status.rejected {
-        Decision::to(ChangeState::Rejected).effect(Effect::RecordVote { vote }).effect(
-            notify_requester(change, &format!("rejected by {}", status.rejected_by.join(", "))),
-        )
+        Decision::to(ChangeState::Rejected)
+            .effect(Effect::RecordVote { vote })
+            .effect(notify_requester(
+                change,
+                &format!("rejected by {}", status.rejected_by.join(", ")),
+            ))
     } else if status.approved {
         let mut decided = Decision::to(ChangeState::Approved)
             .effect(Effect::RecordVote { vote })
@@ -1257,11 +1263,7 @@ pub fn mermaid_diagram() -> String {
                 format!("{} ({})", edge.action, types.join(", "))
             };
             if seen.insert((*from, edge.to, label.clone())) {
-                out.push_str(&format!(
-                    "    {} --> {}: {label}\n",
-                    id(*from),
-                    id(edge.to)
-                ));
+                out.push_str(&format!("    {} --> {}: {label}\n", id(*from), id(edge.to)));
             }
         }
     }
@@ -1322,10 +1324,15 @@ mod tests {
         }
         // Every state is reachable and every non-final state has a way out.
         for state in ChangeState::ALL {
-            let reachable = state == ChangeState::Draft || TRANSITIONS.iter().any(|e| e.to == state);
+            let reachable =
+                state == ChangeState::Draft || TRANSITIONS.iter().any(|e| e.to == state);
             assert!(reachable, "{state}");
             if !state.is_final() {
-                assert!(TRANSITIONS.iter().any(|e| e.from.contains(&state) && e.to != state));
+                assert!(
+                    TRANSITIONS
+                        .iter()
+                        .any(|e| e.from.contains(&state) && e.to != state)
+                );
             }
         }
         // Every action appears in the table.
@@ -1347,12 +1354,15 @@ mod tests {
             "window": {"start": "2026-11-20T22:00:00Z", "end": "2026-11-21T02:00:00Z"},
             "conflicts": [],
         }));
-        assert!(sneaky.is_err(), "conflicts come from the calendar, not the client");
-        let err = serde_json::from_value::<Action>(serde_json::json!({"action": "aprove"}))
-            .unwrap_err();
+        assert!(
+            sneaky.is_err(),
+            "conflicts come from the calendar, not the client"
+        );
+        let err =
+            serde_json::from_value::<Action>(serde_json::json!({"action": "aprove"})).unwrap_err();
         assert!(err.to_string().contains("aprove"), "{err}");
-        let err = serde_json::from_value::<Action>(serde_json::json!({"action": "cancel"}))
-            .unwrap_err();
+        let err =
+            serde_json::from_value::<Action>(serde_json::json!({"action": "cancel"})).unwrap_err();
         assert!(err.to_string().contains("reason"), "{err}");
     }
 
