@@ -195,13 +195,15 @@ pub fn assess(inputs: &RiskInputs) -> RiskAssessment {
         );
     } else {
         let failed = failed.min(similar_changes);
-        let rate = f64::from(failed) / f64::from(similar_changes);
         let reason = format!("{failed} of {similar_changes} similar changes failed");
-        match rate {
-            r if r >= 0.2 => add(20, reason),
-            r if r >= 0.05 => add(10, reason),
-            r if r == 0.0 => add(-10, reason),
-            _ => {}
+        // Whole-number comparisons: failed / similar ≥ 1/5 (20 %), ≥ 1/20 (5 %), or none.
+        let (failed, similar) = (u64::from(failed), u64::from(similar_changes));
+        if failed * 5 >= similar {
+            add(20, reason);
+        } else if failed * 20 >= similar {
+            add(10, reason);
+        } else if failed == 0 {
+            add(-10, reason);
         }
     }
     let score = u32::try_from(score.clamp(0, 100)).unwrap_or(0);
