@@ -12,11 +12,10 @@ use sluice_core::change::itsm::{self, JiraOptions, ServiceNowOptions};
 use sluice_core::change::model::ReviewOutcome;
 use sluice_core::change::state::{self, next_actions};
 use sluice_core::change::{
-    Action, ActionKind, BundleItem, BundleSource, CabPolicy, ChangeOrigin, ChangeRequest,
-    ChangeState, ChangeType, Effect, History, NewChange, Plan, Refusal, RefusalKind,
-    RetrospectiveStatus, RiskLevel, RollbackCriteria, Schedule, ScheduleConflict, ScopeFacts,
-    Transition, UpdateClass, Vote, VoteDecision, assess, escalation_due, evaluate_votes,
-    retrospective_status, transition,
+    Action, BundleItem, BundleSource, CabPolicy, ChangeOrigin, ChangeRequest, ChangeState,
+    ChangeType, Effect, History, NewChange, Plan, Refusal, RefusalKind, RetrospectiveStatus,
+    RiskLevel, RollbackCriteria, Schedule, ScheduleConflict, ScopeFacts, Transition, UpdateClass,
+    Vote, VoteDecision, assess, escalation_due, evaluate_votes, retrospective_status, transition,
 };
 use sluice_core::cmdb::{Asset, Selector, Service};
 use sluice_core::deferral::{
@@ -1423,5 +1422,49 @@ fn docs_show_the_table_the_code_uses() {
         docs.contains(sluice_core::deferral::DEFAULT_DEFERRAL_POLICY_TOML),
         "docs/change.md must show the default deferral policy"
     );
-    let _ = ActionKind::ALL;
+    // The request example parses as the API will read it.
+    let example = docs
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let input: NewChange = serde_json::from_str(example).unwrap();
+    input.validate().unwrap();
+    assert_eq!(
+        input.plan.rollback_criteria.detection_window,
+        SignedDuration::from_mins(15)
+    );
+    assert_eq!(input.scope.to_string(), "env=prod,tag=web");
+}
+
+#[test]
+fn a_change_record_round_trips_through_json() {
+    let policy = CabPolicy::default();
+    let mut clock = Clock::start();
+    let mut change = high_risk_in_review(&policy, &clock);
+    clock.advance(1);
+    act(
+        &mut change,
+        approve(),
+        &person("bob", &[Role::Approver], &["cab"]),
+        &policy,
+        &clock,
+    )
+    .unwrap();
+    let json = serde_json::to_value(&change).unwrap();
+    assert_eq!(json["type"], "normal");
+    assert_eq!(json["state"], "in-review");
+    assert_eq!(json["scope"], "env=prod");
+    assert_eq!(json["plan"]["rollback_criteria"]["detection_window"], "15m");
+    assert_eq!(json["approval_rule"]["escalation"][0]["after"], "24h");
+    let back: ChangeRequest = serde_json::from_value(json).unwrap();
+    assert_eq!(back, change);
+    let unknown = serde_json::json!({
+        "title": "x", "type": "normal", "origin": {"from": "packages"}, "bundle": [],
+        "scope": "", "update_types": [], "plan": {"rollback_criteria": {
+            "max_failed_check_share": 0.1, "detection_window": "10m"}},
+        "priority": "high"
+    });
+    let err = serde_json::from_value::<NewChange>(unknown).unwrap_err();
+    assert!(err.to_string().contains("priority"), "{err}");
 }
