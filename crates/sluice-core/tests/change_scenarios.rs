@@ -1378,6 +1378,14 @@ fn exports_use_the_itsm_tools_field_names() {
     }
     no_empty_text(doc);
 
+    let mut odd = change.clone();
+    odd.plan.rollback_criteria.max_failed_check_share = 0.07;
+    let backout = itsm::to_servicenow(&odd, &options)["backout_plan"].clone();
+    assert!(
+        backout.as_str().unwrap().contains("more than 7% of checks"),
+        "{backout}"
+    );
+
     let mut cancelled = change.clone();
     cancelled.state = ChangeState::Cancelled;
     assert_eq!(itsm::to_servicenow(&cancelled, &options)["state"], "4");

@@ -555,7 +555,7 @@ impl CabPolicy {
                     min_per_group: spec.min_per_group.clone(),
                     escalation: spec.escalation.clone(),
                 })
-                .or_else(|| Some(Self::fallback().emergency.rule())),
+                .or_else(|| Self::fallback().approval_rule(ChangeType::Normal, risk)),
         }
     }
 

@@ -277,10 +277,9 @@ fn bundle_lines(change: &ChangeRequest) -> Vec<String> {
 
 fn criteria_lines(change: &ChangeRequest) -> Vec<String> {
     let criteria = &change.plan.rollback_criteria;
-    let mut lines = vec![format!(
-        "more than {}% of checks fail",
-        criteria.max_failed_check_share * 100.0
-    )];
+    // One decimal at most: 0.07 × 100 is 7.000000000000001 in binary floating point.
+    let percent = (criteria.max_failed_check_share * 1000.0).round() / 10.0;
+    let mut lines = vec![format!("more than {percent}% of checks fail")];
     if let Some(factor) = criteria.max_latency_factor {
         lines.push(format!(
             "probe latency above {factor}x the pre-update baseline"
