@@ -90,6 +90,51 @@ pub fn format_roles(roles: &Roles) -> String {
         .join(",")
 }
 
+/// Who is acting: the user, the roles their token carries, and the organisational groups they
+/// belong to (CAB groups such as `cab` or `ecab`).
+///
+/// Roles say what kind of action someone may take; groups say on which changes their vote counts.
+/// Decisions in core take an `Actor` built by the server from the authenticated principal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The user name, as recorded in audit events and votes.
+    pub user: String,
+    /// The roles held.
+    pub roles: Roles,
+    /// Group memberships.
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
+}
+
+impl Actor {
+    /// An actor with these roles and groups.
+    pub fn new<'g>(
+        user: &str,
+        roles: impl IntoIterator<Item = Role>,
+        groups: impl IntoIterator<Item = &'g str>,
+    ) -> Self {
+        Self {
+            user: user.to_owned(),
+            roles: roles.into_iter().collect(),
+            groups: groups.into_iter().map(str::to_owned).collect(),
+        }
+    }
+
+    /// Whether the actor holds at least one of `roles`.
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.roles.contains(r))
+    }
+
+    /// The roles, for messages (`viewer,operator`, or `no role`).
+    pub fn roles_text(&self) -> String {
+        if self.roles.is_empty() {
+            "no role".to_owned()
+        } else {
+            format_roles(&self.roles)
+        }
+    }
+}
+
 /// What an action requires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Requirement {
