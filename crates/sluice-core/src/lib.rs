@@ -15,6 +15,7 @@ pub mod deferral;
 pub mod ecosystem;
 pub mod finding;
 pub mod inventory;
+pub mod job;
 pub mod matching;
 pub mod priority;
 pub mod version;
