@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod advisory;
+pub mod agent_auth;
 pub mod asset;
 pub mod audit;
 pub mod change;

@@ -28,6 +28,10 @@ use crate::state::AppState;
 /// The prefix of Sluice API tokens, so leaked ones are recognisable by secret scanners.
 pub const TOKEN_PREFIX: &str = "slc_";
 
+/// The prefix of agent access tokens: a different prefix, so an agent token is never mistaken
+/// for a user's and is accepted only on agent routes.
+pub const AGENT_TOKEN_PREFIX: &str = "slca_";
+
 /// Routes served without authentication.
 pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
@@ -35,6 +39,11 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/api/v1/openapi.json"),
     ("POST", "/api/v1/login"),
+    // The agent's way in: each needs a one-time enrollment token or a signature by an enrolled
+    // key in its body.
+    ("POST", "/api/v1/agent/enroll"),
+    ("POST", "/api/v1/agent/challenge"),
+    ("POST", "/api/v1/agent/token"),
 ];
 
 /// Hashes a password with argon2id and a random salt.
@@ -61,9 +70,14 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
 
 /// A new token secret and the hash that is stored for it.
 pub fn new_token() -> Result<(String, String), ApiError> {
+    new_secret(TOKEN_PREFIX)
+}
+
+/// A new secret with `prefix` (256 random bits) and the hash that is stored for it.
+pub fn new_secret(prefix: &str) -> Result<(String, String), ApiError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
-    let secret = format!("{TOKEN_PREFIX}{}", hex(&bytes));
+    let secret = format!("{prefix}{}", hex(&bytes));
     let hash = token_hash(&secret);
     Ok((secret, hash))
 }
@@ -115,11 +129,32 @@ impl Principal {
     }
 }
 
+/// An enrolled agent, authenticated by its short-lived access token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentPrincipal {
+    /// The agent.
+    pub agent: sluice_store::Agent,
+    /// The request id.
+    pub request_id: String,
+}
+
+impl AgentPrincipal {
+    /// The actor for the audit chain: `agent:HOST`.
+    pub fn actor(&self) -> sluice_store::Actor {
+        sluice_store::Actor::named(
+            &format!("agent:{}", self.agent.hostname),
+            Some(&self.request_id),
+        )
+    }
+}
+
 /// What a route requires, as read from the OpenAPI document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Access {
     /// No authentication.
     Public,
+    /// An agent access token (security scheme `agent`); user tokens are refused.
+    Agent,
     /// Any valid token.
     Authenticated,
     /// A token holding one of these roles.
@@ -157,6 +192,15 @@ impl AccessTable {
                     Some(requirements) => {
                         let value =
                             serde_json::to_value(requirements).map_err(|e| e.to_string())?;
+                        let agent_only = value
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|req| req.get("agent").is_some());
+                        if agent_only {
+                            table.insert((method, path.clone()), Access::Agent);
+                            continue;
+                        }
                         let scopes: Vec<String> = value
                             .as_array()
                             .into_iter()
@@ -234,6 +278,33 @@ pub async fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let agent_token = authorization
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| t.starts_with(AGENT_TOKEN_PREFIX));
+    if access == Access::Agent {
+        let Some(secret) = agent_token else {
+            return match authorization {
+                None => {
+                    ApiError::unauthenticated("an agent access token is required").into_response()
+                }
+                Some(_) => ApiError::forbidden("this route is for agents: user tokens are refused")
+                    .into_response(),
+            };
+        };
+        return match authenticate_agent(&state, secret, request_id).await {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+                next.run(request).await
+            }
+            Err(error) => error.into_response(),
+        };
+    }
+    if agent_token.is_some() {
+        return ApiError::forbidden("agent tokens are accepted on agent routes only")
+            .into_response();
+    }
     let principal = match authenticate(&state, authorization.as_deref(), request_id).await {
         Ok(principal) => principal,
         Err(error) => return error.into_response(),
@@ -250,6 +321,30 @@ pub async fn authorize(
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+async fn authenticate_agent(
+    state: &AppState,
+    secret: &str,
+    request_id: String,
+) -> Result<AgentPrincipal, ApiError> {
+    let (agent, expires) = state
+        .store
+        .agent_by_token(&token_hash(secret))
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("unknown or revoked agent token"))?;
+    if agent.revoked_at.is_some() {
+        return Err(ApiError::unauthenticated("the agent was revoked"));
+    }
+    let expires: jiff::Timestamp = expires
+        .parse()
+        .map_err(|e| ApiError::internal(format!("stored expiry of an agent token: {e}")))?;
+    if expires <= jiff::Timestamp::now() {
+        return Err(ApiError::unauthenticated(
+            "the agent token has expired: sign a new challenge",
+        ));
+    }
+    Ok(AgentPrincipal { agent, request_id })
 }
 
 async fn authenticate(

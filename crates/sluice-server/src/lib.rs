@@ -113,6 +113,7 @@ pub fn app(
         intel,
         assets: Default::default(),
         metrics,
+        job_signals: Default::default(),
     };
     let request_id = HeaderName::from_static("x-request-id");
     let router = router

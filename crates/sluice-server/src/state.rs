@@ -26,6 +26,28 @@ pub struct AppState {
     pub assets: AssetCache,
     /// Renders `/metrics`, when a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
+    /// Wakes agents long-polling for jobs on this replica when a job is queued for them.
+    pub job_signals: JobSignals,
+}
+
+/// One wake-up per agent waiting for work. Waiters also re-check the database every few
+/// seconds, so a job queued through another replica is seen without a signal.
+#[derive(Clone, Default)]
+pub struct JobSignals(
+    Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>>,
+);
+
+impl JobSignals {
+    /// The agent's signal, made on first use.
+    pub fn of(&self, agent_id: &str) -> Arc<tokio::sync::Notify> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(agent_id.to_owned()).or_default().clone()
+    }
+
+    /// Wakes the agent if it is waiting here (or makes its next wait return at once).
+    pub fn notify(&self, agent_id: &str) {
+        self.of(agent_id).notify_one();
+    }
 }
 
 /// A copy of the asset table for selector evaluation, refreshed when the table's stamp changes

@@ -145,6 +145,26 @@ async fn every_route_times_every_role() {
             }
             checked += 1;
             let Some(security) = security else { continue };
+            if security[0].get("agent").is_some() {
+                // Agent routes take agent tokens only: every user token is refused.
+                for (role, token) in &tokens {
+                    let (status, body_out) = call(
+                        &server.app,
+                        method.clone(),
+                        &concrete,
+                        Some(token),
+                        body.clone(),
+                    )
+                    .await;
+                    assert_eq!(
+                        status,
+                        StatusCode::FORBIDDEN,
+                        "{method} {path} as {role}: {body_out}"
+                    );
+                    checked += 1;
+                }
+                continue;
+            }
             let allowed: Vec<Role> = security[0]["token"]
                 .as_array()
                 .unwrap()

@@ -7,6 +7,7 @@
 //! the conformance tests in `tests/` run every scenario on both.
 
 mod accounts;
+mod agents;
 mod audit;
 mod cmdb;
 mod findings;
@@ -20,6 +21,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use accounts::{NewToken, NewUser, Token, User};
+pub use agents::{Agent, EnrollRefusal, StoredJob};
 pub use cmdb::{Change, ImportSummary};
 pub use findings::{
     COUNT_CAP, Feed, FeedKind, FindingsDiff, FindingsPage, FindingsQuery, InventoryWrite, NewFeed,

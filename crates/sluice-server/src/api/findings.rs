@@ -193,8 +193,30 @@ pub async fn push_inventory(
             format!("{} does not fit the ecosystem {ecosystem}", request.format),
         ));
     }
+    ingest(
+        &state,
+        hostname,
+        ecosystem,
+        packages,
+        request.os_release.as_deref(),
+        &principal.actor(),
+    )
+    .await
+    .map(Json)
+}
+
+/// Stores a host's packages and its findings, scanned against the current index: the CMDB
+/// asset is created or given its release, and inventory and findings land in one transaction.
+/// Shared by operator pushes and agents.
+pub async fn ingest(
+    state: &AppState,
+    hostname: String,
+    ecosystem: EcosystemKey,
+    packages: Vec<sluice_core::inventory::InstalledPackage>,
+    os_release: Option<&str>,
+    actor: &sluice_store::Actor,
+) -> Result<PushReport, ApiError> {
     let eco_name = ecosystem.osv_name();
-    let actor = principal.actor();
     // The host appears in (or updates) the CMDB, with the release it runs.
     let mut asset = match state.store.asset(&hostname).await? {
         Some(asset) => asset,
@@ -203,7 +225,7 @@ pub async fn push_inventory(
     };
     if asset.os.as_ref() != Some(&ecosystem) {
         asset.os = Some(ecosystem.clone());
-        state.store.upsert_asset(&asset, &actor).await?;
+        state.store.upsert_asset(&asset, actor).await?;
     }
     let ids = state.store.package_ids(&eco_name, &packages).await?;
     let mut sorted = ids.clone();
@@ -226,23 +248,23 @@ pub async fn push_inventory(
                 ecosystem: &eco_name,
                 package_ids: &ids,
                 package_hash: &hash,
-                os_release: request.os_release.as_deref(),
+                os_release,
             },
             &current,
             today,
-            &actor,
+            actor,
         )
         .await?;
     metrics::counter!("sluice_inventories_ingested_total", "changed" => if changed { "true" } else { "false" }).increment(1);
     metrics::counter!("sluice_findings_opened_total").increment(findings.opened);
     metrics::counter!("sluice_findings_resolved_total").increment(findings.resolved);
-    Ok(Json(PushReport {
+    Ok(PushReport {
         hostname,
         ecosystem: eco_name,
         packages: count,
         changed,
         findings,
-    }))
+    })
 }
 
 /// Finding filters.

@@ -2,6 +2,7 @@
 //! routes with their OpenAPI description, including the roles each needs (`security` scopes).
 
 pub mod accounts;
+pub mod agents;
 pub mod assets;
 pub mod audit;
 pub mod findings;
@@ -31,6 +32,11 @@ impl Modify for BearerToken {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // Agent access tokens (`slca_…`), from a signed challenge; accepted on agent routes only.
+        components.add_security_scheme(
+            "agent",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
@@ -70,4 +76,15 @@ pub fn router() -> OpenApiRouter<AppState> {
             assets::put_service,
             assets::delete_service
         ))
+        .routes(routes!(agents::create_enrollment_token))
+        .routes(routes!(agents::list_agents))
+        .routes(routes!(agents::revoke_agent))
+        .routes(routes!(agents::enroll))
+        .routes(routes!(agents::challenge))
+        .routes(routes!(agents::token))
+        .routes(routes!(agents::put_inventory))
+        .routes(routes!(agents::next_job))
+        .routes(routes!(agents::report_job))
+        .routes(routes!(agents::list_jobs, agents::create_job))
+        .routes(routes!(agents::get_job))
 }
