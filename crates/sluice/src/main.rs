@@ -51,6 +51,12 @@ enum Command {
     /// The CMDB on the server: import, list, show, set, export assets.
     #[command(subcommand)]
     Assets(cmd::assets::AssetsCommand),
+    /// Agents on the server: enrollment tokens, list, revoke.
+    #[command(subcommand)]
+    Agents(cmd::agents::AgentsCommand),
+    /// Jobs for agents: queue, list, show.
+    #[command(subcommand)]
+    Jobs(cmd::agents::JobsCommand),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +86,8 @@ fn main() -> ExitCode {
         Command::Inventory(command) => cmd::findings::inventory(command),
         Command::Findings(command) => cmd::findings::findings(command),
         Command::Assets(command) => cmd::assets::run(command),
+        Command::Agents(command) => cmd::agents::run(command),
+        Command::Jobs(command) => cmd::agents::jobs(command),
     };
     match result {
         Ok(code) => code,
