@@ -13,6 +13,7 @@ pub mod cvss;
 pub mod ecosystem;
 pub mod finding;
 pub mod inventory;
+pub mod job;
 pub mod matching;
 pub mod priority;
 pub mod version;

@@ -4,6 +4,7 @@
 //! that is half-read would make a host look cleaner than it is.
 
 pub mod dpkg;
+pub mod host;
 pub mod os_release;
 pub mod rpm;
 
