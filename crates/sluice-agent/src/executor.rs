@@ -203,13 +203,11 @@ impl Executor {
             }
             None => run.steps.last().map(|s| s.step),
         };
-        // Start again what quiesce stopped, unless un-quiesce finished.
-        if replay.started(StepName::Quiesce) && !replay.completed(StepName::Unquiesce) {
-            run.stopped = match step_detail::<QuiesceDetail>(&run.steps, StepName::Quiesce) {
-                Some(detail) => detail.stopped,
-                // Interrupted while stopping: start every hook.
-                None => (0..replay.job.preflight.quiesce.len()).collect(),
-            };
+        // Start again what quiesce stopped (every hook journaled as stopping, including one a
+        // crash interrupted), unless un-quiesce finished.
+        let stopping = replay.stopping();
+        if !stopping.is_empty() && !replay.completed(StepName::Unquiesce) {
+            run.stopped = stopping;
             run.quiesced = true;
             run.step(StepName::Unquiesce, Run::unquiesce);
         }
@@ -547,12 +545,16 @@ impl<'a> Run<'a> {
         self.quiesced = true;
         let mut detail = QuiesceDetail::default();
         for (index, hook) in hooks.iter().enumerate() {
-            let (item, must_start) =
-                preflight::stop(self.root(), hook, self.exec.config.systemctl_timeout);
-            if must_start {
-                detail.stopped.push(index);
-                self.stopped.push(index);
+            let timeout = self.exec.config.systemctl_timeout;
+            if !preflight::needs_stop(hook, timeout) {
+                continue;
             }
+            if let Err(e) = self.journal.append(&Record::Stopping { hook: index }) {
+                return Step::failed(e.to_string()).detail(detail);
+            }
+            detail.stopped.push(index);
+            self.stopped.push(index);
+            let item = preflight::stop(self.root(), hook, timeout);
             let passed = item.passed;
             detail.items.push(item);
             if !passed {

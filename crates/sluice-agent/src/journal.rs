@@ -49,6 +49,12 @@ pub enum Record {
         /// Versions before the change of every package the change touches.
         versions_before: Versions,
     },
+    /// Quiesce is about to stop this hook (its index in the job): from here on it must be
+    /// started again, even after a crash.
+    Stopping {
+        /// Index into the job's quiesce hooks.
+        hook: usize,
+    },
     /// The job is over; its report.
     JobFinished {
         /// The final report.
@@ -214,6 +220,17 @@ impl Replay {
         self.records
             .iter()
             .any(|r| matches!(r, Record::StepAfter { result } if result.step == step))
+    }
+
+    /// The quiesce hooks that were (or were being) stopped.
+    pub fn stopping(&self) -> Vec<usize> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Stopping { hook } => Some(*hook),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The versions recorded before the change, if it got that far.

@@ -216,28 +216,32 @@ pub fn watched_files(root: &PackageRoot, baseline: &[FileBaseline]) -> Vec<Item>
         .collect()
 }
 
-/// Stops one quiesce hook. A unit that was not active is left alone (and not started after);
-/// the returned flag says whether unquiesce must start it again.
-pub fn stop(root: &PackageRoot, hook: &Quiesce, systemctl_timeout: Duration) -> (Item, bool) {
-    let name = format!("stop {hook}");
+/// Whether a hook has something to stop: a unit that is not active is left alone (and not
+/// started afterwards); a command hook always runs.
+pub fn needs_stop(hook: &Quiesce, systemctl_timeout: Duration) -> bool {
     match hook {
         Quiesce::Unit { unit } => {
             let mut probe = Command::new("systemctl");
             probe.args(["is-active", "--", unit]);
-            let active = process::run(probe, systemctl_timeout)
+            process::run(probe, systemctl_timeout)
                 .map(|d| d.stdout.trim() == "active")
-                .unwrap_or(false);
-            if !active {
-                return (
-                    Item::new(name, true, format!("{unit} was not active")),
-                    false,
-                );
-            }
+                .unwrap_or(false)
+        }
+        Quiesce::Command { .. } => true,
+    }
+}
+
+/// Stops one quiesce hook. Whatever the result, it must be started again afterwards: a failed
+/// stop may have half-stopped things.
+pub fn stop(root: &PackageRoot, hook: &Quiesce, systemctl_timeout: Duration) -> Item {
+    let name = format!("stop {hook}");
+    match hook {
+        Quiesce::Unit { unit } => {
             let mut command = Command::new("systemctl");
             command.args(["stop", "--", unit]);
             match process::run(command, systemctl_timeout) {
-                Err(e) => (Item::new(name, false, e.to_string()), true),
-                Ok(done) => (Item::new(name, done.success(), done.describe()), true),
+                Err(e) => Item::new(name, false, e.to_string()),
+                Ok(done) => Item::new(name, done.success(), done.describe()),
             }
         }
         Quiesce::Command {
@@ -245,8 +249,7 @@ pub fn stop(root: &PackageRoot, hook: &Quiesce, systemctl_timeout: Duration) -> 
         } => {
             let (passed, message) =
                 run_command(root, stop, Duration::from_secs(u64::from(*timeout_secs)));
-            // A failed stop hook may have half-stopped things: start it again regardless.
-            (Item::new(name, passed, message), true)
+            Item::new(name, passed, message)
         }
     }
 }
