@@ -754,10 +754,16 @@ impl<'a> Run<'a> {
             Err(e) => return Step::failed(e.to_string()),
         };
         let seconds = started.elapsed().as_secs_f64();
-        let detail = json!({ "command": done.command, "seconds": seconds });
         if !done.success() {
+            let detail = json!({
+                "command": done.command,
+                "seconds": seconds,
+                "stdout_tail": done.tail_of_stdout(20),
+                "stderr_tail": done.tail_of_stderr(20),
+            });
             return Step::failed(format!("apt-get install: {}", done.describe())).detail(detail);
         }
+        let detail = json!({ "command": done.command, "seconds": seconds });
         let mut message = format!(
             "apt-get installed {} in {seconds:.2}s",
             request

@@ -76,37 +76,54 @@ impl Finished {
 
     /// The lines of output that explain a failure (see [`Finished::describe`]).
     pub fn diagnostics(&self) -> String {
-        let marked: Vec<&str> = self
-            .stderr
-            .lines()
-            .chain(self.stdout.lines())
-            .map(str::trim)
-            .filter(|line| {
-                line.starts_with("E:")
-                    || line.starts_with("W:")
-                    || line.starts_with("dpkg:")
-                    || line.starts_with("dpkg-query:")
-            })
-            .collect();
-        if !marked.is_empty() {
-            return dedup(marked).join("\n");
+        let mut marked: Vec<String> = Vec::new();
+        let mut continuing = false;
+        for line in self.stderr.lines().chain(self.stdout.lines()) {
+            let trimmed = line.trim();
+            if trimmed.starts_with("E:")
+                || trimmed.starts_with("W:")
+                || trimmed.starts_with("dpkg:")
+                || trimmed.starts_with("dpkg-query:")
+            {
+                marked.push(trimmed.to_owned());
+                continuing = trimmed.starts_with("dpkg:");
+            } else if continuing && line.starts_with(' ') && !trimmed.is_empty() {
+                // dpkg's indented explanation of the line before.
+                if let Some(last) = marked.last_mut() {
+                    last.push(' ');
+                    last.push_str(trimmed);
+                }
+            } else {
+                continuing = false;
+            }
         }
-        let tail = |text: &str| {
-            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-            lines[lines.len().saturating_sub(5)..].join("\n")
-        };
-        let err = tail(&self.stderr);
+        if !marked.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            marked.retain(|l| seen.insert(l.clone()));
+            return marked.join("\n");
+        }
+        let err = self.tail_of_stderr(5);
         if err.is_empty() {
-            tail(&self.stdout)
+            self.tail_of_stdout(5)
         } else {
             err
         }
     }
+
+    /// The last `lines` non-empty lines of standard output.
+    pub fn tail_of_stdout(&self, lines: usize) -> String {
+        tail(&self.stdout, lines)
+    }
+
+    /// The last `lines` non-empty lines of standard error.
+    pub fn tail_of_stderr(&self, lines: usize) -> String {
+        tail(&self.stderr, lines)
+    }
 }
 
-fn dedup(lines: Vec<&str>) -> Vec<&str> {
-    let mut seen = std::collections::HashSet::new();
-    lines.into_iter().filter(|l| seen.insert(*l)).collect()
+fn tail(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
 }
 
 /// Runs `command` with standard input closed, capturing its output, in a process group of its

@@ -207,8 +207,15 @@ fn a_failing_postinst_is_rolled_back_from_a_half_configured_state() {
     assert_eq!(report.outcome, JobOutcome::RolledBack, "{report:#?}");
     let apply = step(&report, StepName::Apply);
     assert_eq!(apply.status, StepStatus::Failed);
-    assert!(apply.message.contains("exit status"), "{}", apply.message);
-    assert!(apply.message.contains("sluice-demo"), "{}", apply.message);
+    assert!(
+        apply
+            .message
+            .contains("post-installation script subprocess returned error exit status 1"),
+        "{}",
+        apply.message
+    );
+    let tail = apply.detail["stdout_tail"].as_str().unwrap();
+    assert!(tail.contains("postinst failed on purpose"), "{tail}");
     assert_eq!(fx.installed("sluice-demo").as_deref(), Some("1.0"));
     assert!(report.unsettled.is_empty(), "{:?}", report.unsettled);
     fx.host.assert_untouched();
@@ -373,7 +380,13 @@ fn a_dependency_and_a_rollback_job() {
     let mut back = job("back-all", &[("sluice-demo", "1.0"), ("sluice-dep", "1.0")]);
     back.kind = JobKind::Rollback { of_job: None };
     let report = exec.run(&back);
-    // sluice-dep 1.0 cannot live with demo 1.0: apt says so.
+    // sluice-dep 1.0 cannot live with demo 1.0: apt would remove it, and the dry run refuses.
+    assert!(
+        step(&report, StepName::DryRun)
+            .message
+            .contains("apt would remove sluice-dep"),
+        "{report:#?}"
+    );
     assert_eq!(report.outcome, JobOutcome::Failed, "{report:#?}");
     assert_eq!(fx.installed("sluice-demo").as_deref(), Some("1.1"));
     fx.host.assert_untouched();
