@@ -20,6 +20,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use jiff::Timestamp;
@@ -214,8 +215,12 @@ impl Executor {
         Ok(run.finish(JobOutcome::Interrupted, interrupted_at))
     }
 
-    /// Holds `STATE/agent.lock` so that two agent processes never run jobs on one state.
-    fn lock(&self) -> Result<File, AgentError> {
+    /// Holds `STATE/agent.lock` so that two agent processes never run jobs on one state, and
+    /// a process-wide mutex, because `fcntl` locks do not exclude threads of one process.
+    fn lock(&self) -> Result<StateLock, AgentError> {
+        let guard = IN_PROCESS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let path = self.state_dir.join("agent.lock");
         let file = OpenOptions::new()
             .create(true)
@@ -229,8 +234,20 @@ impl Executor {
                 path: path.clone(),
                 reason: format!("another agent process is running jobs here ({e})"),
             })?;
-        Ok(file)
+        Ok(StateLock {
+            _file: file,
+            _guard: guard,
+        })
     }
+}
+
+/// Serialises jobs within one process.
+static IN_PROCESS: Mutex<()> = Mutex::new(());
+
+/// Held while a job or a recovery runs.
+struct StateLock {
+    _file: File,
+    _guard: MutexGuard<'static, ()>,
 }
 
 /// A report for a job that could not start: failed at inspect, nothing changed.

@@ -148,8 +148,7 @@ pub fn run(mut command: Command, timeout: Duration) -> Result<Finished, AgentErr
             .map(|pipe| read_pipe(pipe, 0, tx.clone())),
         child.stderr.take().map(|pipe| read_pipe(pipe, 1, tx)),
     ];
-    let deadline = started + timeout;
-    let (status, timed_out) = wait_until(&mut child, deadline)?;
+    let (status, timed_out) = wait_for(child, timeout)?;
     let elapsed = started.elapsed();
     let mut outputs = [Vec::new(), Vec::new()];
     let expected = readers.iter().filter(|r| r.is_some()).count();
@@ -173,42 +172,32 @@ pub fn run(mut command: Command, timeout: Duration) -> Result<Finished, AgentErr
     })
 }
 
-fn wait_until(
-    child: &mut Child,
-    deadline: Instant,
-) -> Result<(Option<ExitStatus>, bool), AgentError> {
-    let pid = child.id();
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok((Some(status), false)),
-            Ok(None) => {}
-            Err(source) => {
-                return Err(AgentError::Spawn {
-                    program: format!("waiting for process {pid}"),
-                    source,
-                });
+/// Waits in a thread of its own, so the exit is seen the moment it happens; when the time
+/// runs out, kills the child's whole process group.
+fn wait_for(mut child: Child, timeout: Duration) -> Result<(Option<ExitStatus>, bool), AgentError> {
+    let pid = rustix::process::Pid::from_child(&child);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let waited = match rx.recv_timeout(timeout) {
+        Ok(waited) => waited,
+        Err(_) => {
+            // The group id is the child's pid (process_group(0)); never signal group 1.
+            if pid.as_raw_nonzero().get() > 1 {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
             }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            kill_group(child);
-            let _ = child.wait();
+            let _ = rx.recv();
             return Ok((None, true));
         }
-        thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(20));
+    };
+    match waited {
+        Ok(status) => Ok((Some(status), false)),
+        Err(source) => Err(AgentError::Spawn {
+            program: format!("waiting for process {}", pid.as_raw_nonzero()),
+            source,
+        }),
     }
-}
-
-/// Kills the child's process group (the child and everything it started), then the child.
-fn kill_group(child: &mut Child) {
-    let pid = rustix::process::Pid::from_child(child);
-    // The group id is the child's pid (process_group(0)); never signal group 1.
-    if pid.as_raw_nonzero().get() > 1 {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-    let _ = child.kill();
 }
 
 fn read_pipe(

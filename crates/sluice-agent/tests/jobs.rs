@@ -483,3 +483,35 @@ fn inventory_of_the_private_root() {
     assert!(inventory.watched_files[1].error.is_some());
     fx.host.assert_untouched();
 }
+
+#[test]
+fn a_rollback_removes_what_the_job_installed() {
+    let fx = Fixture::new();
+    let mut job = job(
+        "new-package",
+        &[("sluice-dep", "1.0"), ("sluice-demo", "1.1")],
+    );
+    job.checks = vec![Check::Command {
+        argv: vec!["/bin/false".into()],
+        timeout_secs: 5,
+    }];
+    let report = fx.executor().run(&job);
+    assert_eq!(report.outcome, JobOutcome::RollbackFailed, "{report:#?}");
+    // The rollback itself worked; the check still fails afterwards, so the host is not
+    // verified working: rollback-failed, not rolled-back.
+    assert_eq!(step(&report, StepName::Rollback).status, StepStatus::Ok);
+    assert_eq!(
+        step(&report, StepName::RollbackChecks).status,
+        StepStatus::Failed
+    );
+    assert!(
+        step(&report, StepName::Rollback)
+            .message
+            .contains("sluice-dep (removed)"),
+        "{report:#?}"
+    );
+    assert_eq!(fx.installed("sluice-dep"), None);
+    assert_eq!(fx.installed("sluice-demo").as_deref(), Some("1.0"));
+    assert_eq!(version(&report.versions_after, "sluice-dep"), None);
+    fx.host.assert_untouched();
+}
