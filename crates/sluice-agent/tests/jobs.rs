@@ -515,3 +515,25 @@ fn a_rollback_removes_what_the_job_installed() {
     assert_eq!(version(&report.versions_after, "sluice-dep"), None);
     fx.host.assert_untouched();
 }
+
+#[test]
+fn inventory_of_an_rpm_root() {
+    // A root without a dpkg database is an rpm host: `rpm --root DIR -qa` (empty here).
+    let host = common::HostDpkg::snapshot();
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("etc")).unwrap();
+    fs::write(
+        dir.path().join("etc/os-release"),
+        "ID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\n",
+    )
+    .unwrap();
+    let root = sluice_agent::PackageRoot::private(dir.path()).unwrap();
+    let inventory = sluice_agent::inventory::collect(&root, &[]).unwrap();
+    assert_eq!(
+        inventory.package_manager,
+        sluice_core::inventory::host::PackageManager::Rpm
+    );
+    assert!(inventory.packages.is_empty());
+    assert_eq!(inventory.os_release.id, "almalinux");
+    host.assert_untouched();
+}
