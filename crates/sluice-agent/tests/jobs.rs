@@ -537,3 +537,14 @@ fn inventory_of_an_rpm_root() {
     assert_eq!(inventory.os_release.id, "almalinux");
     host.assert_untouched();
 }
+
+#[test]
+fn the_job_in_docs_agent_md_parses() {
+    let doc = include_str!("../../../docs/agent.md");
+    let start = doc.find("```json\n").unwrap() + "```json\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let job: sluice_core::job::Job = serde_json::from_str(&doc[start..end]).unwrap();
+    assert_eq!(job.targets.len(), 2);
+    assert_eq!(job.checks.len(), 4);
+    assert_eq!(job.preflight.quiesce.len(), 2);
+}
