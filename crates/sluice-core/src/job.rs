@@ -491,6 +491,10 @@ pub struct JobReport {
     /// Versions of the target packages when the report was made, read from the package
     /// manager, never assumed.
     pub versions_after: Versions,
+    /// Packages dpkg left unfinished when the report was made (`half-configured 1.2`,
+    /// `unpacked 1.2`, …): installed files but not a verified version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unsettled: BTreeMap<String, String>,
     /// Measurements before the change.
     #[serde(default)]
     pub measurements_before: Option<Measurements>,

@@ -51,12 +51,17 @@ enum Command {
     /// The CMDB on the server: import, list, show, set, export assets.
     #[command(subcommand)]
     Assets(cmd::assets::AssetsCommand),
+    /// Run the host agent: enroll once, then report inventory and run approved jobs.
+    Agent(Box<cmd::agent::AgentArgs>),
     /// Agents on the server: enrollment tokens, list, revoke.
     #[command(subcommand)]
     Agents(cmd::agents::AgentsCommand),
-    /// Jobs for agents: queue, list, show.
+    /// Jobs on the server for agents: queue, list, show.
     #[command(subcommand)]
     Jobs(cmd::agents::JobsCommand),
+    /// Run a job file on this machine without a server; report an interrupted one.
+    #[command(subcommand)]
+    Job(cmd::job::JobCommand),
 }
 
 fn main() -> ExitCode {
@@ -86,8 +91,10 @@ fn main() -> ExitCode {
         Command::Inventory(command) => cmd::findings::inventory(command),
         Command::Findings(command) => cmd::findings::findings(command),
         Command::Assets(command) => cmd::assets::run(command),
+        Command::Agent(args) => cmd::agent::run(*args),
         Command::Agents(command) => cmd::agents::run(command),
         Command::Jobs(command) => cmd::agents::jobs(command),
+        Command::Job(command) => cmd::job::run(command),
     };
     match result {
         Ok(code) => code,

@@ -7,5 +7,6 @@ pub mod audit;
 pub mod client;
 pub mod cvss;
 pub mod findings;
+pub mod job;
 pub mod scan;
 pub mod server;
