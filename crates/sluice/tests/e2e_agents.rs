@@ -19,10 +19,24 @@ use common::{PASSWORD, Running, ok, sluice};
 use fixture::Fixture;
 use serde_json::{Value, json};
 
-fn start_agent(fx: &Fixture, url: &str, host: &str, token: Option<&str>, failpoint: Option<&str>) -> Child {
+fn start_agent(
+    fx: &Fixture,
+    url: &str,
+    host: &str,
+    token: Option<&str>,
+    failpoint: Option<&str>,
+) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
-        .args(["agent", "--server", url, "--hostname", host, "--poll-wait", "2"])
+        .args([
+            "agent",
+            "--server",
+            url,
+            "--hostname",
+            host,
+            "--poll-wait",
+            "2",
+        ])
         .args(["--state-dir", fx.state.to_str().unwrap()])
         .args(["--root", fx.root_dir.to_str().unwrap()])
         .args(["--labels", "env=test"])
@@ -65,7 +79,16 @@ fn queue(config: &Path, host: &str, job: Value) -> String {
     std::fs::write(&file, job.to_string()).unwrap();
     let stored = json_of(
         config,
-        &["jobs", "create", "--host", host, "--file", file.to_str().unwrap(), "--output", "json"],
+        &[
+            "jobs",
+            "create",
+            "--host",
+            host,
+            "--file",
+            file.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
     );
     stored["job"]["id"].as_str().unwrap().to_owned()
 }
@@ -100,20 +123,31 @@ fn agents_enroll_converge_roll_back_and_survive_kill_9() {
     let fixtures: Vec<Fixture> = hosts.iter().map(|_| Fixture::new()).collect();
     let mut agents: Vec<Child> = Vec::new();
     for (fx, host) in fixtures.iter().zip(hosts) {
-        let token = ok(&sluice(config, &["agents", "token", "create", "--expires", "1h"], None));
+        let token = ok(&sluice(
+            config,
+            &["agents", "token", "create", "--expires", "1h"],
+            None,
+        ));
         agents.push(start_agent(fx, &url, host, Some(token.trim()), None));
     }
     // Enrolled, and each host's inventory is in the CMDB with the release its root runs.
-    wait_for(config, &["agents", "list", "--output", "json"], "three agents", |list| {
-        list.as_array().is_some_and(|a| a.len() == 3)
-    });
+    wait_for(
+        config,
+        &["agents", "list", "--output", "json"],
+        "three agents",
+        |list| list.as_array().is_some_and(|a| a.len() == 3),
+    );
     for host in hosts {
-        wait_for(config, &["assets", "show", host, "--output", "json"], host, |asset| {
-            asset["os"].as_str() == Some("Debian:12")
-        });
+        wait_for(
+            config,
+            &["assets", "show", host, "--output", "json"],
+            host,
+            |asset| asset["os"].as_str() == Some("Debian:12"),
+        );
     }
     let key = fixtures[0].state.join("agent.key");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "the agent key is private");
 
     // Converge: every host to 1.1, checked by the package's own health script.
@@ -126,7 +160,11 @@ fn agents_enroll_converge_roll_back_and_survive_kill_9() {
         let job = finished(config, id);
         assert_eq!(job["state"], "succeeded", "{host}: {job}");
         assert_eq!(job["report"]["versions_after"]["sluice-demo"], "1.1");
-        assert_eq!(fx.installed("sluice-demo").as_deref(), Some("1.1"), "{host}");
+        assert_eq!(
+            fx.installed("sluice-demo").as_deref(),
+            Some("1.1"),
+            "{host}"
+        );
     }
     // The same job again: already compliant, apt not run.
     let again = queue(config, "web1", update(&fixtures[0], "1.1"));
@@ -149,17 +187,35 @@ fn agents_enroll_converge_roll_back_and_survive_kill_9() {
         let mut crashing = crashing;
         crashing.wait().unwrap()
     };
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "killed at the failpoint");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed at the failpoint"
+    );
     agents.push(start_agent(&fixtures[2], &url, "web3", None, None));
     let job = finished(config, &interrupted);
     assert_eq!(job["state"], "interrupted", "{job}");
     let installed = fixtures[2].installed("sluice-demo");
-    assert_eq!(job["report"]["versions_after"]["sluice-demo"].as_str(), installed.as_deref());
+    assert_eq!(
+        job["report"]["versions_after"]["sluice-demo"].as_str(),
+        installed.as_deref()
+    );
     assert_eq!(job["report"]["interrupted_at"], "apply");
 
     // Revocation cuts an agent off: no new jobs reach it.
     ok(&sluice(config, &["agents", "revoke", "web1"], None));
-    let refused = sluice(config, &["jobs", "create", "--host", "web1", "--target", "sluice-demo=1.0"], None);
+    let refused = sluice(
+        config,
+        &[
+            "jobs",
+            "create",
+            "--host",
+            "web1",
+            "--target",
+            "sluice-demo=1.0",
+        ],
+        None,
+    );
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("enrolled agent"));
 
@@ -170,7 +226,12 @@ fn agents_enroll_converge_roll_back_and_survive_kill_9() {
     server.stop();
     let verify = ok(&sluice(
         config,
-        &["audit", "verify", "--data-dir", data.path().to_str().unwrap()],
+        &[
+            "audit",
+            "verify",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
         None,
     ));
     assert!(verify.contains("intact"), "{verify}");

@@ -134,7 +134,8 @@ fn one_round(
     if answer.is_null() || answer.as_str() == Some("") {
         return Ok(());
     }
-    let job: Job = serde_json::from_value(answer).context("the server sent a job this agent cannot read")?;
+    let job: Job =
+        serde_json::from_value(answer).context("the server sent a job this agent cannot read")?;
     eprintln!("sluice agent: running job {}", job.id);
     let report = executor.run(&job);
     eprintln!("sluice agent: job {}: {}", job.id, report.outcome.as_str());
@@ -208,8 +209,8 @@ fn load_or_create_key(path: &Path) -> Result<SigningKey> {
 fn enroll_if_needed(args: &AgentArgs, key: &SigningKey) -> Result<Identity> {
     let path = args.state_dir.join("agent.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let identity: Identity =
-            serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+        let identity: Identity = serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged", path.display()))?;
         return Ok(identity);
     }
     let Some(token) = &args.enroll_token else {
@@ -249,7 +250,10 @@ fn enroll_if_needed(args: &AgentArgs, key: &SigningKey) -> Result<Identity> {
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
-    std::io::Write::write_all(&mut file, serde_json::to_string_pretty(&identity)?.as_bytes())?;
+    std::io::Write::write_all(
+        &mut file,
+        serde_json::to_string_pretty(&identity)?.as_bytes(),
+    )?;
     file.sync_all()?;
     Ok(identity)
 }
@@ -289,9 +293,7 @@ impl Session {
             self.renew_at = Instant::now() + Duration::from_secs(13 * 60);
             self.client = Some(Client::with(self.server.clone(), Some(secret))?);
         }
-        self.client
-            .as_ref()
-            .context("no connection to the server")
+        self.client.as_ref().context("no connection to the server")
     }
 
     fn report(&mut self, report: &JobReport) -> Result<()> {
@@ -302,7 +304,10 @@ impl Session {
             // A job the server does not know (queued through another server, or deleted) or
             // already reported differently: the journal keeps the truth; nothing to resend.
             Err(error) if is_final(&error) => {
-                eprintln!("sluice agent: report of job {} not taken: {error:#}", report.job_id);
+                eprintln!(
+                    "sluice agent: report of job {} not taken: {error:#}",
+                    report.job_id
+                );
                 Ok(())
             }
             Err(error) => Err(error),

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod accounts;
+pub mod agent;
 pub mod agents;
 pub mod assets;
 pub mod audit;
