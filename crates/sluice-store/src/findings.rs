@@ -864,6 +864,32 @@ impl Store {
         })
     }
 
+    /// One finding by id, open or resolved.
+    pub async fn finding(&self, id: i64) -> Result<Option<StoredFinding>> {
+        on_pool!(self, |pool, pg| {
+            let row = sqlx::query(
+                "SELECT id, hostname, record, first_seen, resolved_at FROM findings WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                None => Ok(None),
+                Some(row) => {
+                    let record: String = row.try_get("record")?;
+                    Ok(Some(StoredFinding {
+                        id: row.try_get("id")?,
+                        hostname: row.try_get("hostname")?,
+                        finding: serde_json::from_str(&record)
+                            .map_err(|e| StoreError::Corrupt(format!("finding record: {e}")))?,
+                        first_seen: row.try_get("first_seen")?,
+                        resolved_at: row.try_get("resolved_at")?,
+                    }))
+                }
+            }
+        })
+    }
+
     /// A page of findings, highest priority first, and how many match (counted up to
     /// [`COUNT_CAP`]).
     pub async fn findings(&self, query: &FindingsQuery) -> Result<FindingsPage> {
