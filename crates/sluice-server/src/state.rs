@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_store::Store;
 
 use crate::auth::{AccessTable, LoginLimiter};
+use crate::clock::Clock;
 use crate::intel::IntelHandle;
 use crate::settings::Settings;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub assets: AssetCache,
     /// Renders `/metrics`, when a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
+    /// The time governance decisions are made at.
+    pub clock: Clock,
 }
 
 /// A copy of the asset table for selector evaluation, refreshed when the table's stamp changes

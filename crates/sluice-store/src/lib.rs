@@ -27,8 +27,8 @@ pub use changes::{ChangeEvent, ChangesPage, ChangesQuery, StoredChange};
 pub use cmdb::{Change, ImportSummary};
 pub use deferrals::{DeferralsQuery, StoredDeferral};
 pub use findings::{
-    COUNT_CAP, Feed, FeedKind, FindingsDiff, FindingsPage, FindingsQuery, InventoryWrite, NewFeed,
-    StoredFinding, StoredInventory, SyncOutcome,
+    COUNT_CAP, Covered, Feed, FeedKind, FindingsDiff, FindingsPage, FindingsQuery, InventoryWrite,
+    NewFeed, StoredFinding, StoredInventory, SyncOutcome,
 };
 pub use idempotency::{KeyClaim, StoredResponse};
 pub use policies::StoredPolicy;
