@@ -51,6 +51,15 @@ enum Command {
     /// The CMDB on the server: import, list, show, set, export assets.
     #[command(subcommand)]
     Assets(cmd::assets::AssetsCommand),
+    /// Change requests: create, submit, review, vote, schedule, implement, export.
+    #[command(subcommand)]
+    Change(cmd::change::ChangeCommand),
+    /// Deferrals, risk acceptances and legacy pins of findings.
+    #[command(subcommand)]
+    Defer(cmd::defer::DeferCommand),
+    /// The CAB and deferral policies: show, set a new version.
+    #[command(subcommand)]
+    Policy(cmd::change::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +89,9 @@ fn main() -> ExitCode {
         Command::Inventory(command) => cmd::findings::inventory(command),
         Command::Findings(command) => cmd::findings::findings(command),
         Command::Assets(command) => cmd::assets::run(command),
+        Command::Change(command) => cmd::change::run(command),
+        Command::Defer(command) => cmd::defer::run(command),
+        Command::Policy(command) => cmd::change::policy(command),
     };
     match result {
         Ok(code) => code,

@@ -112,6 +112,8 @@ pub struct CreateChange {
     /// before submission), roll back when more than 10% of checks fail, watch 15 minutes.
     #[schema(value_type = Option<Object>)]
     pub plan: Option<Plan>,
+    /// The plan written as TOML (same fields), instead of `plan`.
+    pub plan_toml: Option<String>,
 }
 
 /// A change as the API shows it: the record, its version (send it back as `If-Match`), and
@@ -229,7 +231,18 @@ struct Made {
 }
 
 async fn make(state: &AppState, request: CreateChange, now: Timestamp) -> Result<Made, ApiError> {
-    let plan = request.plan.unwrap_or_else(default_plan);
+    let plan = match (request.plan, request.plan_toml) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "give the plan as plan (JSON) or as plan_toml (TOML text), one of them",
+            ));
+        }
+        (Some(plan), None) => plan,
+        (None, Some(text)) => toml::from_str(&text).map_err(|e: toml::de::Error| {
+            ApiError::invalid_field("plan_toml", format!("plan_toml: {e}"))
+        })?,
+        (None, None) => default_plan(),
+    };
     let mut update_types = request.update_types.clone().unwrap_or_default();
     let (bundle, scope, origin, unresolved) = match (request.from_findings, request.targets) {
         (Some(_), Some(_)) | (None, None) => {

@@ -3,8 +3,10 @@
 pub mod accounts;
 pub mod assets;
 pub mod audit;
+pub mod change;
 pub mod client;
 pub mod cvss;
+pub mod defer;
 pub mod findings;
 pub mod scan;
 pub mod server;
