@@ -948,9 +948,7 @@ async fn deferral_expiry_makes_a_finding_due_again(server: &Server) {
         .unwrap()
         .to_owned();
     assert_eq!(created.json["status"]["status"], "pending");
-    let listed = server
-        .get(&format!("/api/v1/findings?host=web1&limit=1000"))
-        .await;
+    let listed = server.get("/api/v1/findings?host=web1&limit=1000").await;
     let row = listed["items"]
         .as_array()
         .unwrap()

@@ -41,8 +41,8 @@ impl Expiry {
             .parse()
             .with_context(|| format!("--for {text:?}: a duration such as 30d or 12h"))?;
         let seconds = span.total((jiff::Unit::Second, jiff::civil::date(2000, 1, 1)))?;
-        #[allow(clippy::cast_possible_truncation)]
-        let duration = SignedDuration::from_secs(seconds as i64);
+        let duration = SignedDuration::try_from_secs_f64(seconds)
+            .with_context(|| format!("--for {text:?}: too long"))?;
         Ok(Timestamp::now().checked_add(duration)?)
     }
 }
