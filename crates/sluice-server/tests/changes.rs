@@ -861,6 +861,65 @@ async fn standard_changes_follow_their_template(server: &Server) {
         refused.contains("not covered by template tzdata"),
         "{refused}"
     );
+    // The draft is edited to fit (assessed again), then the template approves it.
+    let mut fixed = targets_change(
+        "tzdata as standard",
+        "standard",
+        "tzdata",
+        "2026a-0+deb12u1",
+        "host=tz1",
+    );
+    fixed["template"] = json!("tzdata");
+    fixed["update_types"] = json!(["bugfix"]);
+    let not_yours = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/changes/{misfit}"),
+            "olga",
+            Some(fixed.clone()),
+        )
+        .await
+        .refused(StatusCode::FORBIDDEN);
+    assert!(not_yours.contains("only the requester"), "{not_yours}");
+    let edited = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/changes/{misfit}"),
+            "alice",
+            Some(fixed),
+        )
+        .await;
+    let edited = edited.ok(StatusCode::OK);
+    assert_eq!(edited["bundle"][0]["package"], "tzdata");
+    assert!(edited["assessment"]["risk"]["level"].is_string());
+    let submitted = server
+        .act(&misfit, "alice", json!({"action": "submit"}))
+        .await;
+    assert_eq!(submitted.ok(StatusCode::OK)["state"], "approved");
+    let frozen = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/changes/{misfit}"),
+            "alice",
+            Some(targets_change(
+                "x",
+                "standard",
+                "tzdata",
+                "2026a-0+deb12u1",
+                "host=tz1",
+            )),
+        )
+        .await
+        .refused(StatusCode::CONFLICT);
+    assert!(frozen.contains("can no longer be edited"), "{frozen}");
+    assert_eq!(
+        server.audit_of(&format!("change:{misfit}")).await,
+        [
+            "alice change.create",
+            "alice change.edit",
+            "alice change.submit"
+        ]
+    );
 
     // Bad input is named.
     let bad = server
@@ -907,8 +966,13 @@ async fn standard_changes_follow_their_template(server: &Server) {
     let listed = server
         .get("/api/v1/changes?type=standard&state=approved")
         .await;
-    assert_eq!(listed["total"], 1);
-    assert_eq!(listed["items"][0]["id"], change.as_str());
+    assert_eq!(listed["total"], 2);
+    assert_eq!(listed["items"][1]["id"], change.as_str(), "newest first");
+    let bad_state = server
+        .call(Method::GET, "/api/v1/changes?state=done", "victor", None)
+        .await;
+    assert_eq!(bad_state.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_state.json["field"], "state");
     server.assert_chain_intact().await;
 }
 
@@ -1252,6 +1316,21 @@ async fn exports_use_the_tools_field_names(server: &Server) {
             ),
         )
         .await);
+    server
+        .act(&change, "alice", json!({"action": "submit"}))
+        .await
+        .ok(StatusCode::OK);
+    // Sent back to draft by its requester, assessed again, and submitted again.
+    let revised = server
+        .act(
+            &change,
+            "alice",
+            json!({"action": "revise", "reason": "add the verification probe"}),
+        )
+        .await;
+    let revised = revised.ok(StatusCode::OK);
+    assert_eq!(revised["state"], "draft");
+    assert!(revised["assessment"]["risk"]["level"].is_string());
     server
         .act(&change, "alice", json!({"action": "submit"}))
         .await
