@@ -954,6 +954,15 @@ impl Store {
                     serde_json::json!(pairs).to_string(),
                 )
             });
+            // Nothing covered: every finding is due, no finding is deferred.
+            let nothing_covered = query
+                .covered
+                .as_ref()
+                .is_some_and(|(_, c)| c.ids.is_empty() && c.host_packages.is_empty());
+            let covered_json = covered_json.filter(|_| !nothing_covered);
+            if nothing_covered && query.covered.as_ref().is_some_and(|(wanted, _)| *wanted) {
+                conditions.push("1 = 0".to_owned());
+            }
             if let Some((wanted, _, _)) = &covered_json {
                 let (ids, pairs) = (next(), next());
                 let test = if pg {
