@@ -6,7 +6,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod error;
+pub mod governance;
 pub mod idempotency;
 pub mod intel;
 pub mod settings;
@@ -25,6 +27,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{AccessTable, LoginLimiter};
+use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::idempotency::Idempotency;
 use crate::settings::{Database, Settings};
@@ -94,12 +97,33 @@ pub async fn ensure_admin(
 }
 
 /// Builds the application: every route, the access rules read from its OpenAPI document, the
-/// Swagger UI (vendored, no CDN), request ids and the body limit.
+/// Swagger UI (vendored, no CDN), request ids and the body limit. Governance runs on the system
+/// clock, or on the fake one the `fake_now` setting asks for.
 pub fn app(
     store: Store,
     settings: Settings,
     metrics: Option<PrometheusHandle>,
     intel: intel::IntelHandle,
+) -> Result<Router, ServerError> {
+    let clock = clock_for(&settings);
+    app_with_clock(store, settings, metrics, intel, clock)
+}
+
+/// The clock the settings ask for: the system's, unless `fake_now` is set.
+pub fn clock_for(settings: &Settings) -> Clock {
+    match settings.fake_now {
+        Some(start) => Clock::starting_at(start),
+        None => Clock::system(),
+    }
+}
+
+/// [`app`] with the governance clock given (tests pass a manual one).
+pub fn app_with_clock(
+    store: Store,
+    settings: Settings,
+    metrics: Option<PrometheusHandle>,
+    intel: intel::IntelHandle,
+    clock: Clock,
 ) -> Result<Router, ServerError> {
     let (router, openapi) = api::router().split_for_parts();
     let access = AccessTable::from_openapi(&openapi).map_err(ServerError::Declaration)?;
@@ -114,6 +138,7 @@ pub fn app(
         assets: Default::default(),
         metrics,
         job_signals: Default::default(),
+        clock,
     };
     let request_id = HeaderName::from_static("x-request-id");
     let router = router
@@ -184,14 +209,33 @@ pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> 
     intel::load(&store, &intel)
         .await
         .map_err(|e| ServerError::Other(e.detail))?;
+    let clock = clock_for(&settings);
+    if let Some(start) = settings.fake_now {
+        tracing::warn!(%start, "governance runs on a FAKE clock (fake_now): for tests and demos only");
+        store
+            .record(sluice_core::audit::NewAuditEvent {
+                actor: "system".to_owned(),
+                action: "clock.fake".to_owned(),
+                object: "server".to_owned(),
+                before: None,
+                after: Some(
+                    serde_json::json!({"fake_now": start, "system_now": jiff::Timestamp::now()}),
+                ),
+                request_id: None,
+            })
+            .await?;
+    }
     let scheduler = {
-        let (store, intel) = (store.clone(), intel.clone());
+        let (store, intel, clock) = (store.clone(), intel.clone(), clock.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             for minute in 0u64.. {
                 tick.tick().await;
                 if let Err(e) = intel::scheduled(&store, &intel).await {
                     tracing::warn!(error = %e.detail, "scheduled feed sync failed");
+                }
+                if let Err(e) = governance::escalate_due(&store, clock.now()).await {
+                    tracing::warn!(error = %e.detail, "recording escalations failed");
                 }
                 if minute % 60 == 0
                     && let Err(e) = store.optimize().await
@@ -201,7 +245,7 @@ pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> 
             }
         })
     };
-    let app = app(store.clone(), settings, metrics_recorder(), intel)?;
+    let app = app_with_clock(store.clone(), settings, metrics_recorder(), intel, clock)?;
     tracing::info!(%address, "sluice server listening");
     axum::serve(
         listener,

@@ -56,6 +56,9 @@ pub struct SettingsLayer {
     pub login_max_failures: Option<u32>,
     /// The login failure window, e.g. `15m`.
     pub login_window: Option<String>,
+    /// For tests and demos only: the governance clock starts at this time (RFC 3339) and runs at
+    /// real speed. Logged as a warning and audited (`clock.fake`) at start.
+    pub fake_now: Option<String>,
 }
 
 impl SettingsLayer {
@@ -99,6 +102,7 @@ impl SettingsLayer {
                         Some(value.parse().map_err(|_| bad("expected a whole number"))?);
                 }
                 "LOGIN_WINDOW" => layer.login_window = Some(value),
+                "FAKE_NOW" => layer.fake_now = Some(value),
                 // Client-side variables (the CLI's server URL and token) share the prefix.
                 "SERVER" | "TOKEN" | "CONFIG" => {}
                 _ => return Err(bad("unknown setting")),
@@ -119,6 +123,7 @@ impl SettingsLayer {
             max_body_bytes: over.max_body_bytes.or(self.max_body_bytes),
             login_max_failures: over.login_max_failures.or(self.login_max_failures),
             login_window: over.login_window.or(self.login_window),
+            fake_now: over.fake_now.or(self.fake_now),
         }
     }
 }
@@ -161,6 +166,8 @@ pub struct Settings {
     pub login_max_failures: u32,
     /// Login failure window.
     pub login_window: Duration,
+    /// The fake start of the governance clock (tests and demos only; see `clock`).
+    pub fake_now: Option<jiff::Timestamp>,
 }
 
 impl Settings {
@@ -197,6 +204,17 @@ impl Settings {
         if max_body_bytes < 1024 {
             return Err(SettingsError("max_body_bytes: at least 1024".to_owned()));
         }
+        let fake_now = layer
+            .fake_now
+            .as_deref()
+            .map(|text| {
+                text.trim().parse::<jiff::Timestamp>().map_err(|e| {
+                    SettingsError(format!(
+                        "fake_now: {text:?} is not a time such as 2026-11-02T09:00:00Z: {e}"
+                    ))
+                })
+            })
+            .transpose()?;
         Ok(Self {
             listen,
             data_dir,
@@ -207,6 +225,7 @@ impl Settings {
             max_body_bytes,
             login_max_failures: layer.login_max_failures.unwrap_or(5),
             login_window,
+            fake_now,
         })
     }
 }

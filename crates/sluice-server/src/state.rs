@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_store::Store;
 
 use crate::auth::{AccessTable, LoginLimiter};
+use crate::clock::Clock;
 use crate::intel::IntelHandle;
 use crate::settings::Settings;
 
@@ -28,6 +29,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Wakes agents long-polling for jobs on this replica when a job is queued for them.
     pub job_signals: JobSignals,
+    /// The time governance decisions are made at.
+    pub clock: Clock,
 }
 
 /// One wake-up per agent waiting for work. Waiters also re-check the database every few

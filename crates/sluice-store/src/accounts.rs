@@ -197,6 +197,22 @@ impl Store {
         })
     }
 
+    /// A user by login name, without the password hash (the server reads a caller's groups).
+    pub async fn user(&self, username: &str) -> Result<Option<User>> {
+        on_pool!(self, |pool, pg| {
+            let row = sqlx::query(
+                "SELECT id, username, roles, groups, created_at, disabled FROM users WHERE username = $1",
+            )
+            .bind(username)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                None => Ok(None),
+                Some(row) => Ok(Some(user_from_row!(&row))),
+            }
+        })
+    }
+
     /// All users, by name.
     pub async fn list_users(&self) -> Result<Vec<User>> {
         on_pool!(self, |pool, pg| {

@@ -189,10 +189,23 @@ pub struct FindingsQuery {
     pub overdue_on: Option<Date>,
     /// Include resolved findings (`Some(true)`: only resolved; `None`: open only).
     pub resolved: Option<bool>,
+    /// Only findings these active deferrals cover (`true`), or only those they do not (`false`).
+    pub covered: Option<(bool, Covered)>,
     /// Page size.
     pub limit: i64,
     /// Page start.
     pub offset: i64,
+}
+
+/// What active deferrals cover: findings by id, and packages on hosts (the finding's binary
+/// package). Which records are active is `sluice_core::deferral`'s to say; the server passes the
+/// result here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Covered {
+    /// Finding ids.
+    pub ids: Vec<i64>,
+    /// (host, package) pairs.
+    pub host_packages: Vec<(String, String)>,
 }
 
 /// Writes a package's identity into `buf` as one string (fields joined by U+001F, which no
@@ -864,6 +877,32 @@ impl Store {
         })
     }
 
+    /// One finding by id, open or resolved.
+    pub async fn finding(&self, id: i64) -> Result<Option<StoredFinding>> {
+        on_pool!(self, |pool, pg| {
+            let row = sqlx::query(
+                "SELECT id, hostname, record, first_seen, resolved_at FROM findings WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                None => Ok(None),
+                Some(row) => {
+                    let record: String = row.try_get("record")?;
+                    Ok(Some(StoredFinding {
+                        id: row.try_get("id")?,
+                        hostname: row.try_get("hostname")?,
+                        finding: serde_json::from_str(&record)
+                            .map_err(|e| StoreError::Corrupt(format!("finding record: {e}")))?,
+                        first_seen: row.try_get("first_seen")?,
+                        resolved_at: row.try_get("resolved_at")?,
+                    }))
+                }
+            }
+        })
+    }
+
     /// A page of findings, highest priority first, and how many match (counted up to
     /// [`COUNT_CAP`]).
     pub async fn findings(&self, query: &FindingsQuery) -> Result<FindingsPage> {
@@ -902,6 +941,41 @@ impl Store {
             if query.overdue_on.is_some() {
                 conditions.push(format!("due < {} AND resolved_at IS NULL", next()));
             }
+            // Host and package joined by '|', which neither may contain.
+            let covered_json = query.covered.as_ref().map(|(wanted, covered)| {
+                let pairs: Vec<String> = covered
+                    .host_packages
+                    .iter()
+                    .map(|(h, p)| format!("{h}|{p}"))
+                    .collect();
+                (
+                    *wanted,
+                    serde_json::json!(covered.ids).to_string(),
+                    serde_json::json!(pairs).to_string(),
+                )
+            });
+            // Nothing covered: every finding is due, no finding is deferred.
+            let nothing_covered = query
+                .covered
+                .as_ref()
+                .is_some_and(|(_, c)| c.ids.is_empty() && c.host_packages.is_empty());
+            let covered_json = covered_json.filter(|_| !nothing_covered);
+            if nothing_covered && query.covered.as_ref().is_some_and(|(wanted, _)| *wanted) {
+                conditions.push("1 = 0".to_owned());
+            }
+            if let Some((wanted, _, _)) = &covered_json {
+                let (ids, pairs) = (next(), next());
+                let test = if pg {
+                    format!(
+                        "(id IN (SELECT (jsonb_array_elements_text({ids}::jsonb))::bigint) OR (hostname || '|' || package) IN (SELECT jsonb_array_elements_text({pairs}::jsonb)))"
+                    )
+                } else {
+                    format!(
+                        "(id IN (SELECT value FROM json_each({ids})) OR (hostname || '|' || package) IN (SELECT value FROM json_each({pairs})))"
+                    )
+                };
+                conditions.push(if *wanted { test } else { format!("NOT {test}") });
+            }
             let filter = if conditions.is_empty() {
                 String::new()
             } else {
@@ -933,6 +1007,10 @@ impl Store {
             if let Some(day) = query.overdue_on {
                 page = page.bind(day.to_string());
                 count = count.bind(day.to_string());
+            }
+            if let Some((_, ids, pairs)) = &covered_json {
+                page = page.bind(ids.clone()).bind(pairs.clone());
+                count = count.bind(ids.clone()).bind(pairs.clone());
             }
             let rows = page
                 .bind(query.limit)

@@ -9,9 +9,12 @@
 mod accounts;
 mod agents;
 mod audit;
+mod changes;
 mod cmdb;
+mod deferrals;
 mod findings;
 mod idempotency;
+mod policies;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,12 +25,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use accounts::{NewToken, NewUser, Token, User};
 pub use agents::{Agent, EnrollRefusal, StoredJob};
+pub use changes::{ChangeEvent, ChangesPage, ChangesQuery, StoredChange};
 pub use cmdb::{Change, ImportSummary};
+pub use deferrals::{DeferralsQuery, StoredDeferral};
 pub use findings::{
-    COUNT_CAP, Feed, FeedKind, FindingsDiff, FindingsPage, FindingsQuery, InventoryWrite, NewFeed,
-    StoredFinding, StoredInventory, SyncOutcome,
+    COUNT_CAP, Covered, Feed, FeedKind, FindingsDiff, FindingsPage, FindingsQuery, InventoryWrite,
+    NewFeed, StoredFinding, StoredInventory, SyncOutcome,
 };
 pub use idempotency::{KeyClaim, StoredResponse};
+pub use policies::StoredPolicy;
 
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use jiff::civil::date;
 use sluice_core::finding::Finding;
 use sluice_core::inventory::InstalledPackage;
 use sluice_core::priority::{Decision, Exploitation, MissionImpact, SsvcInputs, TechnicalImpact};
-use sluice_store::{Actor, FeedKind, FindingsQuery, InventoryWrite, NewFeed, SyncOutcome};
+use sluice_store::{Actor, Covered, FeedKind, FindingsQuery, InventoryWrite, NewFeed, SyncOutcome};
 
 fn inventory<'a>(hostname: &'a str, ids: &'a [i64], hash: &'a str) -> InventoryWrite<'a> {
     InventoryWrite {
@@ -437,4 +437,87 @@ async fn counts_stop_at_the_cap(db: &TestDb) {
 #[tokio::test]
 async fn counts_stop_at_the_cap_on_both_backends() {
     on_both!(counts_stop_at_the_cap);
+}
+
+async fn deferrals_pick_and_leave_out(db: &TestDb) {
+    let store = &db.store;
+    let actor = Actor::system();
+    let today = date(2026, 11, 25);
+    store
+        .apply_findings(
+            "web1",
+            &[
+                finding("openssl", "DSA-1", 80.0, Decision::Act, true, 7),
+                finding("bash", "DSA-2", 10.0, Decision::Track, false, 90),
+            ],
+            today,
+            &actor,
+        )
+        .await
+        .unwrap();
+    store
+        .apply_findings(
+            "web2",
+            &[finding("curl", "DSA-3", 55.0, Decision::Attend, false, 30)],
+            today,
+            &actor,
+        )
+        .await
+        .unwrap();
+    let page = |covered: Option<(bool, Covered)>| {
+        let query = FindingsQuery {
+            covered,
+            limit: 100,
+            ..FindingsQuery::default()
+        };
+        async move {
+            let page = store.findings(&query).await.unwrap();
+            let mut packages: Vec<String> = page
+                .items
+                .iter()
+                .map(|f| f.finding.package.clone())
+                .collect();
+            packages.sort();
+            assert_eq!(page.total as usize, packages.len());
+            packages
+        }
+    };
+    let all = store
+        .findings(&FindingsQuery {
+            limit: 100,
+            ..FindingsQuery::default()
+        })
+        .await
+        .unwrap();
+    let openssl = all
+        .items
+        .iter()
+        .find(|f| f.finding.package == "openssl")
+        .unwrap()
+        .id;
+    let covered = Covered {
+        ids: vec![openssl],
+        host_packages: vec![("web2".to_owned(), "curl".to_owned())],
+    };
+    assert_eq!(
+        page(Some((true, covered.clone()))).await,
+        ["curl", "openssl"]
+    );
+    assert_eq!(page(Some((false, covered))).await, ["bash"]);
+    // A package on another host is not covered.
+    let elsewhere = Covered {
+        ids: vec![],
+        host_packages: vec![("web1".to_owned(), "curl".to_owned())],
+    };
+    assert!(page(Some((true, elsewhere))).await.is_empty());
+    assert!(page(Some((true, Covered::default()))).await.is_empty());
+    assert_eq!(
+        page(Some((false, Covered::default()))).await,
+        ["bash", "curl", "openssl"]
+    );
+}
+
+#[tokio::test]
+async fn deferrals_pick_and_leave_out_on_both_backends() {
+    on_both!(deferrals_pick_and_leave_out);
 }

@@ -62,6 +62,15 @@ enum Command {
     /// Run a job file on this machine without a server; report an interrupted one.
     #[command(subcommand)]
     Job(cmd::job::JobCommand),
+    /// Change requests: create, submit, review, vote, schedule, implement, export.
+    #[command(subcommand)]
+    Change(cmd::change::ChangeCommand),
+    /// Deferrals, risk acceptances and legacy pins of findings.
+    #[command(subcommand)]
+    Defer(cmd::defer::DeferCommand),
+    /// The CAB and deferral policies: show, set a new version.
+    #[command(subcommand)]
+    Policy(cmd::change::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +104,9 @@ fn main() -> ExitCode {
         Command::Agents(command) => cmd::agents::run(command),
         Command::Jobs(command) => cmd::agents::jobs(command),
         Command::Job(command) => cmd::job::run(command),
+        Command::Change(command) => cmd::change::run(command),
+        Command::Defer(command) => cmd::defer::run(command),
+        Command::Policy(command) => cmd::change::policy(command),
     };
     match result {
         Ok(code) => code,

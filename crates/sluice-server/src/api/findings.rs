@@ -4,6 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use sluice_core::deferral::{Deferral, Standing};
 use sluice_core::ecosystem::EcosystemKey;
 use sluice_core::inventory::{OsRelease, dpkg, rpm};
 use sluice_store::{
@@ -279,9 +280,12 @@ pub struct FindingFilter {
     pub decision: Option<String>,
     /// Only KEV-listed (`true`) or only not (`false`).
     pub kev: Option<bool>,
-    /// Only findings past their due date.
+    /// Only findings past their due date (and not deferred).
     #[serde(default)]
     pub overdue: bool,
+    /// Only findings an active deferral, risk acceptance or legacy pin covers (`true`), or only
+    /// those none covers (`false`: they are due).
+    pub deferred: Option<bool>,
     /// `open` (default), `resolved` or `all`.
     pub status: Option<String>,
     /// Page size, 1 to 1000 (default 100).
@@ -290,12 +294,25 @@ pub struct FindingFilter {
     pub offset: Option<i64>,
 }
 
+/// A finding with its deferral standing: `standing` is `open`, `pending` (a record asks to
+/// cover it), `deferred` (covered `until`), or `due-again` (the record that covered it expired
+/// at `expired_at`); `deferral` names the record.
+#[derive(Debug, Serialize)]
+pub struct FindingItem {
+    /// The finding.
+    #[serde(flatten)]
+    pub finding: StoredFinding,
+    /// Its standing.
+    #[serde(flatten)]
+    pub standing: Standing,
+}
+
 /// A page of findings.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FindingsPage {
-    /// Findings, highest priority first.
+    /// Findings, highest priority first, each with its deferral standing.
     #[schema(value_type = Vec<Object>)]
-    pub items: Vec<StoredFinding>,
+    pub items: Vec<FindingItem>,
     /// How many match, counted up to 10,000.
     pub total: i64,
     /// `false` when more than 10,000 match: `total` is then a lower bound.
@@ -306,21 +323,12 @@ pub struct FindingsPage {
     pub offset: i64,
 }
 
-/// Findings, sorted by priority, filtered.
-#[utoipa::path(get, path = "/api/v1/findings", tag = "findings", security(("token" = [])), params(FindingFilter),
-    responses((status = 200, body = FindingsPage), (status = 422, body = Problem)))]
-pub async fn list_findings(
-    State(state): State<AppState>,
-    Query(filter): Query<FindingFilter>,
-) -> Result<Json<FindingsPage>, ApiError> {
-    let limit = filter.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_field("limit", "from 1 to 1000"));
-    }
-    let offset = filter.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::invalid_field("offset", "0 or more"));
-    }
+/// Which findings a filter picks, as the store takes it (page 0, size 0: the caller sets both).
+pub(crate) async fn findings_query(
+    state: &AppState,
+    filter: &FindingFilter,
+    deferrals: &[Deferral],
+) -> Result<FindingsQuery, ApiError> {
     let decisions = filter
         .decision
         .as_deref()
@@ -345,7 +353,7 @@ pub async fn list_findings(
             ));
         }
     };
-    let mut hosts = filter.host.map(|h| vec![h.to_ascii_lowercase()]);
+    let mut hosts = filter.host.as_ref().map(|h| vec![h.to_ascii_lowercase()]);
     if let Some(text) = filter.selector.as_deref() {
         let selector: sluice_core::cmdb::selector::Selector =
             text.parse().map_err(|e: sluice_core::cmdb::CmdbError| {
@@ -361,7 +369,25 @@ pub async fn list_findings(
             None => picked,
         });
     }
-    let query = FindingsQuery {
+    // Overdue findings are due ones: an active deferral takes a finding out of both.
+    let covered_wanted = match (filter.deferred, filter.overdue) {
+        (Some(true), true) => {
+            return Err(ApiError::invalid_field(
+                "deferred",
+                "a deferred finding is not due, so it is never overdue: ask for one or the other",
+            ));
+        }
+        (Some(wanted), _) => Some(wanted),
+        (None, true) => Some(false),
+        (None, false) => None,
+    };
+    let covered = covered_wanted.map(|wanted| {
+        (
+            wanted,
+            crate::governance::covered(deferrals, state.clock.now()),
+        )
+    });
+    Ok(FindingsQuery {
         hosts,
         decisions,
         kev: filter.kev,
@@ -371,12 +397,45 @@ pub async fn list_findings(
                 .date()
         }),
         resolved,
+        covered,
+        limit: 0,
+        offset: 0,
+    })
+}
+
+/// Findings, sorted by priority, filtered, each with its deferral standing.
+#[utoipa::path(get, path = "/api/v1/findings", tag = "findings", security(("token" = [])), params(FindingFilter),
+    responses((status = 200, body = FindingsPage), (status = 422, body = Problem)))]
+pub async fn list_findings(
+    State(state): State<AppState>,
+    Query(filter): Query<FindingFilter>,
+) -> Result<Json<FindingsPage>, ApiError> {
+    let limit = filter.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "from 1 to 1000"));
+    }
+    let offset = filter.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::invalid_field("offset", "0 or more"));
+    }
+    let deferrals = crate::governance::live_deferrals(&state.store).await?;
+    let query = FindingsQuery {
         limit,
         offset,
+        ..findings_query(&state, &filter, &deferrals).await?
     };
     let page = state.store.findings(&query).await?;
+    let now = state.clock.now();
+    let items = page
+        .items
+        .into_iter()
+        .map(|finding| FindingItem {
+            standing: crate::governance::finding_standing(&finding, &deferrals, now),
+            finding,
+        })
+        .collect();
     Ok(Json(FindingsPage {
-        items: page.items,
+        items,
         total: page.total,
         total_exact: page.total_exact,
         limit,

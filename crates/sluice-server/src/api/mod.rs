@@ -5,8 +5,11 @@ pub mod accounts;
 pub mod agents;
 pub mod assets;
 pub mod audit;
+pub mod changes;
+pub mod deferrals;
 pub mod findings;
 pub mod health;
+pub mod policies;
 
 use utoipa::Modify;
 use utoipa::OpenApi;
@@ -21,7 +24,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Sluice API", description = "Patch governance and progressive rollout for Linux fleets. Every route except health, readiness, metrics, this document and login needs `Authorization: Bearer slc_…`; the `token` security scopes list the roles a route accepts (empty: any role)."),
     modifiers(&BearerToken),
-    tags((name = "health"), (name = "accounts"), (name = "audit"), (name = "findings"), (name = "cmdb"))
+    tags((name = "health"), (name = "accounts"), (name = "audit"), (name = "findings"), (name = "cmdb"), (name = "changes"), (name = "deferrals"), (name = "policies"))
 )]
 pub struct ApiDoc;
 
@@ -87,4 +90,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::report_job))
         .routes(routes!(agents::list_jobs, agents::create_job))
         .routes(routes!(agents::get_job))
+        .routes(routes!(changes::list_changes, changes::create_change))
+        .routes(routes!(changes::get_change, changes::edit_change))
+        .routes(routes!(changes::act))
+        .routes(routes!(changes::export_change))
+        .routes(routes!(policies::get_cab, policies::put_cab))
+        .routes(routes!(policies::get_deferral, policies::put_deferral))
+        .routes(routes!(
+            deferrals::list_deferrals,
+            deferrals::request_deferral
+        ))
+        .routes(routes!(deferrals::get_deferral))
+        .routes(routes!(deferrals::approve_deferral))
+        .routes(routes!(deferrals::renew_deferral))
+        .routes(routes!(deferrals::revoke_deferral))
 }

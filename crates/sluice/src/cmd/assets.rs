@@ -383,7 +383,7 @@ fn print_asset(asset: &Value, output: Output) -> Result<ExitCode> {
 }
 
 /// A JSON value as a table cell: text as is, lists joined with `,`, nothing as `-`.
-fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),
@@ -394,7 +394,7 @@ fn text(value: &Value) -> String {
 }
 
 /// Percent-encodes everything but unreserved characters, for paths and query values.
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

@@ -266,9 +266,15 @@ pub struct ListArgs {
     /// Only KEV-listed findings.
     #[arg(long)]
     kev: bool,
-    /// Only findings past their due date.
+    /// Only findings past their due date (a deferred finding is not due).
     #[arg(long)]
     overdue: bool,
+    /// Only findings an active deferral, risk acceptance or legacy pin covers.
+    #[arg(long, conflicts_with_all = ["overdue", "due"])]
+    deferred: bool,
+    /// Only findings no active deferral covers (due, or due again).
+    #[arg(long)]
+    due: bool,
     /// open, resolved or all.
     #[arg(long, default_value = "open")]
     status: String,
@@ -317,6 +323,12 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
     if args.overdue {
         query.push(("overdue", "true".to_owned()));
     }
+    if args.deferred {
+        query.push(("deferred", "true".to_owned()));
+    }
+    if args.due {
+        query.push(("deferred", "false".to_owned()));
+    }
     let encoded: Vec<String> = query
         .iter()
         .map(|(k, v)| format!("{k}={}", percent_encode(v)))
@@ -340,6 +352,8 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                 "kev",
                 "first_seen",
                 "resolved_at",
+                "standing",
+                "deferral",
             ])?;
             for f in &items {
                 writer.write_record([
@@ -354,6 +368,8 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                     text(&f["kev"]),
                     text(&f["first_seen"]),
                     text(&f["resolved_at"]),
+                    text(&f["standing"]),
+                    text(&f["deferral"]),
                 ])?;
             }
             writer.flush()?;
@@ -376,6 +392,7 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                         } else {
                             "-".to_owned()
                         },
+                        standing_cell(f),
                     ]
                 })
                 .collect();
@@ -390,6 +407,7 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                     "FIXED",
                     "ADVISORY",
                     "KEV",
+                    "STANDING",
                 ],
                 &rows,
             );
@@ -402,6 +420,25 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A finding's deferral standing, for people: `-` when no record bears on it.
+fn standing_cell(finding: &Value) -> String {
+    let day = |key: &str| text(&finding[key]).chars().take(10).collect::<String>();
+    match finding["standing"].as_str() {
+        Some("deferred") => format!(
+            "deferred until {} ({})",
+            day("until"),
+            text(&finding["deferral"])
+        ),
+        Some("due-again") => format!(
+            "due again since {} ({})",
+            day("expired_at"),
+            text(&finding["deferral"])
+        ),
+        Some("pending") => format!("deferral pending ({})", text(&finding["deferral"])),
+        _ => "-".to_owned(),
+    }
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).

@@ -1,0 +1,766 @@
+//! `sluice change …` and `sluice policy …`: change requests and the policies that judge them,
+//! on the server. The server decides (with `sluice-core`); this module reads files, sends
+//! requests and formats answers: tables for people, `--output json` for scripts. A refusal
+//! prints the server's reason (exit status 2). Actions carry an Idempotency-Key, so the one
+//! automatic retry after a lost connection never votes twice.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::accounts::Output;
+use super::assets::{encode, text};
+use super::client::{Client, ServerArgs, print_table};
+
+/// What a change is made of: shared by `create` and `edit`.
+#[derive(Debug, clap::Args)]
+pub struct ChangeContent {
+    /// One line, at most 160 characters.
+    #[arg(long)]
+    title: String,
+    /// normal, emergency or standard.
+    #[arg(long = "type", value_name = "TYPE", default_value = "normal")]
+    kind: String,
+    /// Make the bundle from open findings (lowest fixing versions), picked by --host,
+    /// --selector, --decision, --kev or --finding.
+    #[arg(long, conflicts_with = "target")]
+    from_findings: bool,
+    /// With --from-findings: one host.
+    #[arg(long, requires = "from_findings")]
+    host: Option<String>,
+    /// With --from-findings: hosts a CMDB selector picks (also the default scope).
+    #[arg(long, requires = "from_findings")]
+    selector: Option<String>,
+    /// With --from-findings: SSVC decisions, comma-separated (act,attend).
+    #[arg(long, requires = "from_findings")]
+    decision: Option<String>,
+    /// With --from-findings: only KEV-listed findings.
+    #[arg(long, requires = "from_findings")]
+    kev: bool,
+    /// With --from-findings: finding ids instead of a filter (repeatable).
+    #[arg(long = "finding", value_name = "ID", requires = "from_findings")]
+    findings: Vec<i64>,
+    /// With --from-findings: a version chosen over the lowest fixing one, PACKAGE=VERSION
+    /// (repeatable).
+    #[arg(
+        long = "pin",
+        value_name = "PACKAGE=VERSION",
+        requires = "from_findings"
+    )]
+    pins: Vec<String>,
+    /// An explicit target, PACKAGE=VERSION or PACKAGE=VERSION@ECOSYSTEM (Debian:12) (repeatable).
+    #[arg(long = "target", value_name = "PACKAGE=VERSION")]
+    target: Vec<String>,
+    /// The hosts, as a selector (required with --target).
+    #[arg(long, value_name = "SELECTOR")]
+    scope: Option<String>,
+    /// Update types the bundle carries: security, bugfix, enhancement, kernel, third-party
+    /// (repeatable; required with --target).
+    #[arg(long = "update-type", value_name = "TYPE")]
+    update_types: Vec<String>,
+    /// Why the change is needed.
+    #[arg(long)]
+    justification: Option<String>,
+    /// For a standard change: its pre-approved template.
+    #[arg(long)]
+    template: Option<String>,
+    /// The plan (implementation, verification, rollback_criteria) as TOML or JSON.
+    #[arg(long, value_name = "FILE")]
+    plan_file: Option<PathBuf>,
+}
+
+/// Subcommands of `sluice change`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ChangeCommand {
+    /// Create a draft change from findings or explicit targets; its risk is assessed.
+    Create {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        content: ChangeContent,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Replace a draft's content (same options as create); it is assessed again.
+    Edit {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Change id.
+        id: String,
+        #[command(flatten)]
+        content: ChangeContent,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Submit a draft (a standard change is approved by its template at once).
+    Submit(Act),
+    /// Sign off a submitted change's plan (a peer, never the requester).
+    SignOff(Commented),
+    /// Start CAB review (after peer sign-off when the scope needs it).
+    Review(Act),
+    /// Vote for a change in review.
+    Approve(Commented),
+    /// Vote against a change in review, or refuse it at triage.
+    Reject(Reasoned),
+    /// Send a submitted or in-review change back to draft.
+    Revise(Reasoned),
+    /// Set the implementation window.
+    Schedule {
+        #[command(flatten)]
+        act: Act,
+        /// Start, RFC 3339 (2026-11-28T22:00:00Z).
+        #[arg(long)]
+        start: String,
+        /// End, RFC 3339.
+        #[arg(long)]
+        end: String,
+    },
+    /// Start implementation (inside the window; an emergency change at any time).
+    Start(Act),
+    /// Implementation finished.
+    Complete(Act),
+    /// Implementation failed.
+    Fail(Reasoned),
+    /// Implementation was rolled back.
+    Rollback(Reasoned),
+    /// Record the post-implementation review (for an emergency change, its retrospective).
+    PostReview {
+        #[command(flatten)]
+        act: Act,
+        /// successful, successful-with-issues or unsuccessful.
+        #[arg(long, default_value = "successful")]
+        outcome: String,
+        /// What the review found.
+        #[arg(long)]
+        notes: String,
+    },
+    /// Close a reviewed change.
+    Close(Act),
+    /// Withdraw a change before implementation.
+    Cancel(Reasoned),
+    /// Show one change: bundle, risk and its reasons, votes, quorum, retrospective, next actions.
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Change id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// List changes, newest first.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// States, comma-separated (submitted,in-review).
+        #[arg(long)]
+        state: Option<String>,
+        /// standard, normal or emergency.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Only changes this user requested.
+        #[arg(long)]
+        requester: Option<String>,
+        /// low, medium, high or very-high.
+        #[arg(long)]
+        risk: Option<String>,
+        /// Only emergency changes whose retrospective review is overdue.
+        #[arg(long)]
+        overdue_review: bool,
+        /// How many (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Export a change as a ServiceNow change_request record or a Jira issue (JSON).
+    Export {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Change id.
+        id: String,
+        /// servicenow or jira.
+        #[arg(long, default_value = "servicenow")]
+        format: String,
+        /// Jira: the project key (required for jira).
+        #[arg(long)]
+        project: Option<String>,
+        /// ServiceNow: the assignment group.
+        #[arg(long)]
+        assignment_group: Option<String>,
+    },
+}
+
+/// An action on one change.
+#[derive(Debug, clap::Args)]
+pub struct Act {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Change id.
+    id: String,
+    /// Output format of the changed record.
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
+}
+
+/// An action with an optional comment.
+#[derive(Debug, clap::Args)]
+pub struct Commented {
+    #[command(flatten)]
+    act: Act,
+    /// Remarks.
+    #[arg(long)]
+    comment: Option<String>,
+}
+
+/// An action that needs a reason.
+#[derive(Debug, clap::Args)]
+pub struct Reasoned {
+    #[command(flatten)]
+    act: Act,
+    /// Why.
+    #[arg(long)]
+    reason: String,
+}
+
+/// Runs `sluice change …`.
+pub fn run(command: ChangeCommand) -> Result<ExitCode> {
+    match command {
+        ChangeCommand::Create {
+            server,
+            content,
+            output,
+        } => {
+            let body = content_body(&content)?;
+            let change = Client::new(&server)?.send_idempotent(
+                Method::POST,
+                "/api/v1/changes",
+                Some(&body),
+            )?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&change)?);
+            } else {
+                print_change(&change);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ChangeCommand::Edit {
+            server,
+            id,
+            content,
+            output,
+        } => {
+            let body = content_body(&content)?;
+            let change = Client::new(&server)?.send(
+                Method::PUT,
+                &format!("/api/v1/changes/{}", encode(&id)),
+                Some(&body),
+            )?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&change)?);
+            } else {
+                print_change(&change);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ChangeCommand::Submit(act) => action(&act, json!({"action": "submit"})),
+        ChangeCommand::SignOff(c) => action(
+            &c.act,
+            with_optional(json!({"action": "sign-off-plan"}), "comment", c.comment),
+        ),
+        ChangeCommand::Review(act) => action(&act, json!({"action": "start-review"})),
+        ChangeCommand::Approve(c) => action(
+            &c.act,
+            with_optional(json!({"action": "approve"}), "comment", c.comment),
+        ),
+        ChangeCommand::Reject(r) => action(&r.act, json!({"action": "reject", "reason": r.reason})),
+        ChangeCommand::Revise(r) => action(&r.act, json!({"action": "revise", "reason": r.reason})),
+        ChangeCommand::Schedule { act, start, end } => action(
+            &act,
+            json!({"action": "schedule", "window": {"start": start, "end": end}}),
+        ),
+        ChangeCommand::Start(act) => action(&act, json!({"action": "start-implementation"})),
+        ChangeCommand::Complete(act) => action(&act, json!({"action": "complete"})),
+        ChangeCommand::Fail(r) => action(&r.act, json!({"action": "fail", "reason": r.reason})),
+        ChangeCommand::Rollback(r) => {
+            action(&r.act, json!({"action": "roll-back", "reason": r.reason}))
+        }
+        ChangeCommand::PostReview {
+            act,
+            outcome,
+            notes,
+        } => action(
+            &act,
+            json!({"action": "review", "outcome": outcome, "notes": notes}),
+        ),
+        ChangeCommand::Close(act) => action(&act, json!({"action": "close"})),
+        ChangeCommand::Cancel(r) => action(&r.act, json!({"action": "cancel", "reason": r.reason})),
+        ChangeCommand::Show { server, id, output } => {
+            let change = Client::new(&server)?.get(&format!("/api/v1/changes/{}", encode(&id)))?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&change)?);
+            } else {
+                print_change(&change);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ChangeCommand::List {
+            server,
+            state,
+            kind,
+            requester,
+            risk,
+            overdue_review,
+            limit,
+            output,
+        } => {
+            let mut query = vec![format!("limit={limit}")];
+            for (key, value) in [
+                ("state", state),
+                ("type", kind),
+                ("requester", requester),
+                ("risk", risk),
+            ] {
+                if let Some(value) = value {
+                    query.push(format!("{key}={}", encode(&value)));
+                }
+            }
+            if overdue_review {
+                query.push("overdue_review=true".to_owned());
+            }
+            let page =
+                Client::new(&server)?.get(&format!("/api/v1/changes?{}", query.join("&")))?;
+            let items: Vec<&Value> = page["items"].as_array().into_iter().flatten().collect();
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|c| {
+                    vec![
+                        text(&c["id"]),
+                        text(&c["type"]),
+                        text(&c["state"]),
+                        text(&c["risk"]),
+                        text(&c["requester"]),
+                        retrospective_cell(&c["retrospective"]),
+                        text(&c["title"]),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "ID",
+                    "TYPE",
+                    "STATE",
+                    "RISK",
+                    "REQUESTER",
+                    "RETROSPECTIVE",
+                    "TITLE",
+                ],
+                &rows,
+            );
+            eprintln!("{} of {} changes", rows.len(), page["total"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        ChangeCommand::Export {
+            server,
+            id,
+            format,
+            project,
+            assignment_group,
+        } => {
+            let mut query = vec![format!("format={}", encode(&format))];
+            if let Some(project) = project {
+                query.push(format!("project={}", encode(&project)));
+            }
+            if let Some(group) = assignment_group {
+                query.push(format!("assignment_group={}", encode(&group)));
+            }
+            let record = Client::new(&server)?.get(&format!(
+                "/api/v1/changes/{}/export?{}",
+                encode(&id),
+                query.join("&")
+            ))?;
+            println!("{}", serde_json::to_string_pretty(&record)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn with_optional(mut body: Value, key: &str, value: Option<String>) -> Value {
+    if let Some(value) = value {
+        body[key] = Value::String(value);
+    }
+    body
+}
+
+fn split_pair<'t>(text: &'t str, what: &str) -> Result<(&'t str, &'t str)> {
+    let (left, right) = text
+        .split_once('=')
+        .with_context(|| format!("{what}: expected PACKAGE=VERSION, got {text:?}"))?;
+    if left.trim().is_empty() || right.trim().is_empty() {
+        bail!("{what}: expected PACKAGE=VERSION, got {text:?}");
+    }
+    Ok((left.trim(), right.trim()))
+}
+
+/// The request body of create and edit.
+fn content_body(content: &ChangeContent) -> Result<Value> {
+    let mut body = Map::new();
+    body.insert("title".into(), json!(content.title));
+    body.insert("type".into(), json!(content.kind));
+    if content.from_findings {
+        let mut from = Map::new();
+        for (key, value) in [
+            ("host", &content.host),
+            ("selector", &content.selector),
+            ("decision", &content.decision),
+        ] {
+            if let Some(value) = value {
+                from.insert(key.into(), json!(value));
+            }
+        }
+        if content.kev {
+            from.insert("kev".into(), json!(true));
+        }
+        if !content.findings.is_empty() {
+            from.insert("ids".into(), json!(content.findings));
+        }
+        body.insert("from_findings".into(), Value::Object(from));
+        let mut pins = Vec::new();
+        for pin in &content.pins {
+            let (package, version) = split_pair(pin, "--pin")?;
+            pins.push(json!({"package": package, "version": version}));
+        }
+        if !pins.is_empty() {
+            body.insert("pins".into(), Value::Array(pins));
+        }
+    } else if !content.target.is_empty() {
+        let mut targets = Vec::new();
+        for target in &content.target {
+            let (package, rest) = split_pair(target, "--target")?;
+            let (version, ecosystem) = match rest.rsplit_once('@') {
+                Some((version, ecosystem)) => (version, Some(ecosystem)),
+                None => (rest, None),
+            };
+            let mut item = json!({"package": package, "version": version});
+            if let Some(ecosystem) = ecosystem {
+                item["ecosystem"] = json!(ecosystem);
+            }
+            targets.push(item);
+        }
+        body.insert("targets".into(), Value::Array(targets));
+    } else {
+        bail!(
+            "say what the change is made of: --from-findings (with a filter) or --target PACKAGE=VERSION"
+        );
+    }
+    if let Some(scope) = &content.scope {
+        body.insert("scope".into(), json!(scope));
+    }
+    if !content.update_types.is_empty() {
+        body.insert("update_types".into(), json!(content.update_types));
+    }
+    if let Some(justification) = &content.justification {
+        body.insert("justification".into(), json!(justification));
+    }
+    if let Some(template) = &content.template {
+        body.insert("template".into(), json!(template));
+    }
+    if let Some(path) = &content.plan_file {
+        let (key, value) = plan_field(path)?;
+        body.insert(key.into(), value);
+    }
+    Ok(Value::Object(body))
+}
+
+/// The plan file: JSON (by its extension, or when it starts with `{`) goes as `plan`, anything
+/// else as `plan_toml`, which the server reads.
+fn plan_field(path: &Path) -> Result<(&'static str, Value)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let json = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => true,
+        Some("toml") => false,
+        _ => text.trim_start().starts_with('{'),
+    };
+    if json {
+        let value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        Ok(("plan", value))
+    } else {
+        Ok(("plan_toml", Value::String(text)))
+    }
+}
+
+fn action(act: &Act, body: Value) -> Result<ExitCode> {
+    let change = Client::new(&act.server)?.send_idempotent(
+        Method::POST,
+        &format!("/api/v1/changes/{}/actions", encode(&act.id)),
+        Some(&body),
+    )?;
+    if act.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&change)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{}: {} ({} by {})",
+        text(&change["id"]),
+        text(&change["state"]),
+        body["action"].as_str().unwrap_or("?"),
+        change["history"]
+            .as_array()
+            .and_then(|h| h.last())
+            .map(|h| text(&h["by"]))
+            .unwrap_or_else(|| "?".to_owned())
+    );
+    if let Some(reasons) = change["quorum"]["reasons"].as_array() {
+        for reason in reasons {
+            println!("  {}", text(reason));
+        }
+    }
+    let retrospective = retrospective_cell(&change["retrospective"]);
+    if retrospective != "-" {
+        println!("  retrospective review {retrospective}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retrospective_cell(value: &Value) -> String {
+    match value["status"].as_str() {
+        Some("due") => format!("due by {}", text(&value["by"])),
+        Some("overdue") => format!(
+            "OVERDUE by {} (due {})",
+            text(&value["overdue_by"]),
+            text(&value["by"])
+        ),
+        Some("done") if value["late"] == json!(true) => "done (late)".to_owned(),
+        Some("done") => "done".to_owned(),
+        _ => "-".to_owned(),
+    }
+}
+
+fn print_change(change: &Value) {
+    println!("{}  {}", text(&change["id"]), text(&change["title"]));
+    let risk = &change["assessment"]["risk"];
+    let mut rows: Vec<(&str, String)> = vec![
+        ("type", text(&change["type"])),
+        ("state", text(&change["state"])),
+        ("requester", text(&change["requester"])),
+        ("scope", text(&change["scope"])),
+        (
+            "risk",
+            if risk.is_null() {
+                "-".to_owned()
+            } else {
+                format!("{} (score {})", text(&risk["level"]), text(&risk["score"]))
+            },
+        ),
+        ("policy", text(&change["policy_version"])),
+        ("update types", text(&change["update_types"])),
+    ];
+    if let Some(template) = change["template"].as_str() {
+        rows.push(("template", template.to_owned()));
+    }
+    if let Some(window) = change["schedule"].as_object() {
+        rows.push((
+            "window",
+            format!("{} to {}", text(&window["start"]), text(&window["end"])),
+        ));
+    }
+    rows.push((
+        "retrospective",
+        retrospective_cell(&change["retrospective"]),
+    ));
+    if let Some(reason) = change["outcome_reason"].as_str() {
+        rows.push(("reason", reason.to_owned()));
+    }
+    rows.push(("version", text(&change["version"])));
+    rows.push(("next", text(&change["next_actions"])));
+    for (key, value) in rows {
+        println!("  {key:<14} {value}");
+    }
+    if let Some(reasons) = risk["reasons"].as_array() {
+        println!("risk reasons:");
+        for reason in reasons {
+            println!("  {}", text(reason));
+        }
+    }
+    if change["assessment"]["peer_review"]["required"] == json!(true) {
+        println!(
+            "peer review needed: {}",
+            text(&change["assessment"]["peer_review"]["reasons"])
+        );
+    }
+    println!("bundle:");
+    let items: Vec<Vec<String>> = change["bundle"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            vec![
+                format!("  {}", text(&i["package"])),
+                text(&i["ecosystem"]),
+                text(&i["target_version"]),
+                text(&i["source"]),
+                if i["kev"] == json!(true) {
+                    "KEV".to_owned()
+                } else {
+                    "-".to_owned()
+                },
+                text(&i["advisories"]),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "  PACKAGE",
+            "ECOSYSTEM",
+            "TARGET",
+            "SOURCE",
+            "KEV",
+            "ADVISORIES",
+        ],
+        &items,
+    );
+    if let Some(unresolved) = change["unresolved"].as_array() {
+        println!("left open:");
+        for u in unresolved {
+            println!(
+                "  {} {}: {}",
+                text(&u["package"]),
+                text(&u["advisory"]),
+                text(&u["reason"])
+            );
+        }
+    }
+    for sign_off in change["sign_offs"].as_array().into_iter().flatten() {
+        println!(
+            "signed off by {} at {}",
+            text(&sign_off["by"]),
+            text(&sign_off["at"])
+        );
+    }
+    for vote in change["votes"].as_array().into_iter().flatten() {
+        println!(
+            "vote: {} {} ({}) at {}",
+            text(&vote["voter"]),
+            text(&vote["decision"]),
+            text(&vote["groups"]),
+            text(&vote["at"])
+        );
+    }
+    for escalation in change["escalations"].as_array().into_iter().flatten() {
+        println!(
+            "escalated to {} at {}",
+            text(&escalation["group"]),
+            text(&escalation["recorded_at"])
+        );
+    }
+    if let Some(reasons) = change["quorum"]["reasons"].as_array() {
+        println!("quorum:");
+        for reason in reasons {
+            println!("  {}", text(reason));
+        }
+    }
+}
+
+/// Subcommands of `sluice policy`.
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// The CAB policy: approval rules, emergency path, templates, peer review.
+    #[command(subcommand)]
+    Cab(PolicyAction),
+    /// The deferral policy: longest durations, renewals.
+    #[command(subcommand)]
+    Deferral(PolicyAction),
+}
+
+/// What to do with a policy.
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyAction {
+    /// Print the current version (TOML, ready to edit; or JSON).
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// toml or json.
+        #[arg(long, default_value = "toml")]
+        output: String,
+    },
+    /// Store a new version from a TOML or JSON file (admin); its version is set by the server.
+    Set {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The policy file.
+        file: PathBuf,
+        /// The version the edit was based on: refused if another edit came first.
+        #[arg(long, value_name = "VERSION")]
+        based_on: Option<u32>,
+    },
+}
+
+/// Runs `sluice policy …`.
+pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
+    let (kind, action) = match command {
+        PolicyCommand::Cab(action) => ("cab", action),
+        PolicyCommand::Deferral(action) => ("deferral", action),
+    };
+    let path = format!("/api/v1/policies/{kind}");
+    match action {
+        PolicyAction::Show { server, output } => {
+            let policy = Client::new(&server)?.get(&path)?;
+            match output.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&policy)?),
+                "toml" => {
+                    let origin = if policy["default"] == json!(true) {
+                        "the built-in default".to_owned()
+                    } else {
+                        format!(
+                            "stored by {} at {}",
+                            text(&policy["created_by"]),
+                            text(&policy["created_at"])
+                        )
+                    };
+                    println!(
+                        "# {kind} policy version {}, {origin}",
+                        text(&policy["version"])
+                    );
+                    print!("{}", policy["toml"].as_str().unwrap_or_default());
+                }
+                other => bail!("--output {other:?}: toml or json"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyAction::Set {
+            server,
+            file,
+            based_on,
+        } => {
+            let text_content = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let is_json = file.extension().and_then(|e| e.to_str()) == Some("json")
+                || text_content.trim_start().starts_with('{');
+            let mut body = if is_json {
+                let policy: Value = serde_json::from_str(&text_content)
+                    .with_context(|| format!("{} is not valid JSON", file.display()))?;
+                json!({"policy": policy})
+            } else {
+                json!({"toml": text_content})
+            };
+            if let Some(version) = based_on {
+                body["based_on"] = json!(version);
+            }
+            let stored = Client::new(&server)?.send(Method::PUT, &path, Some(&body))?;
+            println!("stored {kind} policy version {}", text(&stored["version"]));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
