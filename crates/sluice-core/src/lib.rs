@@ -8,6 +8,7 @@ pub mod access;
 pub mod advisory;
 pub mod asset;
 pub mod audit;
+pub mod calendar;
 pub mod cmdb;
 pub mod cvss;
 pub mod ecosystem;
