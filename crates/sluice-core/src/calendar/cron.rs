@@ -7,7 +7,8 @@
 //! start time gives the time) or both single values, which then are the start time: a window's
 //! own start time must agree with them. Day-of-month and day-of-week combine as in Vixie cron and
 //! croniter: when both are restricted (neither is `*` or `?`) a day matching either one matches;
-//! otherwise both must match. `#n` and `L` weekdays together with a restricted day-of-month are
+//! otherwise both must match. A one-value range such as `5-5` is that value, and a range may
+//! wrap (`FRI-MON`, `NOV-FEB`) but then takes no step. `#n` and `L` weekdays together with a restricted day-of-month are
 //! refused, because cron implementations disagree about what that means.
 //! Never reads a clock.
 
@@ -140,7 +141,8 @@ impl CronSchedule {
             (true, false) => return Err(err("minute", once_a_day())),
             (false, true) => return Err(err("hour", once_a_day())),
         };
-        if !month_days.any && (!weekdays.nth.is_empty() || weekdays.last_weekdays != 0) {
+        let (month_days_any, weekdays_any) = (month_days.any, weekdays.any);
+        if !month_days_any && (!weekdays.nth.is_empty() || weekdays.last_weekdays != 0) {
             return Err(err(
                 "day-of-week",
                 "#n and L weekdays cannot be combined with a restricted day-of-month (cron \
@@ -158,12 +160,12 @@ impl CronSchedule {
             time,
             month_days: month_days.values as u32,
             last_month_day: month_days.last,
-            month_days_any: month_days.any,
+            month_days_any,
             months: months.values as u16,
             weekdays: weekday_bits,
             nth_weekdays: weekdays.nth,
             last_weekdays: weekdays.last_weekdays,
-            weekdays_any: weekdays.any,
+            weekdays_any,
         };
         // Every day-of-month, month and weekday combination recurs within 28 years (in
         // 2001-2099): a rule that matches none of them never matches.
@@ -205,12 +207,16 @@ impl CronSchedule {
         }
     }
 
-    /// The dates the expression chooses, from `from` on, up to the end of year 9999.
-    pub fn dates_from(&self, from: Date) -> impl Iterator<Item = Date> + '_ {
-        let first = days::number(from);
-        (first..)
+    /// The dates the expression chooses, from `from` through `through`.
+    pub fn dates_between(&self, from: Date, through: Date) -> impl Iterator<Item = Date> + '_ {
+        (days::number(from)..=days::number(through))
             .map_while(days::date)
             .filter(move |date| self.matches(*date))
+    }
+
+    /// The dates the expression chooses, from `from` on, up to the end of year 9999.
+    pub fn dates_from(&self, from: Date) -> impl Iterator<Item = Date> + '_ {
+        self.dates_between(from, Date::MAX)
     }
 }
 
@@ -275,19 +281,52 @@ fn parse_field(field: Field, text: &str) -> Result<Parsed, String> {
         };
         let (min, max) = field.bounds();
         let (low, high) = if range == "*" {
-            (min, max)
+            (
+                min,
+                if matches!(field, Field::Weekday) {
+                    6
+                } else {
+                    max
+                },
+            )
         } else if let Some((low, high)) = range.split_once('-') {
-            let (low, high) = (value(field, low)?, value(field, high)?);
+            let (low, mut high) = (value(field, low)?, value(field, high)?);
+            // `SAT-SUN`, `FRI-0`: Sunday at the end of a range is day 7.
+            if matches!(field, Field::Weekday) && high == 0 && low > 0 {
+                high = 7;
+            }
             if low > high {
-                return Err(format!(
-                    "\"{item}\": the range runs backwards (write {high}-{low}, or two ranges)"
-                ));
+                // A range that wraps: `FRI-MON`, `NOV-FEB`, `25-5`.
+                if step.is_some() {
+                    return Err(format!(
+                        "\"{item}\": a range that wraps around cannot take a step"
+                    ));
+                }
+                let wrap_max = if matches!(field, Field::Weekday) {
+                    6
+                } else {
+                    max
+                };
+                for v in (low..=wrap_max).chain(min..=high) {
+                    parsed.values |= 1 << v;
+                }
+                continue;
             }
             (low, high)
         } else {
-            let low = value(field, range)?;
-            // `5/10` means from 5 to the end, every 10.
-            (low, if step.is_some() { max } else { low })
+            let mut low = value(field, range)?;
+            // `5/10` means from 5 to the end, every 10. For weekdays, as in croniter, the end is
+            // Saturday (6) and a start at 7 is Sunday (0): `5/2` is Friday alone, `7/3` is
+            // Sunday, Wednesday and Saturday.
+            let end = if matches!(field, Field::Weekday) {
+                if step.is_some() {
+                    low %= 7;
+                }
+                6
+            } else {
+                max
+            };
+            (low, if step.is_some() { end } else { low })
         };
         let step = step.unwrap_or(1);
         let mut v = low;
@@ -371,6 +410,23 @@ mod tests {
             days("* * ? * MON-WED,7", date(2026, 1, 1), 4),
             ["2026-01-04", "2026-01-05", "2026-01-06", "2026-01-07"]
         );
+        // Sunday ends a range as 7; steps from a weekday stop at Saturday.
+        assert_eq!(
+            days("* * * * SAT-SUN", date(2026, 1, 1), 2),
+            ["2026-01-03", "2026-01-04"]
+        );
+        assert_eq!(
+            days("* * * * 5/2", date(2026, 1, 1), 2),
+            ["2026-01-02", "2026-01-09"]
+        );
+        assert_eq!(
+            days("* * * * 7/3", date(2026, 1, 1), 3),
+            ["2026-01-03", "2026-01-04", "2026-01-07"]
+        );
+        assert_eq!(
+            days("* * * * 1-7/2", date(2026, 1, 1), 3),
+            ["2026-01-02", "2026-01-04", "2026-01-05"]
+        );
     }
 
     #[test]
@@ -382,6 +438,11 @@ mod tests {
         );
         // A star in either: AND.
         assert_eq!(days("0 0 * 3 FRI", date(2026, 1, 1), 1), ["2026-03-06"]);
+        // Only * and ? leave a field unrestricted, even when a list names every day.
+        assert_eq!(
+            days("0 0 13 * 1-7", date(2026, 1, 1), 2),
+            ["2026-01-01", "2026-01-02"]
+        );
     }
 
     #[test]
@@ -417,7 +478,7 @@ mod tests {
             ("0 2 * * TUE#6", "day-of-week", "1 to 5"),
             ("0 2 * * TUE#", "day-of-week", "1 to 5"),
             ("0 2 1 * TUE#2", "day-of-week", "restricted day-of-month"),
-            ("0 2 * * FRI-MON", "day-of-week", "backwards"),
+            ("0 2 * * FRI-MON/2", "day-of-week", "wraps"),
             ("0 2 */0 * *", "day-of-month", "step"),
             ("0 2 1,,2 * *", "day-of-month", "empty list item"),
             ("0 2 L * L", "day-of-week", "0 to 7"),

@@ -28,7 +28,7 @@ pub use conflict::{Conflict, HostCalendar, ProposedChange, ScheduledChange, dete
 pub use cron::CronSchedule;
 pub use freeze::{Freeze, FreezeCalendar, FreezeException, FreezeRule, Scope};
 pub use rrule::RecurrenceRule;
-pub use window::{MaintenanceWindow, Occurrence, Schedule};
+pub use window::{MaintenanceWindow, Occurrence, Schedule, rfc3339_local, rfc3339_utc};
 
 /// Why a calendar rule, duration or time was refused. Every message quotes the input and names
 /// the part at fault, so that the operator can fix it without reading the code.

@@ -477,6 +477,10 @@ pub struct RuleDates {
     end: RuleEnd,
     remaining: Option<u32>,
     period: i64,
+    /// Periods in a row that kept no day.
+    empty_run: i64,
+    /// Day number after which no period starts.
+    through: i64,
     pending: VecDeque<i64>,
     done: bool,
     scratch: Vec<i64>,
@@ -531,6 +535,8 @@ impl RuleDates {
                 _ => None,
             },
             period: 0,
+            empty_run: 0,
+            through: i64::MAX,
             pending: VecDeque::new(),
             done: false,
             scratch: Vec::new(),
@@ -559,6 +565,24 @@ impl RuleDates {
         };
         self.period = periods.max(0);
         self
+    }
+
+    /// Ends the dates after `date`: periods starting later are not expanded. Bounds the work
+    /// spent on rules that match rarely.
+    pub fn through(mut self, date: Date) -> Self {
+        self.through = days::number(date);
+        self
+    }
+
+    /// How many periods make up the 400-year Gregorian cycle, after which days, weekdays and
+    /// month lengths repeat.
+    fn cycle_periods(&self) -> i64 {
+        match self.freq {
+            Frequency::Daily => 146_097,
+            Frequency::Weekly => 146_097 / 7,
+            Frequency::Monthly => 4_800,
+            Frequency::Yearly => 400,
+        }
     }
 
     /// Fills `scratch` with the candidate days of period `k`; false past year 9999.
@@ -673,7 +697,19 @@ impl RuleDates {
     fn expand_next_period(&mut self) -> bool {
         let k = self.period;
         self.period += 1;
+        // Past a whole cycle of empty periods (not counting the first, which DTSTART cuts
+        // short) the calendar repeats itself: the rule never matches again.
+        if self.empty_run > self.cycle_periods() {
+            return false;
+        }
         if !self.period_days(k) {
+            return false;
+        }
+        if self
+            .scratch
+            .first()
+            .is_some_and(|first| *first > self.through)
+        {
             return false;
         }
         let mut kept: Vec<i64> = Vec::new();
@@ -696,6 +732,11 @@ impl RuleDates {
             chosen.dedup();
             kept = chosen;
         }
+        self.empty_run = if kept.is_empty() {
+            self.empty_run + 1
+        } else {
+            0
+        };
         self.pending.extend(kept);
         true
     }

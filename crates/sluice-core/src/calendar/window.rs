@@ -29,17 +29,22 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// The schedule's dates (before the day offset), from about `from` on: dates a little
-    /// earlier may come too.
+    /// The schedule's dates (before the day offset), from about `from` (dates a little earlier
+    /// may come too) through `through`.
     fn dates<'a>(
         &'a self,
         from: Date,
+        through: Date,
         time: Time,
         tz: &TimeZone,
     ) -> Box<dyn Iterator<Item = Date> + 'a> {
         match self {
-            Self::Rrule { rule, dtstart } => Box::new(rule.dates(*dtstart, time, tz).skip_to(from)),
-            Self::Cron(cron) => Box::new(cron.dates_from(from)),
+            Self::Rrule { rule, dtstart } => Box::new(
+                rule.dates(*dtstart, time, tz)
+                    .skip_to(from)
+                    .through(through),
+            ),
+            Self::Cron(cron) => Box::new(cron.dates_between(from, through)),
         }
     }
 }
@@ -82,6 +87,47 @@ impl Occurrence {
     pub fn contains(&self, instant: Timestamp) -> bool {
         self.range().contains(instant)
     }
+
+    /// `start` as RFC 3339 in UTC, e.g. `2026-01-16T21:00:00Z`.
+    pub fn start_utc(&self) -> String {
+        rfc3339_utc(self.start.timestamp())
+    }
+
+    /// `end` as RFC 3339 in UTC.
+    pub fn end_utc(&self) -> String {
+        rfc3339_utc(self.end.timestamp())
+    }
+
+    /// `start` as RFC 3339 local time with its offset, e.g. `2026-01-16T22:00:00+01:00`.
+    pub fn start_local(&self) -> String {
+        rfc3339_local(&self.start)
+    }
+
+    /// `end` as RFC 3339 local time with its offset.
+    pub fn end_local(&self) -> String {
+        rfc3339_local(&self.end)
+    }
+}
+
+/// An instant as RFC 3339 in UTC to the second: `2026-01-16T21:00:00Z`.
+pub fn rfc3339_utc(instant: Timestamp) -> String {
+    instant.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A zoned time as RFC 3339 with its UTC offset to the second: `2026-01-16T22:00:00+01:00`.
+/// Offsets with seconds (local mean time before 1900 or so) are written `+00:53:28`, as Python's
+/// `isoformat` writes them.
+pub fn rfc3339_local(zoned: &Zoned) -> String {
+    let seconds = zoned.offset().seconds();
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let magnitude = seconds.unsigned_abs();
+    let (h, m, s) = (magnitude / 3600, magnitude % 3600 / 60, magnitude % 60);
+    let offset = if s == 0 {
+        format!("{sign}{h:02}:{m:02}")
+    } else {
+        format!("{sign}{h:02}:{m:02}:{s:02}")
+    };
+    format!("{}{offset}", zoned.strftime("%Y-%m-%dT%H:%M:%S"))
 }
 
 impl MaintenanceWindow {
@@ -195,27 +241,44 @@ impl MaintenanceWindow {
 
     /// The occurrences that start at or after local midnight of `from`, in order.
     pub fn occurrences(&self, from: Date) -> Occurrences<'_> {
+        self.occurrences_between(from, Date::MAX)
+    }
+
+    /// The occurrences that start at or after local midnight of `from` on local dates up to
+    /// `through`, in order. The bound also bounds the work for rules that rarely match.
+    pub fn occurrences_between(&self, from: Date, through: Date) -> Occurrences<'_> {
         let floor = resolve_local(from, Time::midnight(), &self.tz)
             .map(|z| z.timestamp())
             .unwrap_or(Timestamp::MIN);
-        self.occurrences_from_instant(from, floor)
+        self.occurrences_from_instant(from, floor, through)
     }
 
     /// The occurrences that start at or after `instant`, in order.
     pub fn occurrences_after(&self, instant: Timestamp) -> Occurrences<'_> {
         let date = instant.to_zoned(self.tz.clone()).date();
-        self.occurrences_from_instant(date, instant)
+        self.occurrences_from_instant(date, instant, Date::MAX)
     }
 
-    fn occurrences_from_instant(&self, from: Date, floor: Timestamp) -> Occurrences<'_> {
+    fn occurrences_from_instant(
+        &self,
+        from: Date,
+        floor: Timestamp,
+        through: Date,
+    ) -> Occurrences<'_> {
         // A rule date d opens on d + offset; zones that skip a day can move a start to the
         // next day, so rule dates from two days early on may still land after the floor.
         let rule_from =
             days::date(days::number(from) - 2 - i64::from(self.offset_days)).unwrap_or(from);
+        // Likewise a start may move a day later than its local date (skipped days).
+        let rule_through =
+            days::date(days::number(through) - i64::from(self.offset_days)).unwrap_or(through);
         Occurrences {
             window: self,
-            dates: self.schedule.dates(rule_from, self.start, &self.tz),
+            dates: self
+                .schedule
+                .dates(rule_from, rule_through, self.start, &self.tz),
             floor,
+            through,
         }
     }
 
@@ -251,6 +314,7 @@ pub struct Occurrences<'a> {
     window: &'a MaintenanceWindow,
     dates: Box<dyn Iterator<Item = Date> + 'a>,
     floor: Timestamp,
+    through: Date,
 }
 
 impl Iterator for Occurrences<'_> {
@@ -270,6 +334,9 @@ impl Iterator for Occurrences<'_> {
             let start = resolve_local(date, window.start, &window.tz).ok()?;
             if start.timestamp() < self.floor {
                 continue;
+            }
+            if start.date() > self.through {
+                return None;
             }
             let end = start
                 .timestamp()
