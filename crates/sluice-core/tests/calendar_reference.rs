@@ -391,7 +391,7 @@ fn random_case(rng: &mut Rng, kind: &'static str) -> Case {
         } else {
             rng.range(1, 3000)
         },
-        tz: rng.pick(ZONES),
+        tz: rng.pick::<&str>(ZONES),
         offset_days,
         count: rng.range(1, 25) as usize,
         horizon_year: year + 30,
