@@ -51,6 +51,9 @@ enum Command {
     /// The CMDB on the server: import, list, show, set, export assets.
     #[command(subcommand)]
     Assets(cmd::assets::AssetsCommand),
+    /// Maintenance windows: preview a rule's occurrences (offline).
+    #[command(subcommand)]
+    Window(cmd::window::WindowCommand),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Inventory(command) => cmd::findings::inventory(command),
         Command::Findings(command) => cmd::findings::findings(command),
         Command::Assets(command) => cmd::assets::run(command),
+        Command::Window(command) => cmd::window::run(command),
     };
     match result {
         Ok(code) => code,

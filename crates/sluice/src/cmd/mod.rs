@@ -8,3 +8,4 @@ pub mod cvss;
 pub mod findings;
 pub mod scan;
 pub mod server;
+pub mod window;
