@@ -9,6 +9,7 @@ pub mod advisory;
 pub mod agent_auth;
 pub mod asset;
 pub mod audit;
+pub mod calendar;
 pub mod change;
 pub mod cmdb;
 pub mod cvss;

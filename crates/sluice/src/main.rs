@@ -71,6 +71,9 @@ enum Command {
     /// The CAB and deferral policies: show, set a new version.
     #[command(subcommand)]
     Policy(cmd::change::PolicyCommand),
+    /// Maintenance windows: preview a rule's occurrences (offline).
+    #[command(subcommand)]
+    Window(cmd::window::WindowCommand),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Change(command) => cmd::change::run(command),
         Command::Defer(command) => cmd::defer::run(command),
         Command::Policy(command) => cmd::change::policy(command),
+        Command::Window(command) => cmd::window::run(command),
     };
     match result {
         Ok(code) => code,

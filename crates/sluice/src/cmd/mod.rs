@@ -13,3 +13,4 @@ pub mod findings;
 pub mod job;
 pub mod scan;
 pub mod server;
+pub mod window;
