@@ -35,7 +35,8 @@ fn admin_url() -> String {
 struct Server {
     app: Router,
     store: Store,
-    _hand: ClockHand,
+    hand: ClockHand,
+    clock: Clock,
     tokens: BTreeMap<String, String>,
     pg: Option<String>,
     _dir: tempfile::TempDir,
@@ -100,13 +101,19 @@ impl Server {
             .await
             .unwrap();
         let (clock, hand) = Clock::manual(START.parse().unwrap());
-        let app =
-            sluice_server::app_with_clock(store.clone(), settings, None, Default::default(), clock)
-                .unwrap();
+        let app = sluice_server::app_with_clock(
+            store.clone(),
+            settings,
+            None,
+            Default::default(),
+            clock.clone(),
+        )
+        .unwrap();
         let mut server = Self {
             app,
             store,
-            _hand: hand,
+            hand,
+            clock: clock.clone(),
             tokens: BTreeMap::new(),
             pg,
             _dir: dir,
@@ -234,6 +241,11 @@ impl Server {
             Some(action),
         )
         .await
+    }
+
+    fn advance_to(&self, at: &str) {
+        let at: jiff::Timestamp = at.parse().unwrap();
+        self.hand.advance(at.duration_since(self.clock.now()));
     }
 
     async fn create(&self, who: &str, body: Value) -> Value {
@@ -624,6 +636,33 @@ async fn a_freeze_blocks_until_an_exception_is_approved(server: &Server) {
         )
         .await
         .ok(StatusCode::OK);
+
+    // Nothing starts inside a freeze: one made after web2's change was scheduled stops it.
+    server
+        .call(
+            Method::POST,
+            "/api/v1/freezes",
+            "admin",
+            Some(json!({"name": "web-stop", "scope": "host=web2", "definition": {"rule": {
+                "kind": "range", "from": "2026-11-03T11:00:00Z", "until": "2026-11-03T15:00:00Z"}}})),
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    server.advance_to("2026-11-03T12:30:00Z");
+    let stopped = server
+        .act(&web, "olga", json!({"action": "start-implementation"}))
+        .await
+        .refused(StatusCode::CONFLICT);
+    assert!(
+        stopped.contains("web2: freeze \"web-stop\" holds"),
+        "{stopped}"
+    );
+    // db1's change starts inside the release freeze: its approved exception lifts it.
+    server.advance_to("2026-11-05T22:30:00Z");
+    let started = server
+        .act(&change, "olga", json!({"action": "start-implementation"}))
+        .await;
+    assert_eq!(started.ok(StatusCode::OK)["state"], "implementing");
 
     // Every decision is in the chain, with who made it.
     assert_eq!(

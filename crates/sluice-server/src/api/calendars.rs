@@ -392,6 +392,78 @@ fn hosts_of(selector: &Selector, assets: &[Asset]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every freeze with its hosts resolved, and the approved exceptions with their ids.
+async fn freeze_calendar(
+    state: &AppState,
+    assets: &[Asset],
+) -> Result<(FreezeCalendar, Vec<(String, FreezeException)>), ApiError> {
+    let mut freezes = FreezeCalendar::default();
+    for stored in state.store.freezes().await? {
+        let scope = scope_hosts(&stored.scope, assets, "freeze")?;
+        freezes.freezes.push(
+            stored
+                .definition
+                .build(&stored.name, scope, &zone)
+                .map_err(|e| {
+                    ApiError::internal(format!("freeze {:?} no longer parses: {e}", stored.name))
+                })?,
+        );
+    }
+    let mut approved: Vec<(String, FreezeException)> = Vec::new();
+    for stored in state.store.freeze_exceptions(None).await? {
+        let (Some(by), Some(at)) = (stored.decided_by.clone(), stored.decided_at) else {
+            continue;
+        };
+        if stored.state != ExceptionState::Approved {
+            continue;
+        }
+        let Some(exception_range) = TimeRange::new(stored.from, stored.until) else {
+            continue;
+        };
+        approved.push((
+            stored.id.clone(),
+            FreezeException {
+                freeze: stored.freeze.clone(),
+                scope: scope_hosts(&stored.scope, assets, "freeze exception")?,
+                range: exception_range,
+                justification: stored.justification.clone(),
+                requested_by: stored.requested_by.clone(),
+                decision: ExceptionDecision::Approved { by, at },
+            },
+        ));
+    }
+    freezes.exceptions = approved.iter().map(|(_, e)| e.clone()).collect();
+
+    Ok((freezes, approved))
+}
+
+/// Why change `id` on the hosts `scope` selects may not start at `now`: a freeze holds for one
+/// of them with no approved exception lifting it. Nothing starts inside a freeze, whatever the
+/// change's type or schedule.
+pub async fn start_blocked(
+    state: &AppState,
+    id: &str,
+    scope: &Selector,
+    now: Timestamp,
+) -> Result<Option<String>, ApiError> {
+    let assets = state.assets.get(&state.store).await?;
+    let (freezes, _) = freeze_calendar(state, &assets).await?;
+    let reasons: Vec<String> = hosts_of(scope, &assets)
+        .iter()
+        .filter_map(|host| {
+            freezes
+                .blocking(host, now)
+                .map(|freeze| format!("{host}: freeze \"{}\" holds", freeze.name()))
+        })
+        .collect();
+    Ok((!reasons.is_empty()).then(|| {
+        format!(
+            "cannot start change {id} at {now}: {}; an approved freeze exception is needed",
+            reasons.join("; ")
+        )
+    }))
+}
+
 /// Every reason the calendar has against running change `id` on the hosts `scope` selects
 /// during `range`: hosts outside their windows, freezes without an approved exception, other
 /// scheduled or implementing changes on the same hosts. Each freeze an approved exception lifts
@@ -424,42 +496,7 @@ pub async fn schedule_conflicts(
         }
     }
 
-    let mut freezes = FreezeCalendar::default();
-    for stored in state.store.freezes().await? {
-        let scope = scope_hosts(&stored.scope, &assets, "freeze")?;
-        freezes.freezes.push(
-            stored
-                .definition
-                .build(&stored.name, scope, &zone)
-                .map_err(|e| {
-                    ApiError::internal(format!("freeze {:?} no longer parses: {e}", stored.name))
-                })?,
-        );
-    }
-    let mut approved: Vec<(String, FreezeException)> = Vec::new();
-    for stored in state.store.freeze_exceptions(None).await? {
-        let (Some(by), Some(at)) = (stored.decided_by.clone(), stored.decided_at) else {
-            continue;
-        };
-        if stored.state != ExceptionState::Approved {
-            continue;
-        }
-        let Some(exception_range) = TimeRange::new(stored.from, stored.until) else {
-            continue;
-        };
-        approved.push((
-            stored.id.clone(),
-            FreezeException {
-                freeze: stored.freeze.clone(),
-                scope: scope_hosts(&stored.scope, &assets, "freeze exception")?,
-                range: exception_range,
-                justification: stored.justification.clone(),
-                requested_by: stored.requested_by.clone(),
-                decision: ExceptionDecision::Approved { by, at },
-            },
-        ));
-    }
-    freezes.exceptions = approved.iter().map(|(_, e)| e.clone()).collect();
+    let (freezes, approved) = freeze_calendar(state, &assets).await?;
 
     let others = state
         .store

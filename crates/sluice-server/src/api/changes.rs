@@ -834,6 +834,14 @@ pub async fn act(
         other => other,
     };
     let decided = transition(&stored.change, &action, &person, &policy, now).map_err(refusal)?;
+    if matches!(action, Action::StartImplementation)
+        && let Some(reason) =
+            super::calendars::start_blocked(&state, &stored.change.id, &stored.change.scope, now)
+                .await?
+    {
+        // A freeze made (or an exception lost) since the change was scheduled still stops it.
+        return Err(ApiError::conflict(reason));
+    }
     let mut change = stored.change.clone();
     change.apply(&decided).map_err(change_error)?;
     if decided.to == ChangeState::Draft {
