@@ -9,6 +9,7 @@
 mod accounts;
 mod agents;
 mod audit;
+mod calendars;
 mod changes;
 mod cmdb;
 mod deferrals;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use accounts::{NewToken, NewUser, Token, User};
 pub use agents::{Agent, EnrollRefusal, StoredJob};
+pub use calendars::{ExceptionState, StoredFreeze, StoredFreezeException, StoredWindow};
 pub use changes::{ChangeEvent, ChangesPage, ChangesQuery, StoredChange};
 pub use cmdb::{Change, ImportSummary};
 pub use deferrals::{DeferralsQuery, StoredDeferral};

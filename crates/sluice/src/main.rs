@@ -71,9 +71,12 @@ enum Command {
     /// The CAB and deferral policies: show, set a new version.
     #[command(subcommand)]
     Policy(cmd::change::PolicyCommand),
-    /// Maintenance windows: preview a rule's occurrences (offline).
+    /// Maintenance windows: preview a rule's occurrences (offline); add, list, delete.
     #[command(subcommand)]
     Window(cmd::window::WindowCommand),
+    /// Freezes and their exceptions: add, list, delete; request, approve, reject.
+    #[command(subcommand)]
+    Freeze(cmd::freeze::FreezeCommand),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::Defer(command) => cmd::defer::run(command),
         Command::Policy(command) => cmd::change::policy(command),
         Command::Window(command) => cmd::window::run(command),
+        Command::Freeze(command) => cmd::freeze::run(command),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,7 @@ pub mod conflict;
 pub mod cron;
 pub mod freeze;
 pub mod rrule;
+pub mod spec;
 pub mod window;
 
 use std::fmt;
@@ -28,6 +29,7 @@ pub use conflict::{Conflict, HostCalendar, ProposedChange, ScheduledChange, dete
 pub use cron::CronSchedule;
 pub use freeze::{Freeze, FreezeCalendar, FreezeException, FreezeRule, Scope};
 pub use rrule::RecurrenceRule;
+pub use spec::{FreezeRuleSpec, FreezeSpec, SpecError, WindowSpec};
 pub use window::{MaintenanceWindow, Occurrence, Schedule, rfc3339_local, rfc3339_utc};
 
 /// Why a calendar rule, duration or time was refused. Every message quotes the input and names

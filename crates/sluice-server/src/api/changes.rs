@@ -790,18 +790,19 @@ pub async fn get_change(
     ))
 }
 
-/// The calendar's verdict on a proposed window: freezes and missing maintenance windows, each
-/// with the approved freeze exception that covers it, if any.
-///
-/// The calendar module (maintenance windows, freezes, exceptions) is being written separately;
-/// until it lands there is nothing to conflict with, so the verdict is empty and every window
-/// the state machine accepts (end after start and after now) is accepted.
+/// The calendar's verdict on a proposed window (`calendars::schedule_conflicts`): hosts outside
+/// their maintenance windows, freezes, other changes on the same hosts; a freeze lifted by an
+/// approved exception is listed with the exception, which the schedule then records.
 async fn calendar_conflicts(
-    _state: &AppState,
-    _change: &ChangeRequest,
-    _window: &sluice_core::change::Schedule,
+    state: &AppState,
+    change: &ChangeRequest,
+    window: &sluice_core::change::Schedule,
 ) -> Result<Vec<ScheduleConflict>, ApiError> {
-    Ok(Vec::new())
+    // An empty or inverted window is the state machine's to refuse, with its own reason.
+    let Some(range) = sluice_core::calendar::TimeRange::new(window.start, window.end) else {
+        return Ok(Vec::new());
+    };
+    super::calendars::schedule_conflicts(state, &change.id, &change.scope, range).await
 }
 
 /// Takes an action on a change: the body is `{"action": "submit"}`, `{"action": "approve",
@@ -833,6 +834,14 @@ pub async fn act(
         other => other,
     };
     let decided = transition(&stored.change, &action, &person, &policy, now).map_err(refusal)?;
+    if matches!(action, Action::StartImplementation)
+        && let Some(reason) =
+            super::calendars::start_blocked(&state, &stored.change.id, &stored.change.scope, now)
+                .await?
+    {
+        // A freeze made (or an exception lost) since the change was scheduled still stops it.
+        return Err(ApiError::conflict(reason));
+    }
     let mut change = stored.change.clone();
     change.apply(&decided).map_err(change_error)?;
     if decided.to == ChangeState::Draft {

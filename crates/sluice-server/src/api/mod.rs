@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod agents;
 pub mod assets;
 pub mod audit;
+pub mod calendars;
 pub mod changes;
 pub mod deferrals;
 pub mod findings;
@@ -24,7 +25,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Sluice API", description = "Patch governance and progressive rollout for Linux fleets. Every route except health, readiness, metrics, this document and login needs `Authorization: Bearer slc_…`; the `token` security scopes list the roles a route accepts (empty: any role)."),
     modifiers(&BearerToken),
-    tags((name = "health"), (name = "accounts"), (name = "audit"), (name = "findings"), (name = "cmdb"), (name = "changes"), (name = "deferrals"), (name = "policies"))
+    tags((name = "health"), (name = "accounts"), (name = "audit"), (name = "findings"), (name = "cmdb"), (name = "changes"), (name = "deferrals"), (name = "policies"), (name = "calendars"))
 )]
 pub struct ApiDoc;
 
@@ -94,6 +95,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(changes::get_change, changes::edit_change))
         .routes(routes!(changes::act))
         .routes(routes!(changes::export_change))
+        .routes(routes!(calendars::preview_conflicts))
+        .routes(routes!(calendars::list_windows, calendars::create_window))
+        .routes(routes!(calendars::delete_window))
+        .routes(routes!(calendars::list_freezes, calendars::create_freeze))
+        .routes(routes!(calendars::delete_freeze))
+        .routes(routes!(
+            calendars::list_freeze_exceptions,
+            calendars::request_freeze_exception
+        ))
+        .routes(routes!(calendars::list_all_freeze_exceptions))
+        .routes(routes!(calendars::approve_freeze_exception))
+        .routes(routes!(calendars::reject_freeze_exception))
         .routes(routes!(policies::get_cab, policies::put_cab))
         .routes(routes!(policies::get_deferral, policies::put_deferral))
         .routes(routes!(

@@ -10,6 +10,7 @@ pub mod client;
 pub mod cvss;
 pub mod defer;
 pub mod findings;
+pub mod freeze;
 pub mod job;
 pub mod scan;
 pub mod server;

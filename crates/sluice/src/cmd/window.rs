@@ -1,8 +1,10 @@
-//! `sluice window preview`: the next occurrences of a maintenance-window rule, offline.
+//! `sluice window preview`: the next occurrences of a maintenance-window rule, offline; and
+//! `sluice window add|list|delete`: the windows stored on the server.
 //!
 //! Owns the flags, reading the tz database and the clock (for the default date), and the two
 //! output formats. What the rule means, the DST rule and the occurrence arithmetic are
-//! `sluice_core::calendar`'s. Bad input names the flag and exits with status 2.
+//! `sluice_core::calendar`'s (on the server for stored windows, which refuses a bad rule naming
+//! the field). Bad input names the flag and exits with status 2.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -11,16 +13,117 @@ use anyhow::{Context, bail};
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use serde::Serialize;
+use serde_json::{Value, json};
 use sluice_core::calendar::{
     CronSchedule, MaintenanceWindow, Occurrence, RecurrenceRule, Schedule, parse_duration,
     parse_time_of_day,
 };
+
+use super::accounts::Output;
+use super::assets::{encode, text};
+use super::client::{Client, ServerArgs, print_table};
 
 /// `sluice window ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum WindowCommand {
     /// Print the next occurrences of a window rule (RRULE or cron), with the DST rule applied.
     Preview(PreviewArgs),
+    /// Store a maintenance window on the server (operator, admin).
+    Add(AddArgs),
+    /// List the windows stored on the server.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Delete a stored window (admin).
+    Delete {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The window's name.
+        name: String,
+    },
+}
+
+/// A window rule as `window add` and `freeze add` take it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuleArgs {
+    /// An RFC 5545 RRULE, e.g. `FREQ=MONTHLY;BYDAY=2TU`.
+    #[arg(long, value_name = "RULE")]
+    pub rrule: Option<String>,
+    /// The RRULE's start date (DTSTART), YYYY-MM-DD (default: today in the zone).
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "rrule")]
+    pub dtstart: Option<String>,
+    /// A five-field cron expression choosing the days, e.g. `0 22 * * TUE#2`.
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// Local start time, HH:MM (may be left out with a cron expression that fixes it).
+    #[arg(long, value_name = "HH:MM", allow_hyphen_values = true)]
+    pub start: Option<String>,
+    /// How long each occurrence lasts: `4h`, `90m`, `1h30m`, `2d`.
+    #[arg(long, value_name = "DUR")]
+    pub duration: Option<String>,
+    /// Move every occurrence by N days; negative moves earlier.
+    #[arg(
+        long = "offset-days",
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub offset_days: i32,
+}
+
+impl RuleArgs {
+    /// The definition's JSON (`WindowSpec`), in `tz`.
+    pub fn definition(&self, tz: &str) -> anyhow::Result<Value> {
+        let Some(duration) = &self.duration else {
+            bail!("--duration is required with a rule (4h, 90m, 1h30m)");
+        };
+        let mut definition =
+            json!({"duration": duration, "tz": tz, "offset_days": self.offset_days});
+        match (&self.rrule, &self.cron) {
+            (Some(rule), None) => definition["rrule"] = json!(rule),
+            (None, Some(expr)) => definition["cron"] = json!(expr),
+            _ => bail!("give exactly one of --rrule and --cron"),
+        }
+        if let Some(dtstart) = &self.dtstart {
+            definition["dtstart"] = json!(dtstart);
+        }
+        if let Some(start) = &self.start {
+            definition["start"] = json!(start);
+        }
+        Ok(definition)
+    }
+}
+
+/// Arguments of `sluice window add`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("rule").required(true).args(["rrule", "cron"])))]
+pub struct AddArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// A unique name: letters, digits, `.`, `_`, `-`.
+    name: String,
+    /// The hosts it applies to: a CMDB selector (`group=web`, `env=prod,tags=db`); default:
+    /// every host.
+    #[arg(long, value_name = "SELECTOR", default_value = "")]
+    scope: String,
+    #[command(flatten)]
+    rule: RuleArgs,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    #[arg(long, value_name = "ZONE")]
+    tz: String,
+    /// No host starts in the last part of each occurrence (`30m`).
+    #[arg(long, value_name = "DUR")]
+    cutoff: Option<String>,
+    /// First local date that counts, YYYY-MM-DD.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    active_from: Option<String>,
+    /// Last local date that counts, YYYY-MM-DD.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    active_until: Option<String>,
 }
 
 /// Arguments of `sluice window preview`.
@@ -85,7 +188,88 @@ pub enum OutputFormat {
 pub fn run(command: WindowCommand) -> anyhow::Result<ExitCode> {
     match command {
         WindowCommand::Preview(args) => preview(&args),
+        WindowCommand::Add(args) => add(&args),
+        WindowCommand::List { server, output } => list(&server, output),
+        WindowCommand::Delete { server, name } => {
+            Client::new(&server)?.delete(&format!("/api/v1/windows/{}", encode(&name)))?;
+            println!("window {name} deleted");
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
+    let mut definition = args.rule.definition(&args.tz)?;
+    for (key, value) in [
+        ("cutoff", &args.cutoff),
+        ("active_from", &args.active_from),
+        ("active_until", &args.active_until),
+    ] {
+        if let Some(value) = value {
+            definition[key] = json!(value);
+        }
+    }
+    let body = json!({"name": args.name, "scope": args.scope, "definition": definition});
+    let window = Client::new(&args.server)?.post("/api/v1/windows", &body)?;
+    println!(
+        "window {} created for {}",
+        text(&window["name"]),
+        scope_cell(&window["scope"])
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A stored scope for people: the selector, or `every host`.
+pub fn scope_cell(scope: &Value) -> String {
+    match scope.as_str() {
+        None | Some("") => "every host".to_owned(),
+        Some(selector) => selector.to_owned(),
+    }
+}
+
+/// A stored window rule for people: `FREQ=… 22:00 +3d for 4h (cutoff 30m) Europe/Berlin`.
+pub fn rule_cell(definition: &Value) -> String {
+    let mut out = match (definition["rrule"].as_str(), definition["cron"].as_str()) {
+        (Some(rule), _) => rule.to_owned(),
+        (_, Some(expr)) => format!("cron {expr}"),
+        _ => "-".to_owned(),
+    };
+    if let Some(start) = definition["start"].as_str() {
+        out.push_str(&format!(" {start}"));
+    }
+    match definition["offset_days"].as_i64() {
+        Some(0) | None => {}
+        Some(days) => out.push_str(&format!(" {days:+}d")),
+    }
+    out.push_str(&format!(" for {}", text(&definition["duration"])));
+    if let Some(cutoff) = definition["cutoff"].as_str() {
+        out.push_str(&format!(" (cutoff {cutoff})"));
+    }
+    out.push_str(&format!(" {}", text(&definition["tz"])));
+    out
+}
+
+fn list(server: &ServerArgs, output: Output) -> anyhow::Result<ExitCode> {
+    let list = Client::new(server)?.get("/api/v1/windows")?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            vec![
+                text(&w["name"]),
+                scope_cell(&w["scope"]),
+                rule_cell(&w["definition"]),
+                text(&w["created_by"]),
+            ]
+        })
+        .collect();
+    print_table(&["NAME", "SCOPE", "RULE", "CREATED BY"], &rows);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One occurrence in the JSON output.

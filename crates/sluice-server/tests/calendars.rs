@@ -1,0 +1,739 @@
+//! Calendars through the API, in process, on SQLite and on PostgreSQL, with a manual clock: a
+//! host outside its maintenance window is refused with the next opening, a freeze blocks
+//! scheduling until an exception is requested and approved by someone other than its requester,
+//! another change on the same host overlaps, and bad rules are refused naming the field. Every decision is in the audit chain, and the chain stays intact.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use sluice_server::clock::{Clock, ClockHand};
+use sluice_server::settings::{Secret, Settings, SettingsLayer};
+use sluice_store::Store;
+use sqlx::Connection;
+use tower::ServiceExt;
+
+const START: &str = "2026-11-02T09:00:00Z";
+const PASSWORD: &str = "a long enough password";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+fn admin_url() -> String {
+    std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+struct Server {
+    app: Router,
+    store: Store,
+    hand: ClockHand,
+    clock: Clock,
+    tokens: BTreeMap<String, String>,
+    pg: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+struct Answer {
+    status: StatusCode,
+    json: Value,
+}
+
+impl Answer {
+    #[track_caller]
+    fn ok(&self, status: StatusCode) -> &Value {
+        assert_eq!(self.status, status, "{}", self.json);
+        &self.json
+    }
+
+    /// The problem's detail, after checking the status.
+    #[track_caller]
+    fn refused(&self, status: StatusCode) -> String {
+        assert_eq!(self.status, status, "{}", self.json);
+        self.json["detail"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Server {
+    async fn start(db: Db) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layer = SettingsLayer {
+            data_dir: Some(dir.path().to_owned()),
+            admin_password: Some(Secret::new("first-admin-password")),
+            ..SettingsLayer::default()
+        };
+        let mut pg = None;
+        if db == Db::Postgres {
+            let mut bytes = [0u8; 6];
+            getrandom::fill(&mut bytes).unwrap();
+            let name = format!(
+                "sluice_calendars_{}",
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+            let (base, _) = admin_url()
+                .rsplit_once('/')
+                .map(|(b, d)| (b.to_owned(), d.to_owned()))
+                .unwrap();
+            layer.database_url = Some(Secret::new(format!("{base}/{name}")));
+            pg = Some(name);
+        }
+        let settings = Settings::from_layer(layer).unwrap();
+        let store = sluice_server::open_store(&settings).await.unwrap();
+        assert_eq!(
+            store.backend() == sluice_store::Backend::Postgres,
+            db == Db::Postgres
+        );
+        sluice_server::ensure_admin(&store, &settings)
+            .await
+            .unwrap();
+        let (clock, hand) = Clock::manual(START.parse().unwrap());
+        let app = sluice_server::app_with_clock(
+            store.clone(),
+            settings,
+            None,
+            Default::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        let mut server = Self {
+            app,
+            store,
+            hand,
+            clock: clock.clone(),
+            tokens: BTreeMap::new(),
+            pg,
+            _dir: dir,
+        };
+        let admin = server.login("admin", "first-admin-password").await;
+        server.tokens.insert("admin".to_owned(), admin);
+        // alice requests changes; as a CAB member she would vote, but never on her own.
+        server
+            .user("alice", &["operator", "approver"], &["cab"])
+            .await;
+        server.user("olga", &["operator"], &[]).await;
+        server.user("bob", &["approver"], &["cab"]).await;
+        server.user("carol", &["approver"], &["cab"]).await;
+        server.user("erin", &["approver"], &["ecab"]).await;
+        server.user("chair", &["approver"], &["cab-chairs"]).await;
+        server
+            .user("sam", &["security", "approver"], &["security"])
+            .await;
+        server.user("victor", &["viewer"], &[]).await;
+        let csv = "host,os,env,criticality,exposure,tags\n\
+                   db1,Debian:12,prod,5,internal,db\n\
+                   web2,Debian:12,prod,2,internal,web\n\
+                   tz1,Debian:12,dev,1,internal,tz\n";
+        server
+            .call(
+                Method::POST,
+                "/api/v1/assets/import",
+                "olga",
+                Some(json!({"format": "csv", "content": csv})),
+            )
+            .await
+            .ok(StatusCode::OK);
+        server
+    }
+
+    async fn finish(self) {
+        self.store.close().await;
+        if let Some(name) = self.pg {
+            let mut conn = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+
+    async fn login(&self, username: &str, password: &str) -> String {
+        let answer = self
+            .send(
+                Method::POST,
+                "/api/v1/login",
+                None,
+                &[],
+                Some(json!({"username": username, "password": password})),
+            )
+            .await;
+        answer.ok(StatusCode::OK)["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn user(&mut self, name: &str, roles: &[&str], groups: &[&str]) {
+        self.call(
+            Method::POST,
+            "/api/v1/users",
+            "admin",
+            Some(json!({"username": name, "password": PASSWORD, "roles": roles, "groups": groups})),
+        )
+        .await
+        .ok(StatusCode::CREATED);
+        let token = self.login(name, PASSWORD).await;
+        self.tokens.insert(name.to_owned(), token);
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+            None => request.body(Body::empty()).unwrap(),
+        };
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Answer { status, json }
+    }
+
+    async fn call(&self, method: Method, path: &str, who: &str, body: Option<Value>) -> Answer {
+        let token = self.tokens[who].clone();
+        self.send(method, path, Some(&token), &[], body).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.call(Method::GET, path, "victor", None)
+            .await
+            .ok(StatusCode::OK)
+            .clone()
+    }
+
+    async fn act(&self, id: &str, who: &str, action: Value) -> Answer {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/changes/{id}/actions"),
+            who,
+            Some(action),
+        )
+        .await
+    }
+
+    fn advance_to(&self, at: &str) {
+        let at: jiff::Timestamp = at.parse().unwrap();
+        self.hand.advance(at.duration_since(self.clock.now()));
+    }
+
+    async fn create(&self, who: &str, body: Value) -> Value {
+        self.call(Method::POST, "/api/v1/changes", who, Some(body))
+            .await
+            .ok(StatusCode::CREATED)
+            .clone()
+    }
+    /// `actor action object` of every audit event about `object`.
+    async fn audit_of(&self, object: &str) -> Vec<String> {
+        self.store
+            .audit_events(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.object == object)
+            .map(|e| format!("{} {}", e.actor, e.action))
+            .collect()
+    }
+
+    async fn assert_chain_intact(&self) {
+        let answer = self
+            .call(Method::GET, "/api/v1/audit/verify", "admin", None)
+            .await;
+        assert_eq!(answer.json["intact"], true, "{}", answer.json);
+        assert!(self.store.verify_audit().await.unwrap().is_ok());
+    }
+}
+
+fn plan() -> Value {
+    json!({
+        "implementation": ["drain the host", "upgrade the packages", "restart the services"],
+        "verification": ["the service answers on its health check"],
+        "rollback_criteria": {"max_failed_check_share": 0.1, "detection_window": "15m"}
+    })
+}
+
+fn targets_change(title: &str, kind: &str, package: &str, version: &str, scope: &str) -> Value {
+    json!({
+        "title": title,
+        "type": kind,
+        "targets": [{"package": package, "version": version, "ecosystem": "Debian:12"}],
+        "update_types": ["security"],
+        "scope": scope,
+        "plan": plan(),
+    })
+}
+
+fn id(change: &Value) -> String {
+    change["id"].as_str().unwrap().to_owned()
+}
+
+/// A normal change on `scope`, taken through submission, plan sign-off, review and two
+/// approvals.
+async fn approved_change(server: &Server, title: &str, scope: &str) -> String {
+    let created = server
+        .create(
+            "alice",
+            targets_change(title, "normal", "openssl", "3.0.15-1~deb12u1", scope),
+        )
+        .await;
+    let change = id(&created);
+    for (who, action) in [
+        ("alice", json!({"action": "submit"})),
+        (
+            "olga",
+            json!({"action": "sign-off-plan", "comment": "fine"}),
+        ),
+        ("olga", json!({"action": "start-review"})),
+    ] {
+        server.act(&change, who, action).await.ok(StatusCode::OK);
+    }
+    // As many approvals as the change's risk needs.
+    for who in ["bob", "carol"] {
+        let voted = server
+            .act(&change, who, json!({"action": "approve"}))
+            .await
+            .ok(StatusCode::OK)
+            .clone();
+        if voted["state"] == "approved" {
+            break;
+        }
+    }
+    assert_eq!(
+        server.get(&format!("/api/v1/changes/{change}")).await["state"],
+        "approved"
+    );
+    change
+}
+
+fn schedule(start: &str, end: &str) -> Value {
+    json!({"action": "schedule", "window": {"start": start, "end": end}})
+}
+
+/// Bad rules are refused naming the field, and each route keeps to its roles.
+async fn rules_are_checked(server: &Server) {
+    let window =
+        |definition: Value| json!({"name": "w", "scope": "host=db1", "definition": definition});
+    let hourly = server
+        .call(
+            Method::POST,
+            "/api/v1/windows",
+            "olga",
+            Some(window(
+                json!({"rrule": "FREQ=HOURLY", "start": "22:00", "duration": "4h", "tz": "UTC"}),
+            )),
+        )
+        .await;
+    let detail = hourly.refused(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(hourly.json["field"], "definition.rrule", "{}", hourly.json);
+    assert!(detail.contains("HOURLY"), "{detail}");
+    let zone = server
+        .call(
+            Method::POST,
+            "/api/v1/windows",
+            "olga",
+            Some(window(
+                json!({"cron": "0 22 * * *", "duration": "4h", "tz": "Mars/Olympus"}),
+            )),
+        )
+        .await;
+    zone.refused(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(zone.json["field"], "definition.tz");
+    let cutoff = server
+        .call(
+            Method::POST,
+            "/api/v1/windows",
+            "olga",
+            Some(window(
+                json!({"cron": "0 22 * * *", "duration": "1h", "cutoff": "2h", "tz": "UTC"}),
+            )),
+        )
+        .await;
+    cutoff.refused(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(cutoff.json["field"], "definition.cutoff");
+    let scope = server
+        .call(
+            Method::POST,
+            "/api/v1/windows",
+            "olga",
+            Some(json!({"name": "w", "scope": "criticality>=x", "definition": {"cron": "0 22 * * *", "duration": "1h", "tz": "UTC"}})),
+        )
+        .await;
+    scope.refused(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(scope.json["field"], "scope");
+
+    let inverted = server
+        .call(
+            Method::POST,
+            "/api/v1/freezes",
+            "bob",
+            Some(json!({"name": "f", "definition": {"rule": {"kind": "range", "from": "2026-12-08T00:00:00Z", "until": "2026-12-01T00:00:00Z"}}})),
+        )
+        .await;
+    inverted.refused(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(inverted.json["field"], "definition.rule.until");
+    let freeze = json!({"name": "f", "definition": {"tz": "Europe/Berlin", "rule": {"kind": "last-business-days", "days": 3}}});
+    let operator = server
+        .call(
+            Method::POST,
+            "/api/v1/freezes",
+            "olga",
+            Some(freeze.clone()),
+        )
+        .await
+        .refused(StatusCode::FORBIDDEN);
+    assert!(operator.contains("roles"), "{operator}");
+    server
+        .call(Method::POST, "/api/v1/freezes", "bob", Some(freeze.clone()))
+        .await
+        .ok(StatusCode::CREATED);
+    server
+        .call(Method::POST, "/api/v1/freezes", "bob", Some(freeze))
+        .await
+        .refused(StatusCode::CONFLICT);
+    let listed = server.get("/api/v1/freezes").await;
+    assert_eq!(listed[0]["name"], "f");
+    assert_eq!(
+        listed[0]["definition"]["rule"]["kind"],
+        "last-business-days"
+    );
+    server
+        .call(Method::DELETE, "/api/v1/freezes/f", "bob", None)
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(server.get("/api/v1/freezes").await, json!([]));
+    assert_eq!(
+        server.audit_of("freeze:f").await,
+        vec!["bob freeze.create", "bob freeze.delete"]
+    );
+    server.assert_chain_intact().await;
+}
+
+/// Outside its window a host is refused with the next opening; a freeze blocks scheduling; a
+/// requested exception lifts nothing, its requester cannot approve it, another approver does,
+/// and then the change is scheduled with the exception recorded. A second change on the same
+/// host at the same time overlaps.
+async fn a_freeze_blocks_until_an_exception_is_approved(server: &Server) {
+    // db1 may be changed nightly from 22:00 UTC for 4 hours; nothing starts after 01:30.
+    let window = server
+        .call(
+            Method::POST,
+            "/api/v1/windows",
+            "olga",
+            Some(
+                json!({"name": "db-nights", "scope": "host=db1", "definition": {
+                "cron": "0 22 * * *", "duration": "4h", "cutoff": "30m", "tz": "UTC"}}),
+            ),
+        )
+        .await;
+    assert_eq!(window.ok(StatusCode::CREATED)["name"], "db-nights");
+    // Release week: every host, Thursday 5 to Sunday 8 November.
+    server
+        .call(
+            Method::POST,
+            "/api/v1/freezes",
+            "bob",
+            Some(
+                json!({"name": "release", "definition": {"rule": {"kind": "range",
+                "from": "2026-11-05T00:00:00Z", "until": "2026-11-08T00:00:00Z"}}}),
+            ),
+        )
+        .await
+        .ok(StatusCode::CREATED);
+
+    let change = approved_change(server, "openssl on db1", "host=db1").await;
+    let outside = server
+        .act(
+            &change,
+            "olga",
+            schedule("2026-11-03T12:00:00Z", "2026-11-03T14:00:00Z"),
+        )
+        .await
+        .refused(StatusCode::CONFLICT);
+    assert!(
+        outside.contains("db1: outside its maintenance windows (next opens 2026-11-03T22:00:00Z)"),
+        "{outside}"
+    );
+    let cut = server
+        .act(
+            &change,
+            "olga",
+            schedule("2026-11-03T01:45:00Z", "2026-11-03T01:55:00Z"),
+        )
+        .await
+        .refused(StatusCode::CONFLICT);
+    assert!(cut.contains("cutoff"), "{cut}");
+
+    let frozen_window = ("2026-11-05T22:00:00Z", "2026-11-06T01:00:00Z");
+    let frozen = server
+        .act(&change, "olga", schedule(frozen_window.0, frozen_window.1))
+        .await
+        .refused(StatusCode::CONFLICT);
+    assert!(frozen.contains("db1: freeze \"release\" holds"), "{frozen}");
+    assert!(frozen.contains("approved freeze exception"), "{frozen}");
+    let preview = server
+        .get(&format!(
+            "/api/v1/changes/{change}/conflicts?start={}&end={}",
+            frozen_window.0, frozen_window.1
+        ))
+        .await;
+    assert_eq!(preview["blocked"], true, "{preview}");
+
+    // alice asks; a pending request lifts nothing; she cannot approve her own request.
+    let request = json!({"scope": "host=db1", "from": "2026-11-05T21:00:00Z",
+        "until": "2026-11-06T03:00:00Z", "justification": "an actively exploited flaw"});
+    let requested = server
+        .call(
+            Method::POST,
+            "/api/v1/freezes/release/exceptions",
+            "alice",
+            Some(request.clone()),
+        )
+        .await;
+    let exception = requested.ok(StatusCode::CREATED)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(requested.json["state"], "requested");
+    server
+        .act(&change, "olga", schedule(frozen_window.0, frozen_window.1))
+        .await
+        .refused(StatusCode::CONFLICT);
+    let own = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/freeze-exceptions/{exception}/approve"),
+            "alice",
+            None,
+        )
+        .await
+        .refused(StatusCode::FORBIDDEN);
+    assert!(own.contains("another approver"), "{own}");
+    let olga = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/freeze-exceptions/{exception}/approve"),
+            "olga",
+            None,
+        )
+        .await
+        .refused(StatusCode::FORBIDDEN);
+    assert!(olga.contains("roles"), "{olga}");
+    let approved = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/freeze-exceptions/{exception}/approve"),
+            "bob",
+            None,
+        )
+        .await;
+    assert_eq!(approved.ok(StatusCode::OK)["state"], "approved");
+    assert_eq!(approved.json["decided_by"], "bob");
+    server
+        .call(
+            Method::POST,
+            &format!("/api/v1/freeze-exceptions/{exception}/reject"),
+            "carol",
+            None,
+        )
+        .await
+        .refused(StatusCode::CONFLICT);
+
+    let preview = server
+        .get(&format!(
+            "/api/v1/changes/{change}/conflicts?start={}&end={}",
+            frozen_window.0, frozen_window.1
+        ))
+        .await;
+    assert_eq!(preview["blocked"], false, "{preview}");
+    let scheduled = server
+        .act(&change, "olga", schedule(frozen_window.0, frozen_window.1))
+        .await;
+    assert_eq!(scheduled.ok(StatusCode::OK)["state"], "scheduled");
+
+    // A rejected request lifts nothing.
+    let second = server
+        .call(
+            Method::POST,
+            "/api/v1/freezes/release/exceptions",
+            "alice",
+            Some(request),
+        )
+        .await
+        .ok(StatusCode::CREATED)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .call(
+            Method::POST,
+            &format!("/api/v1/freeze-exceptions/{second}/reject"),
+            "carol",
+            None,
+        )
+        .await
+        .ok(StatusCode::OK);
+    let listed = server.get("/api/v1/freezes/release/exceptions").await;
+    let states: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["approved", "rejected"]);
+
+    // Another change on db1 in the same slot overlaps the first.
+    let other = approved_change(server, "tzdata on db1", "host=db1").await;
+    let overlap = server
+        .act(
+            &other,
+            "olga",
+            schedule("2026-11-05T23:00:00Z", "2026-11-06T01:00:00Z"),
+        )
+        .await
+        .refused(StatusCode::CONFLICT);
+    assert!(
+        overlap.contains(&format!("db1: change {change} also runs")),
+        "{overlap}"
+    );
+    // A host no window selects (web2) may be changed at any time outside freezes.
+    let web = approved_change(server, "openssl on web2", "host=web2").await;
+    server
+        .act(
+            &web,
+            "olga",
+            schedule("2026-11-03T12:00:00Z", "2026-11-03T14:00:00Z"),
+        )
+        .await
+        .ok(StatusCode::OK);
+
+    // Nothing starts inside a freeze: one made after web2's change was scheduled stops it.
+    server
+        .call(
+            Method::POST,
+            "/api/v1/freezes",
+            "admin",
+            Some(json!({"name": "web-stop", "scope": "host=web2", "definition": {"rule": {
+                "kind": "range", "from": "2026-11-03T11:00:00Z", "until": "2026-11-03T15:00:00Z"}}})),
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    server.advance_to("2026-11-03T12:30:00Z");
+    let stopped = server
+        .act(&web, "olga", json!({"action": "start-implementation"}))
+        .await
+        .refused(StatusCode::CONFLICT);
+    assert!(
+        stopped.contains("web2: freeze \"web-stop\" holds"),
+        "{stopped}"
+    );
+    // db1's change starts inside the release freeze: its approved exception lifts it.
+    server.advance_to("2026-11-05T22:30:00Z");
+    let started = server
+        .act(&change, "olga", json!({"action": "start-implementation"}))
+        .await;
+    assert_eq!(started.ok(StatusCode::OK)["state"], "implementing");
+
+    // Every decision is in the chain, with who made it.
+    assert_eq!(
+        server.audit_of("window:db-nights").await,
+        vec!["olga window.create"]
+    );
+    assert_eq!(
+        server.audit_of("freeze:release").await,
+        vec!["bob freeze.create"]
+    );
+    assert_eq!(
+        server
+            .audit_of(&format!("freeze-exception:{exception}"))
+            .await,
+        vec![
+            "alice freeze-exception.request",
+            "bob freeze-exception.approve"
+        ]
+    );
+    assert_eq!(
+        server.audit_of(&format!("freeze-exception:{second}")).await,
+        vec![
+            "alice freeze-exception.request",
+            "carol freeze-exception.reject"
+        ]
+    );
+    let schedule_event = server
+        .store
+        .audit_events(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.object == format!("change:{change}") && e.action == "change.schedule")
+        .unwrap();
+    assert!(
+        schedule_event
+            .after
+            .unwrap()
+            .to_string()
+            .contains(&exception),
+        "the schedule records the exception it relies on"
+    );
+
+    // Deleting a window takes an admin.
+    server
+        .call(Method::DELETE, "/api/v1/windows/db-nights", "olga", None)
+        .await
+        .refused(StatusCode::FORBIDDEN);
+    server
+        .call(Method::DELETE, "/api/v1/windows/db-nights", "admin", None)
+        .await
+        .ok(StatusCode::OK);
+    assert_eq!(server.get("/api/v1/windows").await, json!([]));
+    server.assert_chain_intact().await;
+}
+
+macro_rules! on_both {
+    ($name:ident, $scenario:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            for db in [Db::Sqlite, Db::Postgres] {
+                let server = Server::start(db).await;
+                $scenario(&server).await;
+                server.finish().await;
+            }
+        }
+    };
+}
+
+on_both!(rules, rules_are_checked);
+on_both!(
+    freeze_and_exception,
+    a_freeze_blocks_until_an_exception_is_approved
+);
