@@ -500,6 +500,9 @@ macro_rules! write_findings {
     }};
 }
 
+/// Above this many hosts, a findings page walks the score index instead of each host's findings.
+const MANY_HOSTS: usize = 200;
+
 impl Store {
     /// Registers a feed; audited as `feed.create`.
     pub async fn create_feed(&self, feed: NewFeed, actor: &Actor) -> Result<Feed> {
@@ -922,8 +925,12 @@ impl Store {
                 .hosts
                 .as_ref()
                 .map(|h| serde_json::json!(h).to_string());
+            // Where the host list goes in `conditions`: the page and the count may read it
+            // differently (see below).
+            let mut host_condition = None;
             if hosts_json.is_some() {
                 let p = next();
+                host_condition = Some((conditions.len(), p.clone()));
                 conditions.push(if pg {
                     format!("hostname IN (SELECT jsonb_array_elements_text({p}::jsonb))")
                 } else {
@@ -981,9 +988,29 @@ impl Store {
             } else {
                 format!(" WHERE {}", conditions.join(" AND "))
             };
+            // Many hosts (a selector over a fleet): reading every finding of each host and
+            // sorting costs hosts × findings per host, while walking the score index and
+            // skipping other hosts' findings costs about page size × fleet / hosts. Past a few
+            // hundred hosts the walk wins, so the page reads the host list without its index
+            // (`+hostname` on SQLite, an expression on PostgreSQL); the capped count keeps the
+            // per-host lookups, which reach the cap fastest.
+            let page_filter = match (&host_condition, query.hosts.as_ref()) {
+                (Some((at, p)), Some(hosts)) if hosts.len() > MANY_HOSTS => {
+                    let mut page_conditions = conditions.clone();
+                    page_conditions[*at] = if pg {
+                        format!(
+                            "(hostname || '') IN (SELECT jsonb_array_elements_text({p}::jsonb))"
+                        )
+                    } else {
+                        format!("+hostname IN (SELECT value FROM json_each({p}))")
+                    };
+                    format!(" WHERE {}", page_conditions.join(" AND "))
+                }
+                _ => filter.clone(),
+            };
             let (limit_p, offset_p) = (next(), next());
             let page_sql = AssertSqlSafe(format!(
-                "SELECT id, hostname, record, first_seen, resolved_at FROM findings{filter} ORDER BY score DESC, id LIMIT {limit_p} OFFSET {offset_p}"
+                "SELECT id, hostname, record, first_seen, resolved_at FROM findings{page_filter} ORDER BY score DESC, id LIMIT {limit_p} OFFSET {offset_p}"
             ));
             // Counting every match of a large fleet costs more than the page itself: the count
             // stops past COUNT_CAP and says so. Its cap takes the place the page's limit has.

@@ -318,6 +318,64 @@ async fn a_scan_lands_whole_or_not_at_all_on_both_backends() {
     on_both!(a_scan_lands_whole_or_not_at_all);
 }
 
+async fn long_host_lists_give_the_same_page(db: &TestDb) {
+    let store = &db.store;
+    let actor = Actor::system();
+    let today = date(2026, 11, 25);
+    for (host, base) in [("web1", 10.0), ("web2", 20.0), ("db1", 30.0)] {
+        let findings: Vec<Finding> = (0..5)
+            .map(|i| {
+                finding(
+                    &format!("pkg{i}"),
+                    &format!("DSA-{host}-{i}"),
+                    base + f64::from(i),
+                    Decision::Track,
+                    false,
+                    30,
+                )
+            })
+            .collect();
+        store
+            .apply_findings(host, &findings, today, &actor)
+            .await
+            .unwrap();
+    }
+    // The same two hosts, alone and among many that have nothing: one plan reads each host's
+    // findings, the other walks the score index; both must give the same page and total.
+    let short = vec!["web1".to_owned(), "db1".to_owned()];
+    let mut long: Vec<String> = (0..400).map(|i| format!("idle{i:03}")).collect();
+    long.extend(short.iter().cloned());
+    let mut pages = Vec::new();
+    for hosts in [short, long] {
+        let page = store
+            .findings(&FindingsQuery {
+                hosts: Some(hosts),
+                limit: 4,
+                offset: 1,
+                ..FindingsQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.total, 10);
+        pages.push(
+            page.items
+                .iter()
+                .map(|f| f.finding.advisory.clone())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        pages[0],
+        ["DSA-db1-3", "DSA-db1-2", "DSA-db1-1", "DSA-db1-0"]
+    );
+    assert_eq!(pages[0], pages[1]);
+}
+
+#[tokio::test]
+async fn long_host_lists_give_the_same_page_on_both_backends() {
+    on_both!(long_host_lists_give_the_same_page);
+}
+
 async fn a_failed_sync_keeps_the_content(db: &TestDb) {
     let store = &db.store;
     let actor = Actor::system();

@@ -411,7 +411,7 @@ pub const TRANSITIONS: &[Edge] = &[
         types: ALL_TYPES,
         roles: OPERATOR,
         who: "operator",
-        checks: "end after start and after now; every calendar conflict (freeze, no window) covered by an approved exception",
+        checks: "end after start and after now; no calendar conflict (outside a window, a freeze, another change on the same host) unless an approved exception lifts it",
     },
     Edge {
         from: &[ChangeState::Approved],
