@@ -334,6 +334,129 @@ async fn protocol(database_url: Option<String>) {
     let (status, asset) = call(&app, Method::GET, "/api/v1/assets/web1", Some(&admin), None).await;
     assert_eq!(status, StatusCode::OK, "{asset}");
 
+    // Later inventories travel as diffs against the hash the server answered with.
+    let base = pushed["package_hash"].as_str().unwrap().to_owned();
+    let diff = |base: &str| {
+        json!({
+            "base": base,
+            "os_release": os_release,
+            "added": [{"name": "openssl", "version": "9.9.9-1", "arch": "amd64", "source_name": "openssl", "source_version": "9.9.9-1"},
+                      {"name": "libssl1.1", "version": "9.9.9-1", "arch": "amd64", "source_name": "openssl", "source_version": "9.9.9-1"}],
+            "removed": [{"name": "curl", "arch": "amd64"}]
+        })
+    };
+    let (status, stale) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/agent/inventory",
+        Some(&token1),
+        Some(diff("not-the-base")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{stale}");
+    let (status, patched) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/agent/inventory",
+        Some(&token1),
+        Some(diff(&base)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(
+        patched["packages"].as_u64(),
+        pushed["packages"].as_u64().map(|n| n - 1),
+        "curl removed, two replaced"
+    );
+    assert!(
+        patched["findings"]["resolved"].as_u64().unwrap() > 0,
+        "the newer openssl closes findings: {patched}"
+    );
+    assert_ne!(patched["package_hash"], pushed["package_hash"]);
+    let (_, open) = call(
+        &app,
+        Method::GET,
+        "/api/v1/findings?host=web1&limit=1000",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(
+        open["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["package"] != "openssl" && f["package"] != "curl"),
+        "{open}"
+    );
+
+    // An operator asks for a fresh inventory: a waiting poll ends, the agent is told, and the
+    // next inventory it sends answers the request.
+    let waiting = {
+        let (app, token1) = (app.clone(), token1.clone());
+        tokio::spawn(async move {
+            call(
+                &app,
+                Method::GET,
+                "/api/v1/agent/jobs/next?wait=30",
+                Some(&token1),
+                None,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/agents/web1/inventory-request",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = tokio::time::timeout(std::time::Duration::from_secs(20), waiting)
+        .await
+        .expect("the request wakes the poll")
+        .unwrap();
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, asked) = call(
+        &app,
+        Method::GET,
+        "/api/v1/agent/inventory-request",
+        Some(&token1),
+        None,
+    )
+    .await;
+    assert_eq!(asked["requested"], true);
+    let (_, asked_other) = call(
+        &app,
+        Method::GET,
+        "/api/v1/agent/inventory-request",
+        Some(&token2),
+        None,
+    )
+    .await;
+    assert_eq!(asked_other["requested"], false, "only web1 was asked");
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/agent/inventory",
+        Some(&token1),
+        Some(diff(patched["package_hash"].as_str().unwrap())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, asked) = call(
+        &app,
+        Method::GET,
+        "/api/v1/agent/inventory-request",
+        Some(&token1),
+        None,
+    )
+    .await;
+    assert_eq!(asked["requested"], false);
+
     // A job, queued once per idempotency key.
     let job = json!({"host": "web1", "job": {"idempotency_key": "change-1/web1", "targets": [{"package": "openssl", "version": "1.1.1w-0+deb11u1"}]}});
     let (status, queued) = call(

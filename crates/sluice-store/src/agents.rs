@@ -37,6 +37,8 @@ pub struct Agent {
     pub last_seen_at: Option<String>,
     /// When it was revoked; a revoked agent is refused everything.
     pub revoked_at: Option<String>,
+    /// When an operator asked for a fresh inventory that has not come yet.
+    pub inventory_requested_at: Option<String>,
 }
 
 /// A job as stored: the spec, where it stands and the report once there is one.
@@ -88,6 +90,7 @@ macro_rules! agent_from_row {
             enrolled_at: row.try_get("enrolled_at")?,
             last_seen_at: row.try_get("last_seen_at")?,
             revoked_at: row.try_get("revoked_at")?,
+            inventory_requested_at: row.try_get("inventory_requested_at")?,
         }
     }};
 }
@@ -115,8 +118,7 @@ macro_rules! job_from_row {
     }};
 }
 
-const AGENT_COLUMNS: &str =
-    "id, hostname, public_key, labels, enrolled_at, last_seen_at, revoked_at";
+const AGENT_COLUMNS: &str = "id, hostname, public_key, labels, enrolled_at, last_seen_at, revoked_at, inventory_requested_at";
 const JOB_COLUMNS: &str =
     "id, agent_id, hostname, spec, state, created_by, created_at, claimed_at, finished_at, report";
 
@@ -210,6 +212,7 @@ impl Store {
                 enrolled_at: now_at.to_owned(),
                 last_seen_at: Some(now_at.to_owned()),
                 revoked_at: None,
+                inventory_requested_at: None,
             };
             if before.is_some() {
                 sqlx::query("UPDATE agents SET public_key = $1, labels = $2, enrolled_at = $3, last_seen_at = $3, revoked_at = NULL WHERE id = $4")
@@ -431,7 +434,7 @@ impl Store {
     /// The agent an access token belongs to, with the token's expiry; revoked agents have no
     /// tokens.
     pub async fn agent_by_token(&self, token_hash: &str) -> Result<Option<(Agent, String)>> {
-        let sql = "SELECT a.id, a.hostname, a.public_key, a.labels, a.enrolled_at, a.last_seen_at, a.revoked_at, t.expires_at AS token_expires_at \
+        let sql = "SELECT a.id, a.hostname, a.public_key, a.labels, a.enrolled_at, a.last_seen_at, a.revoked_at, a.inventory_requested_at, t.expires_at AS token_expires_at \
                    FROM agent_tokens t JOIN agents a ON a.id = t.agent_id WHERE t.token_hash = $1";
         on_pool!(self, |pool, pg| {
             let row = sqlx::query(sql)
@@ -445,6 +448,69 @@ impl Store {
                 }
                 None => None,
             })
+        })
+    }
+
+    /// Asks a host's agent for a fresh inventory (it sends one on its next round); audited
+    /// `agent.inventory-request`.
+    pub async fn request_inventory(&self, hostname: &str, actor: &Actor) -> Result<Agent> {
+        let at = now();
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE hostname = $1 AND revoked_at IS NULL"
+        );
+        on_pool!(self, |pool, pg| {
+            let mut tx = begin_write!(pool, pg);
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(hostname)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("an enrolled agent on {hostname}")))?;
+            let mut agent = agent_from_row!(&row);
+            agent.inventory_requested_at = Some(at.clone());
+            sqlx::query("UPDATE agents SET inventory_requested_at = $1 WHERE id = $2")
+                .bind(&at)
+                .bind(&agent.id)
+                .execute(&mut *tx)
+                .await?;
+            append_audit!(
+                tx,
+                pg,
+                actor.event(
+                    "agent.inventory-request",
+                    format!("agent:{hostname}"),
+                    None,
+                    Some(serde_json::json!({"requested_at": at}))
+                )
+            );
+            tx.commit().await?;
+            Ok(agent)
+        })
+    }
+
+    /// Whether an inventory was asked of this agent and not sent since.
+    pub async fn inventory_requested(&self, agent_id: &str) -> Result<bool> {
+        on_pool!(self, |pool, pg| {
+            let row = sqlx::query("SELECT inventory_requested_at FROM agents WHERE id = $1")
+                .bind(agent_id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(match row {
+                Some(row) => row
+                    .try_get::<Option<String>, _>("inventory_requested_at")?
+                    .is_some(),
+                None => false,
+            })
+        })
+    }
+
+    /// Clears the request once the agent sent an inventory.
+    pub async fn inventory_received(&self, agent_id: &str) -> Result<()> {
+        on_pool!(self, |pool, pg| {
+            sqlx::query("UPDATE agents SET inventory_requested_at = NULL WHERE id = $1 AND inventory_requested_at IS NOT NULL")
+                .bind(agent_id)
+                .execute(pool)
+                .await?;
+            Ok(())
         })
     }
 

@@ -202,6 +202,27 @@ fn agents_enroll_converge_roll_back_and_survive_kill_9() {
     );
     assert_eq!(job["report"]["interrupted_at"], "apply");
 
+    // An inventory on request: the agent sends it whole on its next round.
+    let asked = sluice(config, &["agents", "inventory", "web2"], None);
+    assert!(asked.status.success());
+    assert!(
+        String::from_utf8_lossy(&asked.stderr).contains("requested at 20"),
+        "{}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
+    wait_for(
+        config,
+        &["agents", "list", "--output", "json"],
+        "the requested inventory",
+        |list| {
+            list.as_array().is_some_and(|agents| {
+                agents
+                    .iter()
+                    .any(|a| a["hostname"] == "web2" && a["inventory_requested_at"].is_null())
+            })
+        },
+    );
+
     // Revocation cuts an agent off: no new jobs reach it.
     ok(&sluice(config, &["agents", "revoke", "web1"], None));
     let refused = sluice(

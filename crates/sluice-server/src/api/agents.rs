@@ -107,6 +107,8 @@ pub struct AgentView {
     pub last_seen_at: Option<String>,
     /// Revoked at.
     pub revoked_at: Option<String>,
+    /// An inventory asked for and not sent yet, since.
+    pub inventory_requested_at: Option<String>,
 }
 
 impl From<Agent> for AgentView {
@@ -118,6 +120,7 @@ impl From<Agent> for AgentView {
             enrolled_at: agent.enrolled_at,
             last_seen_at: agent.last_seen_at,
             revoked_at: agent.revoked_at,
+            inventory_requested_at: agent.inventory_requested_at,
         }
     }
 }
@@ -371,7 +374,7 @@ pub async fn put_inventory(
         .ecosystem()
         .map_err(|e| ApiError::invalid_field("os_release", e.to_string()))?;
     let os_release = serde_json::to_string(&inventory.os_release).map_err(ApiError::internal)?;
-    ingest(
+    let report = ingest(
         &state,
         principal.agent.hostname.clone(),
         ecosystem,
@@ -379,8 +382,122 @@ pub async fn put_inventory(
         Some(&os_release),
         &principal.actor(),
     )
-    .await
-    .map(Json)
+    .await?;
+    state.store.inventory_received(&principal.agent.id).await?;
+    Ok(Json(report))
+}
+
+/// A package the agent no longer has, by name and architecture.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemovedPackage {
+    /// Package name.
+    pub name: String,
+    /// Architecture, when the package has one.
+    #[serde(default)]
+    pub arch: Option<String>,
+}
+
+/// What changed in a host's packages since the inventory whose hash is `base`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryDiff {
+    /// `package_hash` of the inventory this diff applies to (from the last push's answer).
+    pub base: String,
+    /// `/etc/os-release`, as in a full inventory.
+    #[schema(value_type = Object)]
+    pub os_release: sluice_core::inventory::OsRelease,
+    /// Packages installed or changed (a new version replaces the stored one).
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub added: Vec<sluice_core::inventory::InstalledPackage>,
+    /// Packages removed.
+    #[serde(default)]
+    pub removed: Vec<RemovedPackage>,
+}
+
+/// Applies a diff to the calling agent's stored inventory and recomputes its findings (agent).
+/// 409 when the stored inventory is not the diff's base: the agent then sends it whole.
+#[utoipa::path(patch, path = "/api/v1/agent/inventory", tag = "agent protocol", security(("agent" = [])),
+    request_body = InventoryDiff,
+    responses((status = 200, body = PushReport), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn patch_inventory(
+    State(state): State<AppState>,
+    Extension(principal): Extension<AgentPrincipal>,
+    ApiJson(diff): ApiJson<InventoryDiff>,
+) -> Result<Json<PushReport>, ApiError> {
+    let hostname = principal.agent.hostname.clone();
+    let Some((stored, mut packages)) = state.store.inventory(&hostname).await? else {
+        return Err(ApiError::conflict(
+            "no inventory is stored for this host: send it whole (PUT)",
+        ));
+    };
+    if stored.package_hash != diff.base {
+        return Err(ApiError::conflict(
+            "the stored inventory is not the diff's base: send it whole (PUT)",
+        ));
+    }
+    let ecosystem = diff
+        .os_release
+        .ecosystem()
+        .map_err(|e| ApiError::invalid_field("os_release", e.to_string()))?;
+    let key = |name: &str, arch: Option<&str>| (name.to_owned(), arch.map(str::to_owned));
+    let gone: std::collections::HashSet<(String, Option<String>)> = diff
+        .removed
+        .iter()
+        .map(|r| key(&r.name, r.arch.as_deref()))
+        .chain(diff.added.iter().map(|p| key(&p.name, p.arch.as_deref())))
+        .collect();
+    packages.retain(|p| !gone.contains(&key(&p.name, p.arch.as_deref())));
+    packages.extend(diff.added);
+    let os_release = serde_json::to_string(&diff.os_release).map_err(ApiError::internal)?;
+    let report = ingest(
+        &state,
+        hostname,
+        ecosystem,
+        packages,
+        Some(&os_release),
+        &principal.actor(),
+    )
+    .await?;
+    state.store.inventory_received(&principal.agent.id).await?;
+    Ok(Json(report))
+}
+
+/// Whether an operator asked this agent for a fresh inventory.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InventoryRequest {
+    /// Send the whole inventory now.
+    pub requested: bool,
+}
+
+/// Whether the calling agent should send its whole inventory now (agent).
+#[utoipa::path(get, path = "/api/v1/agent/inventory-request", tag = "agent protocol", security(("agent" = [])),
+    responses((status = 200, body = InventoryRequest)))]
+pub async fn inventory_request(
+    State(state): State<AppState>,
+    Extension(principal): Extension<AgentPrincipal>,
+) -> Result<Json<InventoryRequest>, ApiError> {
+    Ok(Json(InventoryRequest {
+        requested: state.store.inventory_requested(&principal.agent.id).await?,
+    }))
+}
+
+/// Asks a host's agent for a fresh, whole inventory; a waiting agent is woken (operator, admin).
+#[utoipa::path(post, path = "/api/v1/agents/{hostname}/inventory-request", tag = "agents", security(("token" = ["operator", "admin"])),
+    params(("hostname" = String, Path, description = "the agent's host")),
+    responses((status = 202, body = AgentView), (status = 404, body = Problem)))]
+pub async fn request_inventory(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(hostname): Path<String>,
+) -> Result<(StatusCode, Json<AgentView>), ApiError> {
+    let agent = state
+        .store
+        .request_inventory(&hostname.to_ascii_lowercase(), &principal.actor())
+        .await?;
+    state.job_signals.notify(&agent.id);
+    Ok((StatusCode::ACCEPTED, Json(agent.into())))
 }
 
 /// How long to wait for a job.
@@ -408,7 +525,8 @@ pub async fn next_job(
             return Ok(Json(job.job).into_response());
         }
         let now = tokio::time::Instant::now();
-        if now >= deadline {
+        // An inventory request ends the wait: the agent's next round sends it.
+        if now >= deadline || state.store.inventory_requested(&principal.agent.id).await? {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
         // Woken by a job queued on this replica, or re-check after 5 s for other replicas.

@@ -135,6 +135,8 @@ pub struct PushReport {
     /// What happened to the host's findings.
     #[schema(value_type = Object)]
     pub findings: FindingsDiff,
+    /// The stored package list's hash: an agent names it as the base of its next diff.
+    pub package_hash: String,
 }
 
 /// Stores a host's inventory and recomputes its findings (operator, admin).
@@ -265,6 +267,7 @@ pub async fn ingest(
         packages: count,
         changed,
         findings,
+        package_hash: hash,
     })
 }
 

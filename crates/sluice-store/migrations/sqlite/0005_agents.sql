@@ -17,7 +17,9 @@ CREATE TABLE agents (
     labels       TEXT NOT NULL DEFAULT '{}',
     enrolled_at  TEXT NOT NULL,
     last_seen_at TEXT,
-    revoked_at   TEXT
+    revoked_at   TEXT,
+    -- Set when an operator asks for a fresh inventory; cleared by the next one the agent sends.
+    inventory_requested_at TEXT
 );
 
 CREATE TABLE agent_challenges (

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sluice_agent::{Executor, ExecutorConfig, PackageRoot};
 use sluice_core::agent_auth;
+use sluice_core::inventory::InstalledPackage;
 use sluice_core::job::{Job, JobReport};
 
 use super::client::Client;
@@ -100,7 +101,7 @@ pub fn run(args: AgentArgs) -> Result<ExitCode> {
         client: None,
         renew_at: Instant::now(),
     };
-    let mut sent_inventory: Option<String> = None;
+    let mut sent_inventory: Option<Sent> = None;
     loop {
         let round = one_round(&args, &executor, &root, &mut session, &mut sent_inventory);
         if args.once {
@@ -121,7 +122,7 @@ fn one_round(
     executor: &Executor,
     root: &PackageRoot,
     session: &mut Session,
-    sent_inventory: &mut Option<String>,
+    sent_inventory: &mut Option<Sent>,
 ) -> Result<()> {
     // Interrupted jobs first: their reports say where they stopped and what is installed now.
     for report in executor.recover_all().context("reading the job journal")? {
@@ -144,11 +145,21 @@ fn one_round(
     send_inventory(args, root, session, sent_inventory)
 }
 
+/// What the server holds of this host's inventory, as the agent last sent it.
+struct Sent {
+    /// Fingerprint of everything but the collection time.
+    fingerprint: String,
+    /// The packages sent.
+    packages: Vec<InstalledPackage>,
+    /// The server's hash of them: the base of the next diff.
+    base: String,
+}
+
 fn send_inventory(
     args: &AgentArgs,
     root: &PackageRoot,
     session: &mut Session,
-    sent: &mut Option<String>,
+    sent: &mut Option<Sent>,
 ) -> Result<()> {
     let mut inventory = sluice_agent::inventory::collect(root, &args.watched)?;
     inventory.hostname = Some(session_hostname(args)?);
@@ -157,16 +168,74 @@ fn send_inventory(
     if let Some(object) = fingerprint.as_object_mut() {
         object.remove("taken_at");
     }
-    let hash = agent_auth::to_hex(&Sha256::digest(fingerprint.to_string().as_bytes()));
-    if sent.as_deref() == Some(hash.as_str()) {
+    let fingerprint = agent_auth::to_hex(&Sha256::digest(fingerprint.to_string().as_bytes()));
+    let requested = session.client()?.get("/api/v1/agent/inventory-request")?["requested"]
+        .as_bool()
+        .unwrap_or(false);
+    if !requested && sent.as_ref().is_some_and(|s| s.fingerprint == fingerprint) {
         return Ok(());
     }
-    let body = serde_json::to_value(&inventory)?;
-    session
-        .client()?
-        .send(reqwest::Method::PUT, "/api/v1/agent/inventory", Some(&body))?;
-    *sent = Some(hash);
+    // A diff against what the server holds, unless asked for the whole inventory; a diff the
+    // server cannot apply (its copy is not the base) is followed by the whole inventory.
+    let mut answer = None;
+    if let (false, Some(previous)) = (requested, sent.as_ref()) {
+        let diff = package_diff(&previous.packages, &inventory.packages);
+        let body = json!({
+            "base": previous.base,
+            "os_release": inventory.os_release,
+            "added": diff.0,
+            "removed": diff.1,
+        });
+        match session.client()?.send(
+            reqwest::Method::PATCH,
+            "/api/v1/agent/inventory",
+            Some(&body),
+        ) {
+            Ok(report) => answer = Some(report),
+            Err(error) if format!("{error:#}").contains("409 Conflict") => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let report = match answer {
+        Some(report) => report,
+        None => {
+            let body = serde_json::to_value(&inventory)?;
+            session
+                .client()?
+                .send(reqwest::Method::PUT, "/api/v1/agent/inventory", Some(&body))?
+        }
+    };
+    *sent = Some(Sent {
+        fingerprint,
+        packages: inventory.packages,
+        base: report["package_hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    });
     Ok(())
+}
+
+/// Packages added or changed, and those removed (by name and architecture), from `before` to
+/// `after`.
+fn package_diff(
+    before: &[InstalledPackage],
+    after: &[InstalledPackage],
+) -> (Vec<InstalledPackage>, Vec<Value>) {
+    let key = |p: &InstalledPackage| (p.name.clone(), p.arch.clone());
+    let old: BTreeMap<_, &InstalledPackage> = before.iter().map(|p| (key(p), p)).collect();
+    let new: BTreeMap<_, &InstalledPackage> = after.iter().map(|p| (key(p), p)).collect();
+    let added = after
+        .iter()
+        .filter(|p| old.get(&key(p)) != Some(p))
+        .cloned()
+        .collect();
+    let removed = before
+        .iter()
+        .filter(|p| !new.contains_key(&key(p)))
+        .map(|p| json!({"name": p.name, "arch": p.arch}))
+        .collect();
+    (added, removed)
 }
 
 fn session_hostname(args: &AgentArgs) -> Result<String> {

@@ -24,6 +24,13 @@ pub enum AgentsCommand {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Ask a host's agent for a fresh, whole inventory (sent on its next round).
+    Inventory {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The agent's host.
+        host: String,
+    },
     /// Revoke a host's agent: it is cut off at once (admin).
     Revoke {
         #[command(flatten)]
@@ -86,6 +93,16 @@ pub fn run(command: AgentsCommand) -> Result<ExitCode> {
                     print_table(&["HOST", "STATE", "LAST SEEN", "LABELS"], &rows);
                 }
             }
+        }
+        AgentsCommand::Inventory { server, host } => {
+            let agent = Client::new(&server)?.post(
+                &format!("/api/v1/agents/{host}/inventory-request"),
+                &json!({}),
+            )?;
+            eprintln!(
+                "asked the agent of {host} for its inventory (requested at {})",
+                text(&agent["inventory_requested_at"])
+            );
         }
         AgentsCommand::Revoke { server, host } => {
             let agent =
