@@ -8,31 +8,8 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{Db, Server};
+use common::{Db, Server, id, targets_change};
 use serde_json::{Value, json};
-
-fn plan() -> Value {
-    json!({
-        "implementation": ["drain the host", "upgrade the packages", "restart the services"],
-        "verification": ["the service answers on its health check"],
-        "rollback_criteria": {"max_failed_check_share": 0.1, "detection_window": "15m"}
-    })
-}
-
-fn targets_change(title: &str, kind: &str, package: &str, version: &str, scope: &str) -> Value {
-    json!({
-        "title": title,
-        "type": kind,
-        "targets": [{"package": package, "version": version, "ecosystem": "Debian:12"}],
-        "update_types": ["security"],
-        "scope": scope,
-        "plan": plan(),
-    })
-}
-
-fn id(change: &Value) -> String {
-    change["id"].as_str().unwrap().to_owned()
-}
 
 /// A normal change on `scope`, taken through submission, plan sign-off, review and two
 /// approvals.

@@ -10,32 +10,9 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{Db, START, Server};
+use common::{Db, START, Server, id, plan, targets_change};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-
-fn plan() -> Value {
-    json!({
-        "implementation": ["drain the host", "upgrade the packages", "restart the services"],
-        "verification": ["the service answers on its health check"],
-        "rollback_criteria": {"max_failed_check_share": 0.1, "detection_window": "15m"}
-    })
-}
-
-fn targets_change(title: &str, kind: &str, package: &str, version: &str, scope: &str) -> Value {
-    json!({
-        "title": title,
-        "type": kind,
-        "targets": [{"package": package, "version": version, "ecosystem": "Debian:12"}],
-        "update_types": ["security"],
-        "scope": scope,
-        "plan": plan(),
-    })
-}
-
-fn id(change: &Value) -> String {
-    change["id"].as_str().unwrap().to_owned()
-}
 
 /// An emergency change from KEV findings: the e-CAB approves at once, it is implemented without
 /// a schedule, and its retrospective review goes overdue after 48 hours until the full CAB

@@ -338,3 +338,29 @@ impl Server {
         self.hand.advance(at.duration_since(self.clock.now()));
     }
 }
+
+/// A plan with steps, verification and rollback criteria.
+pub fn plan() -> Value {
+    json!({
+        "implementation": ["drain the host", "upgrade the packages", "restart the services"],
+        "verification": ["the service answers on its health check"],
+        "rollback_criteria": {"max_failed_check_share": 0.1, "detection_window": "15m"}
+    })
+}
+
+/// A change with explicit targets.
+pub fn targets_change(title: &str, kind: &str, package: &str, version: &str, scope: &str) -> Value {
+    json!({
+        "title": title,
+        "type": kind,
+        "targets": [{"package": package, "version": version, "ecosystem": "Debian:12"}],
+        "update_types": ["security"],
+        "scope": scope,
+        "plan": plan(),
+    })
+}
+
+/// A change's id.
+pub fn id(change: &Value) -> String {
+    change["id"].as_str().unwrap().to_owned()
+}
