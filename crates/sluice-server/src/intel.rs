@@ -111,14 +111,14 @@ pub async fn rebuild(store: &Store) -> Result<Intel, ApiError> {
 /// an http URL.
 pub async fn fetch(source: &str) -> Result<Vec<u8>, String> {
     if source.starts_with("http://") || source.starts_with("https://") {
-        let response = reqwest::Client::builder()
+        let response = crate::tls::client_builder()?
             .timeout(std::time::Duration::from_secs(300))
             .build()
             .map_err(|e| e.to_string())?
             .get(source)
             .send()
             .await
-            .map_err(|e| format!("cannot fetch {source}: {e}"))?;
+            .map_err(|e| format!("cannot fetch {source}: {}", error_chain(&e)))?;
         if !response.status().is_success() {
             return Err(format!("{source} answered {}", response.status()));
         }
@@ -126,12 +126,28 @@ pub async fn fetch(source: &str) -> Result<Vec<u8>, String> {
             .bytes()
             .await
             .map(|b| b.to_vec())
-            .map_err(|e| format!("cannot read {source}: {e}"));
+            .map_err(|e| format!("cannot read {source}: {}", error_chain(&e)));
     }
     let path = Path::new(source).to_owned();
     tokio::task::spawn_blocking(move || read_path(&path))
         .await
         .map_err(|e| e.to_string())?
+}
+
+/// An error with its causes (reqwest's own message hides them: "error sending request" says
+/// nothing of the certificate that was refused).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn read_path(path: &Path) -> Result<Vec<u8>, String> {

@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod intel;
 pub mod settings;
 pub mod state;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -203,6 +204,9 @@ async fn observe(
 
 /// Runs the server until SIGTERM or SIGINT, then finishes in-flight requests.
 pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> {
+    if let Some(path) = &settings.ca_file {
+        tls::trust_ca_file(path.clone()).map_err(ServerError::Other)?;
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let address = listener.local_addr()?;
     let intel = intel::IntelHandle::default();

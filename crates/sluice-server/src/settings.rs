@@ -59,6 +59,8 @@ pub struct SettingsLayer {
     /// For tests and demos only: the governance clock starts at this time (RFC 3339) and runs at
     /// real speed. Logged as a warning and audited (`clock.fake`) at start.
     pub fake_now: Option<String>,
+    /// Extra trusted CA certificates (PEM) for HTTPS feeds: a private CA, a mirror, a proxy.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl SettingsLayer {
@@ -103,6 +105,7 @@ impl SettingsLayer {
                 }
                 "LOGIN_WINDOW" => layer.login_window = Some(value),
                 "FAKE_NOW" => layer.fake_now = Some(value),
+                "CA_FILE" => layer.ca_file = Some(PathBuf::from(value)),
                 // Client-side variables (the CLI's server URL and token) share the prefix.
                 "SERVER" | "TOKEN" | "CONFIG" => {}
                 _ => return Err(bad("unknown setting")),
@@ -124,6 +127,7 @@ impl SettingsLayer {
             login_max_failures: over.login_max_failures.or(self.login_max_failures),
             login_window: over.login_window.or(self.login_window),
             fake_now: over.fake_now.or(self.fake_now),
+            ca_file: over.ca_file.or(self.ca_file),
         }
     }
 }
@@ -168,6 +172,8 @@ pub struct Settings {
     pub login_window: Duration,
     /// The fake start of the governance clock (tests and demos only; see `clock`).
     pub fake_now: Option<jiff::Timestamp>,
+    /// Extra trusted CA certificates (PEM) for outgoing HTTPS.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -226,6 +232,7 @@ impl Settings {
             login_max_failures: layer.login_max_failures.unwrap_or(5),
             login_window,
             fake_now,
+            ca_file: layer.ca_file,
         })
     }
 }

@@ -113,7 +113,8 @@ impl Client {
         Ok(Self {
             base,
             token,
-            http: reqwest::Client::builder()
+            http: sluice_server::tls::client_builder()
+                .map_err(anyhow::Error::msg)?
                 .timeout(std::time::Duration::from_secs(60))
                 .build()?,
             runtime: tokio::runtime::Builder::new_current_thread()
@@ -235,9 +236,7 @@ impl std::error::Error for Retryable {
 fn normalise(url: &str) -> Result<String> {
     let url = url.trim().trim_end_matches('/');
     if url.starts_with("https://") {
-        bail!(
-            "{url}: this build of the CLI speaks plain HTTP only; TLS termination in front of the server is not supported yet"
-        );
+        return Ok(url.to_owned());
     }
     if !url.starts_with("http://") {
         return Ok(format!("http://{url}"));
