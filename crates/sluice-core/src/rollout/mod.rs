@@ -6,9 +6,14 @@
 //! operators reported, carries out the actions, and feeds their results back
 //! (see docs/rollout.md).
 
+pub mod engine;
 pub mod memory;
 pub mod plan;
 
+pub use engine::{
+    Action, ApplyError, BreakerScope, BreakerTrip, HostRun, HostStatus, Observation, RolloutState,
+    next_actions, parity,
+};
 pub use memory::RolledBackVersions;
 pub use plan::{
     Batch, BreakerThresholds, HostInfo, OnTrip, Plan, PlanError, Ring, RolloutPolicy, Service,

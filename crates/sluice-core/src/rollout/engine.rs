@@ -1,0 +1,879 @@
+//! The rollout engine: a pure state machine over a [`Plan`].
+//!
+//! [`RolloutState::apply`] folds one observation (an agent's report, an alert, an operator's
+//! decision, an action the server carried out) into the state; [`next_actions`] says what to do
+//! now. Never does I/O, never reads the clock: `now` and the freeze calendar are parameters,
+//! so the same inputs always give the same actions. The server carries out the actions and
+//! reports what happened as observations (a started host as `host-started`, a promotion as
+//! `promoted`), see docs/rollout.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::plan::{OnTrip, Plan};
+use crate::calendar::FreezeCalendar;
+
+/// Where one host stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostStatus {
+    /// Not started.
+    Pending,
+    /// Its job runs.
+    Running,
+    /// Updated and its checks pass.
+    Succeeded,
+    /// Its job failed and nothing has restored it yet.
+    Failed,
+    /// Restored to the versions it had (after a failure or a breaker's rollback).
+    RolledBack,
+    /// Updated but waiting for a reboot; unavailable until its checks pass.
+    PendingReboot,
+}
+
+impl HostStatus {
+    /// The kebab-case name used in JSON and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostStatus::Pending => "pending",
+            HostStatus::Running => "running",
+            HostStatus::Succeeded => "succeeded",
+            HostStatus::Failed => "failed",
+            HostStatus::RolledBack => "rolled-back",
+            HostStatus::PendingReboot => "pending-reboot",
+        }
+    }
+
+    /// Still being worked on: counts against concurrency, and a batch is not finished.
+    pub fn in_flight(self) -> bool {
+        matches!(self, HostStatus::Running | HostStatus::PendingReboot)
+    }
+
+    /// Unavailable to its services: in flight, or failed and not yet restored.
+    pub fn unavailable(self) -> bool {
+        self.in_flight() || self == HostStatus::Failed
+    }
+
+    /// Finished, with something the rollout changed to roll back. Hosts in flight are left to
+    /// finish first: rolling back under a running job races it.
+    fn changed(self) -> bool {
+        matches!(self, HostStatus::Succeeded | HostStatus::Failed)
+    }
+}
+
+impl fmt::Display for HostStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One host's run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRun {
+    /// Where it stands.
+    pub status: HostStatus,
+    /// Whether its job ever failed (a host the agent rolled back still counts for the breaker).
+    #[serde(default)]
+    pub failed: bool,
+    /// When it last finished (succeeded, failed or rolled back): the soak clock's start.
+    #[serde(default)]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Which failures tripped the breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BreakerScope {
+    /// The failures within one batch.
+    Batch {
+        /// The ring index.
+        ring: usize,
+        /// The batch index within the ring.
+        batch: usize,
+    },
+    /// The failures within one ring.
+    Ring {
+        /// The ring index.
+        ring: usize,
+        /// The batch whose failure reached the threshold.
+        batch: usize,
+    },
+}
+
+impl BreakerScope {
+    fn ring(self) -> usize {
+        match self {
+            BreakerScope::Batch { ring, .. } | BreakerScope::Ring { ring, .. } => ring,
+        }
+    }
+
+    fn batch(self) -> usize {
+        match self {
+            BreakerScope::Batch { batch, .. } | BreakerScope::Ring { batch, .. } => batch,
+        }
+    }
+}
+
+/// A tripped breaker: it stays tripped until an operator resets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerTrip {
+    /// Which failures.
+    pub scope: BreakerScope,
+    /// How many failures there were.
+    pub failed: usize,
+    /// The threshold they reached.
+    pub threshold: usize,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Everything observed so far, folded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutState {
+    /// Every host of the plan, by name.
+    pub hosts: BTreeMap<String, HostRun>,
+    /// The ring being rolled out (index into the plan's rings).
+    pub ring: usize,
+    /// Paused by an operator, with the reason.
+    #[serde(default)]
+    pub operator_pause: Option<String>,
+    /// Alerts that fired while the rollout ran and have not been cleared by a resume.
+    #[serde(default)]
+    pub alerts: BTreeSet<String>,
+    /// Alerts that fire right now.
+    #[serde(default)]
+    pub firing: BTreeSet<String>,
+    /// The tripped breaker, if any.
+    #[serde(default)]
+    pub breaker: Option<BreakerTrip>,
+    /// Aborted by an operator, with the reason: final.
+    #[serde(default)]
+    pub aborted: Option<String>,
+    /// Gates (by the index of the ring they lead to) a person approved.
+    #[serde(default)]
+    pub approved_gates: BTreeSet<usize>,
+}
+
+/// Something that happened, reported by an agent, the monitoring, an operator or the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Observation {
+    /// The server started the host's job.
+    HostStarted {
+        /// The host.
+        host: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// The host is updated and its checks pass.
+    HostSucceeded {
+        /// The host.
+        host: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// The host is updated and waits for a reboot.
+    HostPendingReboot {
+        /// The host.
+        host: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// The host's job failed.
+    HostFailed {
+        /// The host.
+        host: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// The host is back on its previous versions (its own job's rollback, or ours).
+    HostRolledBack {
+        /// The host.
+        host: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A pause condition holds: the rollout starts nothing until resumed.
+    AlertFiring {
+        /// The alert's name.
+        alert: String,
+    },
+    /// The alert stopped firing; a person still resumes.
+    AlertResolved {
+        /// The alert's name.
+        alert: String,
+    },
+    /// An operator paused.
+    Pause {
+        /// Who.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// An operator resumed: clears the pause and resolved alerts.
+    Resume {
+        /// Who.
+        by: String,
+    },
+    /// A person approved the gate into a ring.
+    ApproveGate {
+        /// The ring index the gate leads to.
+        to_ring: usize,
+        /// Who.
+        by: String,
+    },
+    /// An operator reset the tripped breaker, deciding to go on.
+    ResetBreaker {
+        /// Who.
+        by: String,
+    },
+    /// An operator aborted the rollout: nothing starts again.
+    Abort {
+        /// Who.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server carried out a `promote`.
+    Promoted {
+        /// The ring index now rolled out.
+        to_ring: usize,
+    },
+}
+
+/// What the server should do now. Actions describe the wanted state, so asking again before
+/// anything changed gives the same actions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Start these hosts' jobs.
+    StartHosts(Vec<String>),
+    /// Nothing to start; ask again at `until` (if given) or on the next observation.
+    Wait {
+        /// When asking again may give a different answer (a window opens, the soak ends).
+        until: Option<Timestamp>,
+        /// Why, for people.
+        reason: String,
+    },
+    /// Mark the rollout paused for a person.
+    Pause(String),
+    /// The breaker is tripped.
+    TripBreaker {
+        /// Which failures.
+        scope: BreakerScope,
+        /// How many.
+        failed: usize,
+        /// The threshold they reached.
+        threshold: usize,
+    },
+    /// Roll these hosts back.
+    RollBack(Vec<String>),
+    /// The gate is passed: move to this ring.
+    Promote {
+        /// The ring index.
+        to_ring: usize,
+    },
+    /// Every host succeeded.
+    Complete,
+}
+
+/// Why an observation does not fit the state. The server refuses it and keeps the state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// A host the plan does not hold.
+    #[error("host \"{0}\" is not part of this rollout")]
+    UnknownHost(String),
+    /// A report that does not follow from the host's status.
+    #[error("host \"{host}\" is {status}: it cannot be reported {reported}")]
+    HostTransition {
+        /// The host.
+        host: String,
+        /// Its status.
+        status: HostStatus,
+        /// The report's kind.
+        reported: &'static str,
+    },
+    /// A resume while alerts still fire.
+    #[error("cannot resume: alerts still firing: {0}")]
+    AlertsFiring(String),
+    /// A promotion or approval for a ring that is not next.
+    #[error("ring {to_ring}: {reason}")]
+    Ring {
+        /// The ring index given.
+        to_ring: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Anything after an abort.
+    #[error("the rollout was aborted")]
+    Aborted,
+}
+
+impl RolloutState {
+    /// The state before anything happened: every host pending, the first ring current.
+    pub fn new(plan: &Plan) -> Self {
+        Self {
+            hosts: plan
+                .hosts
+                .keys()
+                .map(|name| {
+                    (
+                        name.clone(),
+                        HostRun {
+                            status: HostStatus::Pending,
+                            failed: false,
+                            finished_at: None,
+                        },
+                    )
+                })
+                .collect(),
+            ring: 0,
+            operator_pause: None,
+            alerts: BTreeSet::new(),
+            firing: BTreeSet::new(),
+            breaker: None,
+            aborted: None,
+            approved_gates: BTreeSet::new(),
+        }
+    }
+
+    /// A host's status (pending for a host the plan does not hold).
+    pub fn status(&self, host: &str) -> HostStatus {
+        self.hosts
+            .get(host)
+            .map_or(HostStatus::Pending, |run| run.status)
+    }
+
+    /// Why the rollout is paused, if it is (an operator's pause or alerts).
+    pub fn pause_reason(&self) -> Option<String> {
+        let mut reasons = Vec::new();
+        if let Some(reason) = &self.operator_pause {
+            reasons.push(format!("paused by an operator: {reason}"));
+        }
+        if !self.alerts.is_empty() {
+            let names: Vec<&str> = self.alerts.iter().map(String::as_str).collect();
+            reasons.push(format!("alerts fired: {}", names.join(", ")));
+        }
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// When the ring's last host finished: the start of its soak.
+    pub fn soak_started(&self, plan: &Plan, ring: usize) -> Option<Timestamp> {
+        plan.rings
+            .get(ring)?
+            .hosts()
+            .filter_map(|h| self.hosts.get(h).and_then(|run| run.finished_at))
+            .max()
+    }
+
+    /// Folds `observation` in. Repeating a report is harmless (a host reported succeeded
+    /// twice stays succeeded); a report that contradicts the state is refused.
+    pub fn apply(&mut self, plan: &Plan, observation: &Observation) -> Result<(), ApplyError> {
+        use HostStatus as S;
+        if self.aborted.is_some() {
+            // Jobs running at the abort still report (and rollbacks); nothing else counts.
+            return match host_of(observation) {
+                Some(host) => self.report(plan, host, observation),
+                None => Err(ApplyError::Aborted),
+            };
+        }
+        match observation {
+            Observation::HostStarted { host, .. }
+            | Observation::HostSucceeded { host, .. }
+            | Observation::HostPendingReboot { host, .. }
+            | Observation::HostFailed { host, .. }
+            | Observation::HostRolledBack { host, .. } => self.report(plan, host, observation),
+            Observation::AlertFiring { alert } => {
+                self.firing.insert(alert.clone());
+                self.alerts.insert(alert.clone());
+                Ok(())
+            }
+            Observation::AlertResolved { alert } => {
+                self.firing.remove(alert);
+                Ok(())
+            }
+            Observation::Pause { reason, .. } => {
+                self.operator_pause = Some(reason.clone());
+                Ok(())
+            }
+            Observation::Resume { .. } => {
+                if !self.firing.is_empty() {
+                    let names: Vec<&str> = self.firing.iter().map(String::as_str).collect();
+                    return Err(ApplyError::AlertsFiring(names.join(", ")));
+                }
+                self.operator_pause = None;
+                self.alerts.clear();
+                Ok(())
+            }
+            Observation::ApproveGate { to_ring, .. } => {
+                if *to_ring == 0 || *to_ring >= plan.rings.len() {
+                    return Err(ApplyError::Ring {
+                        to_ring: *to_ring,
+                        reason: format!(
+                            "no gate leads there (the plan has rings 0 to {})",
+                            plan.rings.len().saturating_sub(1)
+                        ),
+                    });
+                }
+                self.approved_gates.insert(*to_ring);
+                Ok(())
+            }
+            Observation::ResetBreaker { .. } => {
+                self.breaker = None;
+                Ok(())
+            }
+            Observation::Abort { reason, .. } => {
+                self.aborted = Some(reason.clone());
+                Ok(())
+            }
+            Observation::Promoted { to_ring } => {
+                if *to_ring == self.ring {
+                    return Ok(());
+                }
+                if *to_ring != self.ring + 1 || *to_ring >= plan.rings.len() {
+                    return Err(ApplyError::Ring {
+                        to_ring: *to_ring,
+                        reason: format!("the rollout is at ring {}", self.ring),
+                    });
+                }
+                let unfinished = plan
+                    .rings
+                    .get(self.ring)
+                    .is_some_and(|ring| ring.hosts().any(|h| self.status(h) != S::Succeeded));
+                if unfinished {
+                    return Err(ApplyError::Ring {
+                        to_ring: *to_ring,
+                        reason: format!("ring {} has hosts that did not succeed", self.ring),
+                    });
+                }
+                self.ring = *to_ring;
+                Ok(())
+            }
+        }
+    }
+
+    fn report(
+        &mut self,
+        plan: &Plan,
+        host: &str,
+        observation: &Observation,
+    ) -> Result<(), ApplyError> {
+        use HostStatus as S;
+        let run = self
+            .hosts
+            .get_mut(host)
+            .ok_or_else(|| ApplyError::UnknownHost(host.to_owned()))?;
+        let (to, from, at, reported): (S, &[S], Option<Timestamp>, &'static str) = match observation
+        {
+            Observation::HostStarted { .. } => (S::Running, &[S::Pending], None, "started"),
+            Observation::HostSucceeded { at, .. } => (
+                S::Succeeded,
+                &[S::Running, S::PendingReboot],
+                Some(*at),
+                "succeeded",
+            ),
+            Observation::HostPendingReboot { .. } => {
+                (S::PendingReboot, &[S::Running], None, "pending-reboot")
+            }
+            Observation::HostFailed { at, .. } => (
+                S::Failed,
+                &[S::Running, S::PendingReboot],
+                Some(*at),
+                "failed",
+            ),
+            Observation::HostRolledBack { at, .. } => (
+                S::RolledBack,
+                &[S::Running, S::PendingReboot, S::Failed, S::Succeeded],
+                Some(*at),
+                "rolled-back",
+            ),
+            _ => return Ok(()),
+        };
+        if run.status == to {
+            return Ok(());
+        }
+        if !from.contains(&run.status) {
+            return Err(ApplyError::HostTransition {
+                host: host.to_owned(),
+                status: run.status,
+                reported,
+            });
+        }
+        // A job that rolls itself back failed first.
+        let failure = to == S::Failed || (to == S::RolledBack && run.status.in_flight());
+        run.status = to;
+        if at.is_some() {
+            run.finished_at = at;
+        }
+        if failure && !run.failed {
+            run.failed = true;
+            if self.breaker.is_none() {
+                self.breaker = trip(plan, self, host, at);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn host_of(observation: &Observation) -> Option<&str> {
+    match observation {
+        Observation::HostSucceeded { host, .. }
+        | Observation::HostPendingReboot { host, .. }
+        | Observation::HostFailed { host, .. }
+        | Observation::HostRolledBack { host, .. } => Some(host),
+        _ => None,
+    }
+}
+
+/// The trip that `host`'s failure causes, if its batch's or ring's failures reached the
+/// threshold (`>=`: the Nth failure trips a threshold of N, the (N-1)th does not).
+fn trip(
+    plan: &Plan,
+    state: &RolloutState,
+    host: &str,
+    at: Option<Timestamp>,
+) -> Option<BreakerTrip> {
+    let (r, b) = plan.position(host)?;
+    let ring = plan.rings.get(r)?;
+    let batch = ring.batches.get(b)?;
+    let failed = |hosts: &mut dyn Iterator<Item = &String>| {
+        hosts
+            .filter(|h| state.hosts.get(*h).is_some_and(|run| run.failed))
+            .count()
+    };
+    let at = at.unwrap_or(Timestamp::UNIX_EPOCH);
+    let in_batch = failed(&mut batch.hosts.iter());
+    let threshold = plan.policy.breaker.per_batch.of(batch.hosts.len());
+    if in_batch >= threshold {
+        return Some(BreakerTrip {
+            scope: BreakerScope::Batch { ring: r, batch: b },
+            failed: in_batch,
+            threshold,
+            at,
+        });
+    }
+    let in_ring = failed(&mut ring.hosts());
+    let threshold = plan.policy.breaker.per_ring.of(ring.len());
+    (in_ring >= threshold).then_some(BreakerTrip {
+        scope: BreakerScope::Ring { ring: r, batch: b },
+        failed: in_ring,
+        threshold,
+        at,
+    })
+}
+
+/// What to do at `now`. `calendar` holds the freezes and exceptions that apply.
+pub fn next_actions(
+    plan: &Plan,
+    state: &RolloutState,
+    calendar: &FreezeCalendar,
+    now: Timestamp,
+) -> Vec<Action> {
+    if let Some(reason) = &state.aborted {
+        return vec![Action::Wait {
+            until: None,
+            reason: format!("aborted: {reason}; nothing starts"),
+        }];
+    }
+    if let Some(trip) = state.breaker {
+        return after_trip(plan, state, trip);
+    }
+    if let Some(reason) = state.pause_reason() {
+        return vec![Action::Wait {
+            until: None,
+            reason: format!("{reason}; nothing starts until resumed"),
+        }];
+    }
+    let Some(ring) = plan.rings.get(state.ring) else {
+        return vec![Action::Complete];
+    };
+    let current = ring.batches.iter().enumerate().find(|(_, batch)| {
+        batch
+            .hosts
+            .iter()
+            .any(|h| matches!(state.status(h), HostStatus::Pending) || state.status(h).in_flight())
+    });
+    match current {
+        Some((index, batch)) => start_in_batch(plan, state, calendar, now, index, &batch.hosts),
+        None => gate(plan, state, now),
+    }
+}
+
+/// The breaker is tripped: start nothing and apply the policy.
+fn after_trip(plan: &Plan, state: &RolloutState, trip: BreakerTrip) -> Vec<Action> {
+    let mut out = vec![Action::TripBreaker {
+        scope: trip.scope,
+        failed: trip.failed,
+        threshold: trip.threshold,
+    }];
+    let ring = plan.rings.get(trip.scope.ring());
+    let scope_hosts: Vec<&String> = match (plan.policy.on_trip, ring) {
+        (_, None) | (OnTrip::Pause, _) => {
+            out.push(Action::Pause(format!(
+                "breaker tripped: {} failures reached the threshold of {}; waiting for a person",
+                trip.failed, trip.threshold
+            )));
+            return out;
+        }
+        (OnTrip::RollbackFailed | OnTrip::RollbackRing, Some(ring)) => ring.hosts().collect(),
+        (OnTrip::RollbackBatch, Some(ring)) => ring
+            .batches
+            .get(trip.scope.batch())
+            .map(|b| b.hosts.iter().collect())
+            .unwrap_or_default(),
+    };
+    let targets: Vec<String> = scope_hosts
+        .iter()
+        .filter(|h| match plan.policy.on_trip {
+            OnTrip::RollbackFailed => state.status(h) == HostStatus::Failed,
+            _ => state.status(h).changed(),
+        })
+        .map(|h| (*h).clone())
+        .collect();
+    let running = scope_hosts
+        .iter()
+        .filter(|h| state.status(h).in_flight())
+        .count();
+    if !targets.is_empty() {
+        out.push(Action::RollBack(targets));
+    } else if running > 0 {
+        out.push(Action::Wait {
+            until: None,
+            reason: format!("breaker tripped: waiting for {running} running hosts to finish"),
+        });
+    } else {
+        out.push(Action::Wait {
+            until: None,
+            reason: "breaker tripped and rolled back; waiting for a person".to_owned(),
+        });
+    }
+    out
+}
+
+/// Starts what may start in the current batch, or says why nothing can.
+fn start_in_batch(
+    plan: &Plan,
+    state: &RolloutState,
+    calendar: &FreezeCalendar,
+    now: Timestamp,
+    batch_index: usize,
+    batch: &[String],
+) -> Vec<Action> {
+    let mut in_flight = state
+        .hosts
+        .values()
+        .filter(|run| run.status.in_flight())
+        .count();
+    let mut unavailable: BTreeMap<&str, usize> = BTreeMap::new();
+    for (name, run) in &state.hosts {
+        if run.status.unavailable()
+            && let Some(info) = plan.hosts.get(name)
+        {
+            for service in &info.services {
+                *unavailable.entry(service.as_str()).or_default() += 1;
+            }
+        }
+    }
+    let max = usize::try_from(plan.policy.max_concurrency).unwrap_or(usize::MAX);
+    let mut starts = Vec::new();
+    let mut outside_window = Vec::new();
+    let mut frozen = Vec::new();
+    let mut over_budget = Vec::new();
+    let mut next_opening: Option<Timestamp> = None;
+    let mut concurrency_full = false;
+    for name in batch {
+        if state.status(name) != HostStatus::Pending {
+            continue;
+        }
+        if in_flight >= max {
+            concurrency_full = true;
+            break;
+        }
+        let Some(info) = plan.hosts.get(name) else {
+            continue;
+        };
+        if !info.windows.is_empty() && !info.windows.iter().any(|w| w.may_start(now)) {
+            let opening = info
+                .windows
+                .iter()
+                .filter_map(|w| w.occurrences_after(now).next())
+                .map(|o| o.start.timestamp())
+                .min();
+            next_opening = match (next_opening, opening) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            outside_window.push(name.as_str());
+            continue;
+        }
+        if let Some(freeze) = calendar.blocking(name, now) {
+            frozen.push(format!("{name} (freeze \"{}\")", freeze.name()));
+            continue;
+        }
+        let full: Vec<&str> = info
+            .services
+            .iter()
+            .filter(|s| {
+                let budget = plan.budgets.get(s.as_str()).copied().unwrap_or(usize::MAX);
+                unavailable.get(s.as_str()).copied().unwrap_or(0) >= budget
+            })
+            .map(String::as_str)
+            .collect();
+        if !full.is_empty() {
+            over_budget.push(format!("{name} ({})", full.join(", ")));
+            continue;
+        }
+        for service in &info.services {
+            *unavailable.entry(service.as_str()).or_default() += 1;
+        }
+        in_flight += 1;
+        starts.push(name.clone());
+    }
+    if !starts.is_empty() {
+        return vec![Action::StartHosts(starts)];
+    }
+    let ring = plan
+        .rings
+        .get(state.ring)
+        .map_or("?", |r| r.environment.as_str());
+    let mut reasons = Vec::new();
+    let running = batch.iter().filter(|h| state.status(h).in_flight()).count();
+    if running > 0 {
+        reasons.push(format!(
+            "{running} hosts of batch {batch_index} of ring {ring} still running"
+        ));
+    }
+    if concurrency_full {
+        reasons.push(format!("max concurrency {max} reached"));
+    }
+    if !outside_window.is_empty() {
+        reasons.push(format!(
+            "outside their maintenance windows: {}",
+            outside_window.join(", ")
+        ));
+    }
+    if !frozen.is_empty() {
+        reasons.push(format!("frozen: {}", frozen.join(", ")));
+    }
+    if !over_budget.is_empty() {
+        reasons.push(format!(
+            "disruption budget spent: {}",
+            over_budget.join(", ")
+        ));
+    }
+    vec![Action::Wait {
+        until: next_opening,
+        reason: reasons.join("; "),
+    }]
+}
+
+/// The current ring is finished: complete, or check the gate into the next ring.
+fn gate(plan: &Plan, state: &RolloutState, now: Timestamp) -> Vec<Action> {
+    let Some(ring) = plan.rings.get(state.ring) else {
+        return vec![Action::Complete];
+    };
+    let not_succeeded: Vec<String> = ring
+        .hosts()
+        .filter(|h| state.status(h) != HostStatus::Succeeded)
+        .map(|h| format!("{h} ({})", state.status(h)))
+        .collect();
+    let next = state.ring + 1;
+    let Some(next_ring) = plan.rings.get(next) else {
+        if not_succeeded.is_empty() {
+            return vec![Action::Complete];
+        }
+        return vec![Action::Wait {
+            until: None,
+            reason: format!(
+                "ring {} finished with hosts that did not succeed: {}",
+                ring.environment,
+                not_succeeded.join(", ")
+            ),
+        }];
+    };
+    let mut reasons = Vec::new();
+    let mut until = None;
+    if !not_succeeded.is_empty() {
+        reasons.push(format!(
+            "ring {} has hosts that did not succeed: {}",
+            ring.environment,
+            not_succeeded.join(", ")
+        ));
+    }
+    if let Some(finished) = state.soak_started(plan, state.ring) {
+        let end = finished
+            .checked_add(plan.policy.soak)
+            .unwrap_or(Timestamp::MAX);
+        if now < end {
+            reasons.push(format!("ring {} soaks until {end}", ring.environment));
+            until = Some(end);
+        }
+    }
+    if plan.policy.manual_gate && !state.approved_gates.contains(&next) {
+        reasons.push(format!(
+            "the gate into ring {} needs a person's approval",
+            next_ring.environment
+        ));
+    }
+    let differ = parity(plan, state, next);
+    if !differ.is_empty() {
+        reasons.push(format!(
+            "not validated by an earlier ring: {}",
+            differ.join("; ")
+        ));
+    }
+    if reasons.is_empty() {
+        vec![Action::Promote { to_ring: next }]
+    } else {
+        vec![Action::Wait {
+            until,
+            reason: reasons.join("; "),
+        }]
+    }
+}
+
+/// Staging parity: each host of ring `next` must run an (OS, package versions) combination
+/// that a succeeded host of an earlier ring ran. Returns how each other host differs.
+pub fn parity(plan: &Plan, state: &RolloutState, next: usize) -> Vec<String> {
+    let validated: BTreeSet<(&str, &BTreeMap<String, String>)> = plan
+        .rings
+        .iter()
+        .take(next)
+        .flat_map(|r| r.hosts())
+        .filter(|h| state.status(h) == HostStatus::Succeeded)
+        .filter_map(|h| plan.hosts.get(h))
+        .map(|info| (info.os.as_str(), &info.versions))
+        .collect();
+    let Some(ring) = plan.rings.get(next) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for info in ring.hosts().filter_map(|h| plan.hosts.get(h)) {
+        if validated.contains(&(info.os.as_str(), &info.versions)) {
+            continue;
+        }
+        let mut how = Vec::new();
+        if !validated.iter().any(|(os, _)| *os == info.os) {
+            how.push(format!("os {}", info.os));
+        }
+        for (package, version) in &info.versions {
+            if !validated
+                .iter()
+                .any(|(_, v)| v.get(package) == Some(version))
+            {
+                how.push(format!("{package} {version}"));
+            }
+        }
+        if how.is_empty() {
+            how.push("this combination of os and versions".to_owned());
+        }
+        out.push(format!("{}: {}", info.name, how.join(", ")));
+    }
+    out
+}
