@@ -877,3 +877,428 @@ pub fn parity(plan: &Plan, state: &RolloutState, next: usize) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::freeze::ExceptionDecision;
+    use crate::calendar::{
+        Freeze, FreezeException, FreezeRule, MaintenanceWindow, RecurrenceRule, Schedule, Scope,
+        TimeRange,
+    };
+    use crate::rollout::plan::{
+        BreakerThresholds, HostInfo, RolloutPolicy, Service, Size, default_ring_order, plan,
+    };
+    use jiff::SignedDuration;
+    use jiff::civil::{date, time};
+    use jiff::tz::TimeZone;
+
+    fn ts(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn t0() -> Timestamp {
+        ts("2026-06-01T00:00:00Z")
+    }
+
+    fn host(name: &str, env: &str) -> HostInfo {
+        HostInfo {
+            name: name.to_owned(),
+            environment: env.to_owned(),
+            services: vec![],
+            time_zone: TimeZone::UTC,
+            windows: vec![],
+            os: "Ubuntu:22.04".to_owned(),
+            versions: [("openssl".to_owned(), "3.0.2-1".to_owned())].into(),
+        }
+    }
+
+    fn policy() -> RolloutPolicy {
+        RolloutPolicy {
+            ring_order: default_ring_order(),
+            canary: None,
+            batch: Size::Count(10),
+            max_concurrency: 10,
+            breaker: BreakerThresholds {
+                per_batch: Size::Count(2),
+                per_ring: Size::Count(3),
+            },
+            on_trip: OnTrip::Pause,
+            soak: SignedDuration::ZERO,
+            manual_gate: false,
+            follow_the_sun: false,
+        }
+    }
+
+    fn make(hosts: Vec<HostInfo>, policy: &RolloutPolicy) -> (Plan, RolloutState) {
+        let plan = plan(hosts, &[], policy, t0()).unwrap();
+        let state = RolloutState::new(&plan);
+        (plan, state)
+    }
+
+    fn act(plan: &Plan, state: &RolloutState, now: Timestamp) -> Vec<Action> {
+        next_actions(plan, state, &FreezeCalendar::default(), now)
+    }
+
+    fn start(plan: &Plan, state: &mut RolloutState, host: &str) {
+        let obs = Observation::HostStarted {
+            host: host.into(),
+            at: t0(),
+        };
+        state.apply(plan, &obs).unwrap();
+    }
+
+    fn finish(plan: &Plan, state: &mut RolloutState, host: &str, ok: bool, at: Timestamp) {
+        let host = host.to_owned();
+        let obs = if ok {
+            Observation::HostSucceeded { host, at }
+        } else {
+            Observation::HostFailed { host, at }
+        };
+        state.apply(plan, &obs).unwrap();
+    }
+
+    fn wait_reason(actions: &[Action]) -> String {
+        match actions {
+            [Action::Wait { reason, .. }] => reason.clone(),
+            other => panic!("expected a wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_breaker_trips_at_the_threshold_not_before() {
+        let hosts = (0..4).map(|i| host(&format!("h{i}"), "dev")).collect();
+        let (plan, mut state) = make(hosts, &policy());
+        assert_eq!(
+            act(&plan, &state, t0()),
+            [Action::StartHosts(vec![
+                "h0".into(),
+                "h1".into(),
+                "h2".into(),
+                "h3".into()
+            ])]
+        );
+        for h in ["h0", "h1", "h2", "h3"] {
+            start(&plan, &mut state, h);
+        }
+        finish(&plan, &mut state, "h0", false, t0());
+        assert!(state.breaker.is_none(), "one failure of a threshold of two");
+        // The agent's own rollback after a failure counts as a failure.
+        let obs = Observation::HostRolledBack {
+            host: "h1".into(),
+            at: t0(),
+        };
+        state.apply(&plan, &obs).unwrap();
+        let trip = state.breaker.unwrap();
+        assert_eq!((trip.failed, trip.threshold), (2, 2));
+        assert_eq!(trip.scope, BreakerScope::Batch { ring: 0, batch: 0 });
+        let actions = act(&plan, &state, t0());
+        assert!(matches!(
+            actions[0],
+            Action::TripBreaker {
+                failed: 2,
+                threshold: 2,
+                ..
+            }
+        ));
+        assert!(matches!(actions[1], Action::Pause(_)));
+    }
+
+    #[test]
+    fn rollback_policies_pick_their_hosts_after_running_ones_finish() {
+        let mut p = policy();
+        p.breaker.per_batch = Size::Count(1);
+        p.batch = Size::Count(2);
+        let hosts = (0..4).map(|i| host(&format!("h{i}"), "dev")).collect();
+        for (on_trip, expected) in [
+            (OnTrip::RollbackFailed, vec!["h2"]),
+            (OnTrip::RollbackBatch, vec!["h2", "h3"]),
+            (OnTrip::RollbackRing, vec!["h0", "h1", "h2", "h3"]),
+        ] {
+            p.on_trip = on_trip;
+            let (plan, mut state) = make(Vec::clone(&hosts), &p);
+            for h in ["h0", "h1"] {
+                start(&plan, &mut state, h);
+                finish(&plan, &mut state, h, true, t0());
+            }
+            start(&plan, &mut state, "h2");
+            start(&plan, &mut state, "h3");
+            finish(&plan, &mut state, "h2", false, t0());
+            let actions = act(&plan, &state, t0());
+            // What finished is rolled back now; the running h3 once it finishes.
+            let now: Vec<String> = expected
+                .iter()
+                .filter(|h| **h != "h3")
+                .map(|s| (*s).to_owned())
+                .collect();
+            assert_eq!(actions[1], Action::RollBack(now), "{on_trip:?}");
+            finish(&plan, &mut state, "h3", true, t0());
+            let actions = act(&plan, &state, t0());
+            let expected: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+            assert_eq!(actions[1], Action::RollBack(expected), "{on_trip:?}");
+        }
+    }
+
+    #[test]
+    fn budgets_count_failed_hosts_until_they_recover() {
+        let mut p = policy();
+        p.breaker.per_batch = Size::Count(5);
+        p.breaker.per_ring = Size::Count(5);
+        let services = [Service {
+            name: "web".into(),
+            budget: Size::Count(1),
+        }];
+        let hosts = (0..3)
+            .map(|i| {
+                let mut h = host(&format!("w{i}"), "prod");
+                h.services = vec!["web".into()];
+                h
+            })
+            .collect();
+        let plan = plan(hosts, &services, &p, t0()).unwrap();
+        let mut state = RolloutState::new(&plan);
+        let calendar = FreezeCalendar::default();
+        assert_eq!(
+            next_actions(&plan, &state, &calendar, t0()),
+            [Action::StartHosts(vec!["w0".into()])]
+        );
+        start(&plan, &mut state, "w0");
+        finish(&plan, &mut state, "w0", false, t0());
+        let reason = wait_reason(&next_actions(&plan, &state, &calendar, t0()));
+        assert!(
+            reason.contains("disruption budget spent: w1 (web)"),
+            "{reason}"
+        );
+        let obs = Observation::HostRolledBack {
+            host: "w0".into(),
+            at: t0(),
+        };
+        state.apply(&plan, &obs).unwrap();
+        assert_eq!(
+            next_actions(&plan, &state, &calendar, t0()),
+            [Action::StartHosts(vec!["w1".into()])]
+        );
+    }
+
+    #[test]
+    fn windows_and_freezes_decide_when_a_host_may_start() {
+        let mut p = policy();
+        p.max_concurrency = 1;
+        let mut h = host("db1", "prod");
+        h.windows = vec![
+            MaintenanceWindow::new(
+                Schedule::Rrule {
+                    rule: RecurrenceRule::parse("FREQ=DAILY").unwrap(),
+                    dtstart: date(2026, 1, 1),
+                },
+                time(22, 0, 0, 0),
+                SignedDuration::from_hours(4),
+                TimeZone::UTC,
+            )
+            .unwrap()
+            .with_cutoff(SignedDuration::from_hours(1))
+            .unwrap(),
+        ];
+        let (plan, state) = make(vec![h], &p);
+        let actions = act(&plan, &state, ts("2026-06-01T12:00:00Z"));
+        assert_eq!(
+            actions,
+            [Action::Wait {
+                until: Some(ts("2026-06-01T22:00:00Z")),
+                reason: "outside their maintenance windows: db1".into()
+            }]
+        );
+        // Inside the cutoff: the next opening is tomorrow's.
+        let actions = act(&plan, &state, ts("2026-06-02T01:30:00Z"));
+        assert!(
+            matches!(&actions[..], [Action::Wait { until: Some(u), .. }] if *u == ts("2026-06-02T22:00:00Z"))
+        );
+        let night = ts("2026-06-01T23:00:00Z");
+        assert_eq!(
+            act(&plan, &state, night),
+            [Action::StartHosts(vec!["db1".into()])]
+        );
+
+        let range = TimeRange::new(ts("2026-06-01T00:00:00Z"), ts("2026-06-03T00:00:00Z")).unwrap();
+        let freeze = Freeze::new(
+            "release",
+            FreezeRule::Range(range),
+            TimeZone::UTC,
+            Scope::Everything,
+        )
+        .unwrap();
+        let mut calendar = FreezeCalendar {
+            freezes: vec![freeze],
+            exceptions: vec![],
+        };
+        let reason = wait_reason(&next_actions(&plan, &state, &calendar, night));
+        assert!(reason.contains("db1 (freeze \"release\")"), "{reason}");
+        calendar.exceptions.push(FreezeException {
+            freeze: "release".into(),
+            scope: Scope::Hosts(["db1".to_owned()].into()),
+            range,
+            justification: "exploited".into(),
+            requested_by: "olivia".into(),
+            decision: ExceptionDecision::Approved {
+                by: "cab".into(),
+                at: t0(),
+            },
+        });
+        assert_eq!(
+            next_actions(&plan, &state, &calendar, night),
+            [Action::StartHosts(vec!["db1".into()])]
+        );
+    }
+
+    #[test]
+    fn the_gate_waits_for_soak_approval_and_parity() {
+        let mut p = policy();
+        p.soak = SignedDuration::from_hours(2);
+        p.manual_gate = true;
+        let mut odd = host("s2", "staging");
+        odd.os = "Ubuntu:24.04".into();
+        odd.versions.insert("openssl".into(), "3.0.2-9".into());
+        let (plan, mut state) = make(vec![host("d1", "dev"), host("s1", "staging"), odd], &p);
+        start(&plan, &mut state, "d1");
+        let done = ts("2026-06-01T01:00:00Z");
+        finish(&plan, &mut state, "d1", true, done);
+        let actions = act(&plan, &state, done);
+        let [Action::Wait { until, reason }] = &actions[..] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(*until, Some(ts("2026-06-01T03:00:00Z")));
+        assert!(
+            reason.contains("soaks until 2026-06-01T03:00:00Z"),
+            "{reason}"
+        );
+        assert!(reason.contains("approval"), "{reason}");
+        assert!(
+            reason.contains("s2: os Ubuntu:24.04, openssl 3.0.2-9"),
+            "{reason}"
+        );
+        assert!(!reason.contains("s1"), "{reason}");
+
+        let later = ts("2026-06-01T03:00:00Z");
+        let approve = Observation::ApproveGate {
+            to_ring: 1,
+            by: "cab".into(),
+        };
+        state.apply(&plan, &approve).unwrap();
+        let reason = wait_reason(&act(&plan, &state, later));
+        assert!(
+            !reason.contains("soak") && !reason.contains("approval"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn promotion_then_completion() {
+        let (plan, mut state) = make(vec![host("d1", "dev"), host("p1", "prod")], &policy());
+        start(&plan, &mut state, "d1");
+        finish(&plan, &mut state, "d1", true, t0());
+        assert_eq!(act(&plan, &state, t0()), [Action::Promote { to_ring: 1 }]);
+        let early = Observation::Promoted { to_ring: 2 };
+        assert!(state.apply(&plan, &early).is_err());
+        state
+            .apply(&plan, &Observation::Promoted { to_ring: 1 })
+            .unwrap();
+        assert_eq!(
+            act(&plan, &state, t0()),
+            [Action::StartHosts(vec!["p1".into()])]
+        );
+        start(&plan, &mut state, "p1");
+        finish(&plan, &mut state, "p1", true, t0());
+        assert_eq!(act(&plan, &state, t0()), [Action::Complete]);
+    }
+
+    #[test]
+    fn paused_aborted_and_alerting_rollouts_start_nothing() {
+        let (plan, mut state) = make(vec![host("d1", "dev")], &policy());
+        let pause = Observation::Pause {
+            by: "sre".into(),
+            reason: "lunch".into(),
+        };
+        state.apply(&plan, &pause).unwrap();
+        assert!(wait_reason(&act(&plan, &state, t0())).contains("lunch"));
+        let resume = Observation::Resume { by: "sre".into() };
+        state.apply(&plan, &resume).unwrap();
+        let alert = Observation::AlertFiring {
+            alert: "p99".into(),
+        };
+        state.apply(&plan, &alert).unwrap();
+        assert!(wait_reason(&act(&plan, &state, t0())).contains("p99"));
+        let err = state.apply(&plan, &resume).unwrap_err().to_string();
+        assert!(err.contains("p99"), "{err}");
+        let resolved = Observation::AlertResolved {
+            alert: "p99".into(),
+        };
+        state.apply(&plan, &resolved).unwrap();
+        // Resolved is not resumed: a person looks first.
+        assert!(wait_reason(&act(&plan, &state, t0())).contains("p99"));
+        state.apply(&plan, &resume).unwrap();
+        assert!(matches!(
+            act(&plan, &state, t0())[..],
+            [Action::StartHosts(_)]
+        ));
+        let abort = Observation::Abort {
+            by: "sre".into(),
+            reason: "wrong bundle".into(),
+        };
+        state.apply(&plan, &abort).unwrap();
+        assert!(wait_reason(&act(&plan, &state, t0())).contains("wrong bundle"));
+        assert_eq!(state.apply(&plan, &resume), Err(ApplyError::Aborted));
+    }
+
+    #[test]
+    fn reports_that_contradict_the_state_are_refused() {
+        let (plan, mut state) = make(vec![host("d1", "dev")], &policy());
+        let done = Observation::HostSucceeded {
+            host: "d1".into(),
+            at: t0(),
+        };
+        let err = state.apply(&plan, &done).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "host \"d1\" is pending: it cannot be reported succeeded"
+        );
+        let ghost = Observation::HostStarted {
+            host: "nope".into(),
+            at: t0(),
+        };
+        assert_eq!(
+            state.apply(&plan, &ghost),
+            Err(ApplyError::UnknownHost("nope".into()))
+        );
+        start(&plan, &mut state, "d1");
+        start(&plan, &mut state, "d1"); // a repeat is harmless
+        state.apply(&plan, &done).unwrap();
+        state.apply(&plan, &done).unwrap();
+    }
+
+    #[test]
+    fn observations_and_state_in_json() {
+        let obs: Observation = serde_json::from_str(
+            r#"{"kind":"host-failed","host":"d1","at":"2026-06-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            obs,
+            Observation::HostFailed {
+                host: "d1".into(),
+                at: t0()
+            }
+        );
+        assert!(
+            serde_json::from_str::<Observation>(
+                r#"{"kind":"host-failed","host":"d1","at":"2026-06-01T00:00:00Z","x":1}"#
+            )
+            .is_err()
+        );
+        let (plan, state) = make(vec![host("d1", "dev")], &policy());
+        let json = serde_json::to_string(&state).unwrap();
+        assert!(json.contains("\"pending\""), "{json}");
+        assert_eq!(serde_json::from_str::<RolloutState>(&json).unwrap(), state);
+        let action = serde_json::to_string(&act(&plan, &state, t0())).unwrap();
+        assert_eq!(action, r#"[{"start-hosts":["d1"]}]"#);
+    }
+}
