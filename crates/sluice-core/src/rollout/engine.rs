@@ -10,11 +10,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{OnTrip, Plan};
-use crate::calendar::FreezeCalendar;
+use crate::calendar::{FreezeCalendar, TimeRange};
 
 /// Where one host stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +363,17 @@ impl RolloutState {
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
+    /// The current ring's batch being rolled out: the first with a host pending or in flight.
+    /// `None` once every batch of the ring finished (the gate is next).
+    pub fn current_batch(&self, plan: &Plan) -> Option<usize> {
+        plan.rings.get(self.ring)?.batches.iter().position(|batch| {
+            batch.hosts.iter().any(|h| {
+                let status = self.status(h);
+                status == HostStatus::Pending || status.in_flight()
+            })
+        })
+    }
+
     /// When the ring's last host finished: the start of its soak.
     pub fn soak_started(&self, plan: &Plan, ring: usize) -> Option<Timestamp> {
         plan.rings
@@ -593,13 +604,10 @@ pub fn next_actions(
     let Some(ring) = plan.rings.get(state.ring) else {
         return vec![Action::Complete];
     };
-    let current = ring.batches.iter().enumerate().find(|(_, batch)| {
-        batch
-            .hosts
-            .iter()
-            .any(|h| matches!(state.status(h), HostStatus::Pending) || state.status(h).in_flight())
-    });
-    match current {
+    match state
+        .current_batch(plan)
+        .and_then(|index| Some((index, ring.batches.get(index)?)))
+    {
         Some((index, batch)) => start_in_batch(plan, state, calendar, now, index, &batch.hosts),
         None => gate(plan, state, now),
     }
@@ -705,15 +713,25 @@ fn start_in_batch(
                 .filter_map(|w| w.occurrences_after(now).next())
                 .map(|o| o.start.timestamp())
                 .min();
-            next_opening = match (next_opening, opening) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            next_opening = earliest(next_opening, opening);
             outside_window.push(name.as_str());
             continue;
         }
         if let Some(freeze) = calendar.blocking(name, now) {
             frozen.push(format!("{name} (freeze \"{}\")", freeze.name()));
+            // Ask again when the frozen span holding now ends (another may follow).
+            let horizon = now
+                .checked_add(SignedDuration::from_hours(31 * 24))
+                .unwrap_or(Timestamp::MAX);
+            let thaw = TimeRange::new(now, horizon).and_then(|range| {
+                calendar
+                    .blocked(name, range)
+                    .into_iter()
+                    .filter(|(_, part)| part.contains(now))
+                    .map(|(_, part)| part.end)
+                    .max()
+            });
+            next_opening = earliest(next_opening, thaw);
             continue;
         }
         let full: Vec<&str> = info
@@ -771,6 +789,13 @@ fn start_in_batch(
         until: next_opening,
         reason: reasons.join("; "),
     }]
+}
+
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The current ring is finished: complete, or check the gate into the next ring.
@@ -1131,8 +1156,13 @@ mod tests {
             freezes: vec![freeze],
             exceptions: vec![],
         };
-        let reason = wait_reason(&next_actions(&plan, &state, &calendar, night));
+        let actions = next_actions(&plan, &state, &calendar, night);
+        let reason = wait_reason(&actions);
         assert!(reason.contains("db1 (freeze \"release\")"), "{reason}");
+        assert!(
+            matches!(&actions[..], [Action::Wait { until: Some(u), .. }] if *u == range.end),
+            "{actions:?}"
+        );
         calendar.exceptions.push(FreezeException {
             freeze: "release".into(),
             scope: Scope::Hosts(["db1".to_owned()].into()),
