@@ -688,6 +688,26 @@ fn start_in_batch(
             }
         }
     }
+    if let Some(window) = plan.implementation {
+        if now < window.start {
+            return vec![Action::Wait {
+                until: Some(window.start),
+                reason: format!(
+                    "the change's implementation window opens at {}",
+                    window.start
+                ),
+            }];
+        }
+        if now >= window.end {
+            return vec![Action::Wait {
+                until: None,
+                reason: format!(
+                    "the change's implementation window ended at {}: reschedule it",
+                    window.end
+                ),
+            }];
+        }
+    }
     let max = usize::try_from(plan.policy.max_concurrency).unwrap_or(usize::MAX);
     let mut starts = Vec::new();
     let mut outside_window = Vec::new();
@@ -1217,6 +1237,28 @@ mod tests {
         let reason = wait_reason(&act(&plan, &state, later));
         assert!(
             !reason.contains("soak") && !reason.contains("approval"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn nothing_starts_outside_the_changes_implementation_window() {
+        let (mut plan, state) = make(vec![host("d1", "dev")], &policy());
+        let window = TimeRange::new(ts("2026-06-01T10:00:00Z"), ts("2026-06-01T12:00:00Z"));
+        plan.implementation = window;
+        let actions = act(&plan, &state, t0());
+        assert!(
+            matches!(&actions[..], [Action::Wait { until: Some(u), .. }] if *u == ts("2026-06-01T10:00:00Z")),
+            "{actions:?}"
+        );
+        let at = ts("2026-06-01T11:00:00Z");
+        assert_eq!(
+            act(&plan, &state, at),
+            [Action::StartHosts(vec!["d1".into()])]
+        );
+        let reason = wait_reason(&act(&plan, &state, ts("2026-06-01T12:00:00Z")));
+        assert!(
+            reason.contains("ended") && reason.contains("reschedule"),
             "{reason}"
         );
     }

@@ -17,5 +17,5 @@ pub use engine::{
 pub use memory::RolledBackVersions;
 pub use plan::{
     Batch, BreakerThresholds, HostInfo, OnTrip, Plan, PlanError, Ring, RolloutPolicy, Service,
-    Size, default_ring_order, plan,
+    Size, default_ring_order, plan, plan_change,
 };

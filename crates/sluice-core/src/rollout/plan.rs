@@ -10,7 +10,9 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::calendar::MaintenanceWindow;
+use super::memory::RolledBackVersions;
+use crate::calendar::{MaintenanceWindow, TimeRange};
+use crate::change::{ChangeRequest, ChangeState};
 
 /// A number of hosts, absolute or as a share of a group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +198,8 @@ pub struct Plan {
     pub budgets: BTreeMap<String, usize>,
     /// The policy the plan was made with.
     pub policy: RolloutPolicy,
+    /// The change's implementation window: no host starts outside it. `None`: no limit.
+    pub implementation: Option<TimeRange>,
 }
 
 impl Plan {
@@ -247,6 +251,28 @@ pub enum PlanError {
         field: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// The change is not scheduled (or implementing), so there is nothing to roll out yet.
+    #[error("change {id} is {state}: only a scheduled change rolls out")]
+    ChangeNotScheduled {
+        /// The change.
+        id: String,
+        /// Its state.
+        state: &'static str,
+    },
+    /// A bundle version that was rolled back in a ring's environment, offered again without
+    /// an override.
+    #[error(
+        "{package} {version} was rolled back in {scope}: it is offered again only with an \
+         explicit override"
+    )]
+    RolledBack {
+        /// The ring's environment.
+        scope: String,
+        /// The package.
+        package: String,
+        /// The target version.
+        version: String,
     },
     /// Any other policy field at fault.
     #[error("rollout policy {field}: {reason}")]
@@ -363,7 +389,55 @@ pub fn plan(
         hosts: by_name,
         budgets,
         policy: policy.clone(),
+        implementation: None,
     })
+}
+
+/// Plans the rollout of a scheduled change: [`plan`] at the schedule's start, limited to its
+/// implementation window, with hosts' versions narrowed to the bundle's packages (what staging
+/// parity compares). A bundle version that was rolled back in a ring's environment is refused
+/// unless `override_rolled_back` says a person decided to offer it again.
+pub fn plan_change(
+    change: &ChangeRequest,
+    mut hosts: Vec<HostInfo>,
+    services: &[Service],
+    policy: &RolloutPolicy,
+    rolled_back: &RolledBackVersions,
+    override_rolled_back: bool,
+) -> Result<Plan, PlanError> {
+    let schedule = match (&change.schedule, change.state) {
+        (Some(schedule), ChangeState::Scheduled | ChangeState::Implementing) => schedule,
+        _ => {
+            return Err(PlanError::ChangeNotScheduled {
+                id: change.id.clone(),
+                state: change.state.as_str(),
+            });
+        }
+    };
+    let packages: BTreeSet<&str> = change.bundle.iter().map(|b| b.package.as_str()).collect();
+    for host in &mut hosts {
+        host.versions
+            .retain(|package, _| packages.contains(package.as_str()));
+    }
+    let mut planned = plan(hosts, services, policy, schedule.start)?;
+    for ring in &planned.rings {
+        for item in &change.bundle {
+            if !rolled_back.offered(
+                &ring.environment,
+                &item.package,
+                &item.target_version,
+                override_rolled_back,
+            ) {
+                return Err(PlanError::RolledBack {
+                    scope: ring.environment.clone(),
+                    package: item.package.clone(),
+                    version: item.target_version.clone(),
+                });
+            }
+        }
+    }
+    planned.implementation = TimeRange::new(schedule.start, schedule.end);
+    Ok(planned)
 }
 
 /// A ring's hosts cut into the canary and batches; sizes are shares of the whole ring.
@@ -528,6 +602,69 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("batch") && err.contains("0%"), "{err}");
+    }
+
+    fn scheduled_change() -> ChangeRequest {
+        let input: crate::change::NewChange = serde_json::from_str(
+            r#"{"title": "openssl on web", "type": "normal",
+                "origin": {"from": "findings", "filter": "kev=true"},
+                "bundle": [{"package": "openssl", "ecosystem": "Debian:12",
+                            "target_version": "3.0.15-1", "source": "lowest-fixing",
+                            "advisories": [], "kev": true}],
+                "scope": "tag=web", "update_types": ["security"],
+                "plan": {"implementation": ["upgrade"], "verification": ["probe"],
+                         "rollback_criteria": {"max_failed_check_share": 0.1,
+                                               "detection_window": "15m"}}}"#,
+        )
+        .unwrap();
+        let mut change = ChangeRequest::new("CHG-7", input, "alice", t0()).unwrap();
+        change.state = ChangeState::Scheduled;
+        change.schedule = Some(crate::change::Schedule {
+            start: t0(),
+            end: "2026-06-02T00:00:00Z".parse().unwrap(),
+        });
+        change
+    }
+
+    #[test]
+    fn a_scheduled_change_plans_within_its_window() {
+        let change = scheduled_change();
+        let mut h = host("w1", "prod", "UTC");
+        h.versions = [
+            ("openssl".to_owned(), "3.0.11-1".to_owned()),
+            ("bash".to_owned(), "5.2".to_owned()),
+        ]
+        .into();
+        let memory = RolledBackVersions::default();
+        let planned =
+            plan_change(&change, vec![h.clone()], &[], &policy(), &memory, false).unwrap();
+        assert_eq!(
+            planned.implementation.map(|r| r.start),
+            change.schedule.as_ref().map(|s| s.start)
+        );
+        // Only the bundle's packages count for staging parity.
+        assert_eq!(planned.hosts["w1"].versions.len(), 1);
+
+        let mut memory = RolledBackVersions::default();
+        memory.record("prod", "openssl", "3.0.15-1");
+        let err = plan_change(&change, vec![h.clone()], &[], &policy(), &memory, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("openssl 3.0.15-1 was rolled back in prod"),
+            "{err}"
+        );
+        assert!(plan_change(&change, vec![h.clone()], &[], &policy(), &memory, true).is_ok());
+
+        let mut draft = change.clone();
+        draft.state = ChangeState::Approved;
+        let err = plan_change(&draft, vec![h], &[], &policy(), &memory, true)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "change CHG-7 is approved: only a scheduled change rolls out"
+        );
     }
 
     #[test]
