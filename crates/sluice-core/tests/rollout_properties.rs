@@ -202,6 +202,7 @@ enum Event {
     Resume,
     ResetBreaker,
     ApproveGate(usize),
+    Retry(Vec<String>),
 }
 
 #[derive(Clone, Copy)]
@@ -242,8 +243,13 @@ fn expected_trip(plan: &Plan, failed: &BTreeMap<String, bool>, host: &str) -> bo
     let ring = &plan.rings[r];
     let batch = &ring.batches[b];
     let count = |hosts: Vec<&String>| hosts.iter().filter(|h| failed[h.as_str()]).count();
-    count(batch.hosts.iter().collect()) >= plan.policy.breaker.per_batch.of(batch.hosts.len())
-        || count(ring.hosts().collect()) >= plan.policy.breaker.per_ring.of(ring.len())
+    count(batch.hosts.iter().collect())
+        >= plan
+            .policy
+            .breaker
+            .per_batch
+            .threshold_of(batch.hosts.len())
+        || count(ring.hosts().collect()) >= plan.policy.breaker.per_ring.threshold_of(ring.len())
 }
 
 /// How a simulated rollout ended, to check that the seeds cover every road.
@@ -255,6 +261,7 @@ struct Coverage {
     waited_for_window: usize,
     waited_for_parity: usize,
     promoted: usize,
+    retried: usize,
 }
 
 fn simulate(seed: u64, coverage: &mut Coverage) {
@@ -299,6 +306,21 @@ fn simulate(seed: u64, coverage: &mut Coverage) {
                 Event::ResetBreaker => {
                     awaiting_person = false;
                     Observation::ResetBreaker { by: "sre".into() }
+                }
+                Event::Retry(hosts) => {
+                    awaiting_person = false;
+                    for host in hosts {
+                        // The host may have moved on (a breaker's rollback); a refusal is fine.
+                        let _ = state.apply(
+                            &plan,
+                            &Observation::Retry {
+                                host,
+                                by: "sre".into(),
+                            },
+                        );
+                    }
+                    check_invariants(seed, &plan, &state);
+                    continue;
                 }
                 Event::ApproveGate(to_ring) => {
                     awaiting_person = false;
@@ -496,6 +518,25 @@ fn simulate(seed: u64, coverage: &mut Coverage) {
                     if reason.contains("not validated") {
                         coverage.waited_for_parity += 1;
                     }
+                    if reason.contains("did not succeed")
+                        && state.breaker.is_none()
+                        && !awaiting_person
+                        && rng.chance(60)
+                    {
+                        awaiting_person = true;
+                        coverage.retried += 1;
+                        let hosts = plan.rings[state.ring]
+                            .hosts()
+                            .filter(|h| {
+                                matches!(
+                                    state.status(h),
+                                    HostStatus::Failed | HostStatus::RolledBack
+                                )
+                            })
+                            .cloned()
+                            .collect();
+                        events.push((now + SignedDuration::from_hours(1), Event::Retry(hosts)));
+                    }
                     if reason.contains("approval") && !awaiting_person {
                         awaiting_person = true;
                         events.push((
@@ -593,10 +634,11 @@ fn random_fleets_keep_the_invariants() {
         waited_for_window,
         waited_for_parity,
         promoted,
+        retried,
     } = coverage;
     eprintln!(
         "completed {completed}, tripped {tripped}, rolled back {rolled_back}, \
-         window waits {waited_for_window}, parity waits {waited_for_parity}, promotions {promoted}"
+         window waits {waited_for_window}, parity waits {waited_for_parity}, promotions {promoted}, retries {retried}"
     );
     for (what, count) in [
         ("completed", completed),
@@ -605,6 +647,7 @@ fn random_fleets_keep_the_invariants() {
         ("window waits", waited_for_window),
         ("parity waits", waited_for_parity),
         ("promotions", promoted),
+        ("retries", retried),
     ] {
         assert!(count > 10, "only {count} runs {what}");
     }

@@ -233,6 +233,14 @@ pub enum Observation {
         /// Who.
         by: String,
     },
+    /// A person asked for another attempt at a failed or rolled-back host of the current ring
+    /// (overriding the rolled-back memory for it): the host is pending again.
+    Retry {
+        /// The host.
+        host: String,
+        /// Who.
+        by: String,
+    },
     /// An operator aborted the rollout: nothing starts again.
     Abort {
         /// Who.
@@ -435,6 +443,7 @@ impl RolloutState {
                 self.approved_gates.insert(*to_ring);
                 Ok(())
             }
+            Observation::Retry { host, .. } => self.retry(plan, host),
             Observation::ResetBreaker { .. } => {
                 self.breaker = None;
                 Ok(())
@@ -522,12 +531,34 @@ impl RolloutState {
         if at.is_some() {
             run.finished_at = at;
         }
-        if failure && !run.failed {
+        if failure {
+            // Failed hosts are counted, once each; every failure (a retried host's too) checks.
             run.failed = true;
             if self.breaker.is_none() {
                 self.breaker = trip(plan, self, host, at);
             }
         }
+        Ok(())
+    }
+
+    /// A person asked for another attempt at `host`: failed or rolled back → pending.
+    fn retry(&mut self, plan: &Plan, host: &str) -> Result<(), ApplyError> {
+        let in_ring = plan
+            .position(host)
+            .is_some_and(|(ring, _)| ring == self.ring);
+        let run = self
+            .hosts
+            .get_mut(host)
+            .ok_or_else(|| ApplyError::UnknownHost(host.to_owned()))?;
+        if !matches!(run.status, HostStatus::Failed | HostStatus::RolledBack) || !in_ring {
+            return Err(ApplyError::HostTransition {
+                host: host.to_owned(),
+                status: run.status,
+                reported: "retried (only a failed or rolled-back host of the current ring)",
+            });
+        }
+        run.status = HostStatus::Pending;
+        run.finished_at = None;
         Ok(())
     }
 }
@@ -560,7 +591,11 @@ fn trip(
     };
     let at = at.unwrap_or(Timestamp::UNIX_EPOCH);
     let in_batch = failed(&mut batch.hosts.iter());
-    let threshold = plan.policy.breaker.per_batch.of(batch.hosts.len());
+    let threshold = plan
+        .policy
+        .breaker
+        .per_batch
+        .threshold_of(batch.hosts.len());
     if in_batch >= threshold {
         return Some(BreakerTrip {
             scope: BreakerScope::Batch { ring: r, batch: b },
@@ -570,7 +605,7 @@ fn trip(
         });
     }
     let in_ring = failed(&mut ring.hosts());
-    let threshold = plan.policy.breaker.per_ring.of(ring.len());
+    let threshold = plan.policy.breaker.per_ring.threshold_of(ring.len());
     (in_ring >= threshold).then_some(BreakerTrip {
         scope: BreakerScope::Ring { ring: r, batch: b },
         failed: in_ring,
@@ -1261,6 +1296,29 @@ mod tests {
             reason.contains("ended") && reason.contains("reschedule"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn a_person_retries_a_failed_host() {
+        let mut p = policy();
+        p.breaker.per_batch = Size::Count(5);
+        p.breaker.per_ring = Size::Count(5);
+        let (plan, mut state) = make(vec![host("d1", "dev"), host("p1", "prod")], &p);
+        start(&plan, &mut state, "d1");
+        finish(&plan, &mut state, "d1", false, t0());
+        let reason = wait_reason(&act(&plan, &state, t0()));
+        assert!(reason.contains("d1 (failed)"), "{reason}");
+        let retry = |host: &str| Observation::Retry {
+            host: host.into(),
+            by: "sre".into(),
+        };
+        assert!(state.apply(&plan, &retry("p1")).is_err());
+        state.apply(&plan, &retry("d1")).unwrap();
+        assert_eq!(
+            act(&plan, &state, t0()),
+            [Action::StartHosts(vec!["d1".into()])]
+        );
+        assert!(state.hosts["d1"].failed, "the earlier failure still counts");
     }
 
     #[test]

@@ -38,6 +38,15 @@ impl Size {
         n.clamp(1, total)
     }
 
+    /// The failures among `total` hosts that trip a breaker: a count as given (a threshold of
+    /// 3 on a 2-host canary cannot trip there), a percentage rounded up and at least one.
+    pub fn threshold_of(self, total: usize) -> usize {
+        match self {
+            Size::Count(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Size::Percent(p) => (total * usize::from(p)).div_ceil(100).max(1),
+        }
+    }
+
     /// How many of `total` hosts may be unavailable under this budget: percentages round
     /// *down* (a budget is a ceiling), but at least one host so that a rollout can progress.
     pub fn budget_of(self, total: usize) -> usize {
@@ -506,6 +515,9 @@ mod tests {
         assert_eq!(Size::Percent(100).of(7), 7);
         assert_eq!(Size::Percent(50).of(0), 0);
         assert_eq!(Size::Count(20).of(3), 3);
+        assert_eq!(Size::Count(3).threshold_of(2), 3);
+        assert_eq!(Size::Percent(10).threshold_of(5), 1);
+        assert_eq!(Size::Percent(50).threshold_of(5), 3);
         assert_eq!(Size::Percent(10).budget_of(5), 1);
         assert_eq!(Size::Percent(25).budget_of(9), 2);
         assert_eq!(Size::Count(3).budget_of(2), 3);
