@@ -132,6 +132,38 @@ pub struct BreakerTrip {
     pub at: Timestamp,
 }
 
+/// Where the rollout as a whole stands, for listings and the dashboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutPhase {
+    /// No host started yet.
+    Planned,
+    /// Hosts are being started or awaited.
+    Running,
+    /// Paused by an operator or an alert.
+    Paused,
+    /// The breaker tripped; its policy applies until a person resets it.
+    Halted,
+    /// Aborted by an operator.
+    Aborted,
+    /// Every host succeeded.
+    Completed,
+}
+
+impl RolloutPhase {
+    /// The kebab-case name used in JSON and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutPhase::Planned => "planned",
+            RolloutPhase::Running => "running",
+            RolloutPhase::Paused => "paused",
+            RolloutPhase::Halted => "halted",
+            RolloutPhase::Aborted => "aborted",
+            RolloutPhase::Completed => "completed",
+        }
+    }
+}
+
 /// Everything observed so far, folded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,7 +289,7 @@ pub enum Observation {
 
 /// What the server should do now. Actions describe the wanted state, so asking again before
 /// anything changed gives the same actions.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Start these hosts' jobs.
@@ -348,6 +380,31 @@ impl RolloutState {
             breaker: None,
             aborted: None,
             approved_gates: BTreeSet::new(),
+        }
+    }
+
+    /// Where the rollout as a whole stands. An abort or a trip outranks a pause.
+    pub fn phase(&self) -> RolloutPhase {
+        if self.aborted.is_some() {
+            RolloutPhase::Aborted
+        } else if self.breaker.is_some() {
+            RolloutPhase::Halted
+        } else if self.pause_reason().is_some() {
+            RolloutPhase::Paused
+        } else if self
+            .hosts
+            .values()
+            .all(|run| run.status == HostStatus::Succeeded)
+        {
+            RolloutPhase::Completed
+        } else if self
+            .hosts
+            .values()
+            .all(|run| run.status == HostStatus::Pending)
+        {
+            RolloutPhase::Planned
+        } else {
+            RolloutPhase::Running
         }
     }
 
@@ -1071,6 +1128,7 @@ mod tests {
         state.apply(&plan, &obs).unwrap();
         let trip = state.breaker.unwrap();
         assert_eq!((trip.failed, trip.threshold), (2, 2));
+        assert_eq!(state.phase(), RolloutPhase::Halted);
         assert_eq!(trip.scope, BreakerScope::Batch { ring: 0, batch: 0 });
         let actions = act(&plan, &state, t0());
         assert!(matches!(
@@ -1339,17 +1397,20 @@ mod tests {
         start(&plan, &mut state, "p1");
         finish(&plan, &mut state, "p1", true, t0());
         assert_eq!(act(&plan, &state, t0()), [Action::Complete]);
+        assert_eq!(state.phase(), RolloutPhase::Completed);
     }
 
     #[test]
     fn paused_aborted_and_alerting_rollouts_start_nothing() {
         let (plan, mut state) = make(vec![host("d1", "dev")], &policy());
+        assert_eq!(state.phase(), RolloutPhase::Planned);
         let pause = Observation::Pause {
             by: "sre".into(),
             reason: "lunch".into(),
         };
         state.apply(&plan, &pause).unwrap();
         assert!(wait_reason(&act(&plan, &state, t0())).contains("lunch"));
+        assert_eq!(state.phase(), RolloutPhase::Paused);
         let resume = Observation::Resume { by: "sre".into() };
         state.apply(&plan, &resume).unwrap();
         let alert = Observation::AlertFiring {
@@ -1376,6 +1437,7 @@ mod tests {
         };
         state.apply(&plan, &abort).unwrap();
         assert!(wait_reason(&act(&plan, &state, t0())).contains("wrong bundle"));
+        assert_eq!(state.phase(), RolloutPhase::Aborted);
         assert_eq!(state.apply(&plan, &resume), Err(ApplyError::Aborted));
     }
 
@@ -1428,7 +1490,9 @@ mod tests {
         let json = serde_json::to_string(&state).unwrap();
         assert!(json.contains("\"pending\""), "{json}");
         assert_eq!(serde_json::from_str::<RolloutState>(&json).unwrap(), state);
-        let action = serde_json::to_string(&act(&plan, &state, t0())).unwrap();
-        assert_eq!(action, r#"[{"start-hosts":["d1"]}]"#);
+        let actions = act(&plan, &state, t0());
+        let json = serde_json::to_string(&actions).unwrap();
+        assert_eq!(json, r#"[{"start-hosts":["d1"]}]"#);
+        assert_eq!(serde_json::from_str::<Vec<Action>>(&json).unwrap(), actions);
     }
 }
