@@ -277,7 +277,7 @@ fn simulate(seed: u64, coverage: &mut Coverage) {
     let mut awaiting_person = false;
     let deadline = start() + SignedDuration::from_hours(24 * 10);
 
-    for _step in 0..3000 {
+    for step in 0..3000 {
         // Deliver everything due.
         events.sort_by_key(|(at, _)| *at);
         while events.first().is_some_and(|(at, _)| *at <= now) {
@@ -407,6 +407,17 @@ fn simulate(seed: u64, coverage: &mut Coverage) {
         let paused = state.pause_reason().is_some();
         let halted = state.breaker.is_some() || state.aborted.is_some();
         let actions = next_actions(&plan, &state, &calendar, now);
+        // Pure: the same inputs give the same actions, also after a trip through storage.
+        if step % 64 == 0 {
+            let stored: RolloutState =
+                serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+            assert_eq!(stored, state, "seed {seed}");
+            assert_eq!(
+                next_actions(&plan, &stored, &calendar, now),
+                actions,
+                "seed {seed}"
+            );
+        }
         let mut until = None;
         for action in &actions {
             match action {
@@ -651,4 +662,22 @@ fn random_fleets_keep_the_invariants() {
     ] {
         assert!(count > 10, "only {count} runs {what}");
     }
+}
+
+#[test]
+fn the_policy_example_in_the_docs_parses() {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/rollout.md"
+    ))
+    .unwrap();
+    let example = docs
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let policy: RolloutPolicy = serde_json::from_str(example).unwrap();
+    assert_eq!(policy.on_trip, OnTrip::RollbackBatch);
+    assert_eq!(policy.soak, SignedDuration::from_hours(2));
+    assert!(policy.manual_gate);
 }
