@@ -150,7 +150,10 @@ fn fleet(rng: &mut Rng) -> Fleet {
         manual_gate: rng.chance(30),
         follow_the_sun: rng.chance(50),
     };
-    let plan = plan(hosts, &services, &policy, start()).unwrap();
+    let mut plan = plan(hosts, &services, &policy, start()).unwrap();
+    if rng.chance(30) {
+        plan.detection_window = SignedDuration::from_mins(rng.range(5, 30));
+    }
 
     let mut calendar = FreezeCalendar::default();
     if rng.chance(50) {
@@ -442,6 +445,23 @@ fn simulate(seed: u64, coverage: &mut Coverage) {
                             r, state.ring,
                             "seed {seed}: {host} outside the current ring"
                         );
+                        let fresh = plan.rings[r].batches[b]
+                            .hosts
+                            .iter()
+                            .all(|h| state.status(h) == HostStatus::Pending);
+                        if fresh && b > 0 {
+                            let watched = plan.rings[r].batches[b - 1]
+                                .hosts
+                                .iter()
+                                .filter_map(|h| state.hosts[h].finished_at)
+                                .max();
+                            if let Some(done) = watched {
+                                assert!(
+                                    now >= done + plan.detection_window,
+                                    "seed {seed}: batch {b} started inside the detection window"
+                                );
+                            }
+                        }
                         for earlier in &plan.rings[r].batches[..b] {
                             for h in &earlier.hosts {
                                 let s = state.status(h);

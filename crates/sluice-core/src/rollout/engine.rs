@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::{OnTrip, Plan};
 use crate::calendar::{FreezeCalendar, TimeRange};
+use crate::job::JobOutcome;
 
 /// Where one host stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,6 +286,24 @@ pub enum Observation {
         /// The ring index now rolled out.
         to_ring: usize,
     },
+}
+
+impl Observation {
+    /// What a finished job on `host` reports: succeeded (also already compliant), rolled back
+    /// by the job itself (a failure that restored the host), or failed (also a failed rollback
+    /// and an interrupted job: the host is not known to work until a person looks).
+    pub fn from_job(host: &str, outcome: JobOutcome, at: Timestamp) -> Self {
+        let host = host.to_owned();
+        match outcome {
+            JobOutcome::Succeeded | JobOutcome::AlreadyCompliant => {
+                Observation::HostSucceeded { host, at }
+            }
+            JobOutcome::RolledBack => Observation::HostRolledBack { host, at },
+            JobOutcome::Failed | JobOutcome::RollbackFailed | JobOutcome::Interrupted => {
+                Observation::HostFailed { host, at }
+            }
+        }
+    }
 }
 
 /// What the server should do now. Actions describe the wanted state, so asking again before
@@ -796,6 +815,34 @@ fn start_in_batch(
                 reason: format!(
                     "the change's implementation window ended at {}: reschedule it",
                     window.end
+                ),
+            }];
+        }
+    }
+    // A new batch waits out the change's detection window after the batch before it.
+    let untouched = batch.iter().all(|h| state.status(h) == HostStatus::Pending);
+    if untouched
+        && batch_index > 0
+        && plan.detection_window > SignedDuration::ZERO
+        && let Some(previous) = plan
+            .rings
+            .get(state.ring)
+            .and_then(|r| r.batches.get(batch_index - 1))
+        && let Some(finished) = previous
+            .hosts
+            .iter()
+            .filter_map(|h| state.hosts.get(h).and_then(|run| run.finished_at))
+            .max()
+    {
+        let end = finished
+            .checked_add(plan.detection_window)
+            .unwrap_or(Timestamp::MAX);
+        if now < end {
+            return vec![Action::Wait {
+                until: Some(end),
+                reason: format!(
+                    "watching batch {} for the change's detection window until {end}",
+                    batch_index - 1
                 ),
             }];
         }
@@ -1377,6 +1424,42 @@ mod tests {
             [Action::StartHosts(vec!["d1".into()])]
         );
         assert!(state.hosts["d1"].failed, "the earlier failure still counts");
+    }
+
+    #[test]
+    fn a_batch_waits_out_the_detection_window_of_the_one_before() {
+        let mut p = policy();
+        p.batch = Size::Count(1);
+        let (mut plan, mut state) = make(vec![host("d1", "dev"), host("d2", "dev")], &p);
+        plan.detection_window = SignedDuration::from_mins(15);
+        start(&plan, &mut state, "d1");
+        finish(&plan, &mut state, "d1", true, t0());
+        let actions = act(&plan, &state, t0());
+        let end = ts("2026-06-01T00:15:00Z");
+        assert!(
+            matches!(&actions[..], [Action::Wait { until: Some(u), .. }] if *u == end),
+            "{actions:?}"
+        );
+        assert_eq!(
+            act(&plan, &state, end),
+            [Action::StartHosts(vec!["d2".into()])]
+        );
+    }
+
+    #[test]
+    fn job_outcomes_become_reports() {
+        let at = t0();
+        for (outcome, kind) in [
+            (JobOutcome::Succeeded, "host-succeeded"),
+            (JobOutcome::AlreadyCompliant, "host-succeeded"),
+            (JobOutcome::RolledBack, "host-rolled-back"),
+            (JobOutcome::Failed, "host-failed"),
+            (JobOutcome::RollbackFailed, "host-failed"),
+            (JobOutcome::Interrupted, "host-failed"),
+        ] {
+            let json = serde_json::to_value(Observation::from_job("h", outcome, at)).unwrap();
+            assert_eq!(json["kind"], kind, "{outcome:?}");
+        }
     }
 
     #[test]

@@ -209,6 +209,9 @@ pub struct Plan {
     pub policy: RolloutPolicy,
     /// The change's implementation window: no host starts outside it. `None`: no limit.
     pub implementation: Option<TimeRange>,
+    /// How long to watch a finished batch before the next starts (the change's rollback
+    /// criteria); zero for none.
+    pub detection_window: SignedDuration,
 }
 
 impl Plan {
@@ -399,6 +402,7 @@ pub fn plan(
         budgets,
         policy: policy.clone(),
         implementation: None,
+        detection_window: SignedDuration::ZERO,
     })
 }
 
@@ -446,6 +450,7 @@ pub fn plan_change(
         }
     }
     planned.implementation = TimeRange::new(schedule.start, schedule.end);
+    planned.detection_window = change.plan.rollback_criteria.detection_window;
     Ok(planned)
 }
 
@@ -654,6 +659,7 @@ mod tests {
             planned.implementation.map(|r| r.start),
             change.schedule.as_ref().map(|s| s.start)
         );
+        assert_eq!(planned.detection_window, SignedDuration::from_mins(15));
         // Only the bundle's packages count for staging parity.
         assert_eq!(planned.hosts["w1"].versions.len(), 1);
 
