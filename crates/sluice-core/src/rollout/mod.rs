@@ -1,6 +1,7 @@
 //! Rollouts: an approved, scheduled change carried to its hosts ring by ring.
 //!
-//! Owns planning (`plan`: rings, canary, batches, budgets) and progression (`engine`: a pure
+//! Owns planning (`plan`, and `plan_change` for a scheduled change: rings, canary, batches,
+//! budgets) and progression (`engine`: a pure
 //! state machine, `next_actions(plan, state, calendar, now)`), and the memory of rolled-back
 //! versions. Never does I/O and never reads the clock: the server feeds in what agents and
 //! operators reported, carries out the actions, and feeds their results back
@@ -11,8 +12,8 @@ pub mod memory;
 pub mod plan;
 
 pub use engine::{
-    Action, ApplyError, BreakerScope, BreakerTrip, HostRun, HostStatus, Observation, RolloutState,
-    next_actions, parity,
+    Action, ApplyError, BreakerScope, BreakerTrip, HostRun, HostStatus, Observation, RolloutPhase,
+    RolloutState, next_actions, parity,
 };
 pub use memory::RolledBackVersions;
 pub use plan::{
