@@ -20,4 +20,5 @@ pub mod inventory;
 pub mod job;
 pub mod matching;
 pub mod priority;
+pub mod rollout;
 pub mod version;
