@@ -102,6 +102,23 @@ async fn token_for(app: &Router, id: &str, signer: &SigningKey) -> (StatusCode, 
     .await
 }
 
+/// A long poll (30 s) started in the background; returns once the server holds it.
+async fn long_poll(app: &Router, token: &str) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let (app, token) = (app.clone(), token.to_owned());
+    let waiting = tokio::spawn(async move {
+        call(
+            &app,
+            Method::GET,
+            "/api/v1/agent/jobs/next?wait=30",
+            Some(&token),
+            None,
+        )
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    waiting
+}
+
 fn report(job: &Value, outcome: &str) -> Value {
     json!({
         "job_id": job["id"],
@@ -392,20 +409,7 @@ async fn protocol(database_url: Option<String>) {
 
     // An operator asks for a fresh inventory: a waiting poll ends, the agent is told, and the
     // next inventory it sends answers the request.
-    let waiting = {
-        let (app, token1) = (app.clone(), token1.clone());
-        tokio::spawn(async move {
-            call(
-                &app,
-                Method::GET,
-                "/api/v1/agent/jobs/next?wait=30",
-                Some(&token1),
-                None,
-            )
-            .await
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let waiting = long_poll(&app, &token1).await;
     let (status, _) = call(
         &app,
         Method::POST,
@@ -589,20 +593,7 @@ async fn protocol(database_url: Option<String>) {
     );
 
     // A long poll is answered by a job queued while it waits.
-    let waiting = {
-        let (app, token2) = (app.clone(), token2.clone());
-        tokio::spawn(async move {
-            call(
-                &app,
-                Method::GET,
-                "/api/v1/agent/jobs/next?wait=30",
-                Some(&token2),
-                None,
-            )
-            .await
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let waiting = long_poll(&app, &token2).await;
     let (status, _) = call(&app, Method::POST, "/api/v1/jobs", Some(&admin), Some(json!({"host": "web2", "job": {"id": "job-web2", "targets": [{"package": "curl", "version": "7.74.0-1.3+deb11u11"}]}}))).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, woken) = waiting.await.unwrap();

@@ -118,6 +118,17 @@ macro_rules! job_from_row {
     }};
 }
 
+/// Whether the agent exists and is not revoked, read inside the transaction `$tx`.
+macro_rules! live_agent {
+    ($tx:ident, $agent_id:expr) => {
+        sqlx::query("SELECT 1 FROM agents WHERE id = $1 AND revoked_at IS NULL")
+            .bind($agent_id)
+            .fetch_optional(&mut *$tx)
+            .await?
+            .is_some()
+    };
+}
+
 const AGENT_COLUMNS: &str = "id, hostname, public_key, labels, enrolled_at, last_seen_at, revoked_at, inventory_requested_at";
 const JOB_COLUMNS: &str =
     "id, agent_id, hostname, spec, state, created_by, created_at, claimed_at, finished_at, report";
@@ -340,11 +351,7 @@ impl Store {
         let at = now();
         on_pool!(self, |pool, pg| {
             let mut tx = begin_write!(pool, pg);
-            let live = sqlx::query("SELECT 1 FROM agents WHERE id = $1 AND revoked_at IS NULL")
-                .bind(agent_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
+            let live = live_agent!(tx, agent_id);
             if live {
                 // Expired challenges are swept as new ones come.
                 sqlx::query("DELETE FROM agent_challenges WHERE expires_at <= $1")
@@ -401,11 +408,7 @@ impl Store {
         let at = now();
         on_pool!(self, |pool, pg| {
             let mut tx = begin_write!(pool, pg);
-            let live = sqlx::query("SELECT 1 FROM agents WHERE id = $1 AND revoked_at IS NULL")
-                .bind(agent_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
+            let live = live_agent!(tx, agent_id);
             if live {
                 sqlx::query("DELETE FROM agent_tokens WHERE agent_id = $1 AND expires_at <= $2")
                     .bind(agent_id)
