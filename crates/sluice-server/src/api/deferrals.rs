@@ -204,24 +204,14 @@ pub async fn approve_deferral(
     Path(id): Path<String>,
     ApiJson(_body): ApiJson<ApproveBody>,
 ) -> Result<Json<DeferralView>, ApiError> {
-    let now = state.clock.now();
-    let stored = load(&state, &id).await?;
-    let person = governance::person(&state.store, &principal).await?;
-    let policy = current_policy::<DeferralPolicy>(&state.store).await?.policy;
-    let mut deferral = stored.deferral.clone();
-    deferral
-        .approve(&person, &policy, now)
-        .map_err(deferral_error)?;
-    let saved = state
-        .store
-        .update_deferral(
-            &deferral,
-            stored.version,
-            "deferral.approve",
-            &principal.actor(),
-        )
-        .await?;
-    Ok(Json(DeferralView::of(saved, now)))
+    decide(
+        &state,
+        &principal,
+        &id,
+        "deferral.approve",
+        |deferral, person, policy, now| deferral.approve(person, policy, now),
+    )
+    .await
 }
 
 /// A renewal.
@@ -247,30 +237,22 @@ pub async fn renew_deferral(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RenewBody>,
 ) -> Result<Json<DeferralView>, ApiError> {
-    let now = state.clock.now();
-    let stored = load(&state, &id).await?;
-    let person = governance::person(&state.store, &principal).await?;
-    let policy = current_policy::<DeferralPolicy>(&state.store).await?.policy;
-    let mut deferral = stored.deferral.clone();
-    deferral
-        .renew(
-            &person,
-            body.expires_at,
-            body.justification.as_deref(),
-            &policy,
-            now,
-        )
-        .map_err(deferral_error)?;
-    let saved = state
-        .store
-        .update_deferral(
-            &deferral,
-            stored.version,
-            "deferral.renew",
-            &principal.actor(),
-        )
-        .await?;
-    Ok(Json(DeferralView::of(saved, now)))
+    decide(
+        &state,
+        &principal,
+        &id,
+        "deferral.renew",
+        |deferral, person, policy, now| {
+            deferral.renew(
+                person,
+                body.expires_at,
+                body.justification.as_deref(),
+                policy,
+                now,
+            )
+        },
+    )
+    .await
 }
 
 /// A revocation.
@@ -292,21 +274,40 @@ pub async fn revoke_deferral(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RevokeBody>,
 ) -> Result<Json<DeferralView>, ApiError> {
+    decide(
+        &state,
+        &principal,
+        &id,
+        "deferral.revoke",
+        |deferral, person, _, now| deferral.revoke(person, &body.reason, now),
+    )
+    .await
+}
+
+/// One decision on a stored record: load it, let `change` decide as the caller at the
+/// governance clock's now under the current policy, and store it against the version read
+/// (a record moved meanwhile is a 409), audited as `action`.
+async fn decide(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    action: &str,
+    change: impl FnOnce(
+        &mut Deferral,
+        &sluice_core::access::Actor,
+        &DeferralPolicy,
+        Timestamp,
+    ) -> Result<(), DeferralError>,
+) -> Result<Json<DeferralView>, ApiError> {
     let now = state.clock.now();
-    let stored = load(&state, &id).await?;
-    let person = governance::person(&state.store, &principal).await?;
+    let stored = load(state, id).await?;
+    let person = governance::person(&state.store, principal).await?;
+    let policy = current_policy::<DeferralPolicy>(&state.store).await?.policy;
     let mut deferral = stored.deferral.clone();
-    deferral
-        .revoke(&person, &body.reason, now)
-        .map_err(deferral_error)?;
+    change(&mut deferral, &person, &policy, now).map_err(deferral_error)?;
     let saved = state
         .store
-        .update_deferral(
-            &deferral,
-            stored.version,
-            "deferral.revoke",
-            &principal.actor(),
-        )
+        .update_deferral(&deferral, stored.version, action, &principal.actor())
         .await?;
     Ok(Json(DeferralView::of(saved, now)))
 }
