@@ -9,6 +9,7 @@ pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod governance;
+pub mod haproxy;
 pub mod idempotency;
 pub mod intel;
 pub mod rollouts;
