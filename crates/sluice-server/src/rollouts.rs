@@ -954,9 +954,14 @@ async fn advance_once(state: &AppState, mut loaded: Loaded) -> Result<StoredRoll
     // 2. Fresh inventories for hosts being verified or waiting for a reboot.
     verify(state, &mut loaded, now, &mut decision).await?;
 
-    // 4. What the engine says now, until it says the same thing twice.
+    // 3. The Prometheus pause condition, when due.
+    poll_prometheus(state, &mut loaded, now, &mut decision).await;
+
+    // 4. What the engine says now, until it says the same thing twice. Canary hosts behind
+    // HAProxy get their weight lowered before their jobs are queued.
     let assets = state.assets.get(&state.store).await?;
     let (freezes, _) = crate::api::calendars::freeze_calendar(state, &assets).await?;
+    lower_canary_weights(state, &mut loaded, &freezes, now, &mut decision).await;
     let mut last_actions = Vec::new();
     for _ in 0..32 {
         let actions = next_actions(&loaded.plan, &loaded.state, &freezes, now);
@@ -1009,6 +1014,7 @@ async fn advance_once(state: &AppState, mut loaded: Loaded) -> Result<StoredRoll
                 decision.write.rolled_back.push((scope, package, version));
             }
         }
+        restore_canary_weights(state, &mut loaded, true, &mut decision).await;
         decision.write.events.push(event(
             "finish",
             json!({"outcome": outcome, "reason": reason, "breaker_trips": loaded.runtime.breaker_trips, "rollbacks": loaded.runtime.rollbacks}),
@@ -1794,6 +1800,224 @@ pub async fn drive(state: AppState) {
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
             () = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// Runs the rollout's Prometheus query when it is due: breaching series fire the alert
+/// `prometheus: QUERY`, none resolve it (and may resume the rollout, as for Alertmanager).
+/// A query that fails is an event, not a pause: the monitoring being down says nothing about
+/// the hosts.
+async fn poll_prometheus(
+    _state: &AppState,
+    loaded: &mut Loaded,
+    now: Timestamp,
+    decision: &mut Decision,
+) {
+    let Some(spec) = loaded.spec.prometheus.clone() else {
+        return;
+    };
+    let interval = SignedDuration::from_secs(i64::try_from(spec.interval_secs.max(1)).unwrap_or(15));
+    if loaded
+        .runtime
+        .prometheus_at
+        .is_some_and(|at| now.duration_since(at) < interval)
+    {
+        return;
+    }
+    loaded.runtime.prometheus_at = Some(now);
+    let key = format!("prometheus: {}", spec.query);
+    let answer = query_prometheus(&spec).await;
+    let breaching = match answer {
+        Ok(breaching) => breaching,
+        Err(e) => {
+            decision.write.events.push(event(
+                "prometheus-failed",
+                json!({"query": spec.query, "error": e}),
+                false,
+            ));
+            return;
+        }
+    };
+    let firing = loaded.state.firing.contains(&key);
+    if !breaching.is_empty() && !firing {
+        apply_logged(loaded, &Observation::AlertFiring { alert: key.clone() }, decision);
+        decision.write.events.push(event(
+            "alert-firing",
+            json!({"alert": key, "description": breaching.join("; ")}),
+            true,
+        ));
+    } else if breaching.is_empty() && firing {
+        apply_logged(loaded, &Observation::AlertResolved { alert: key.clone() }, decision);
+        decision.write.events.push(event("alert-resolved", json!({"alert": key}), true));
+        if loaded.spec.resume_on_resolve
+            && loaded.state.firing.is_empty()
+            && loaded.state.operator_pause.is_none()
+        {
+            apply_logged(
+                loaded,
+                &Observation::Resume {
+                    by: "system".to_owned(),
+                },
+                decision,
+            );
+            decision.write.events.push(event(
+                "resume",
+                json!({"by": "system", "reason": "every alert that paused the rollout resolved"}),
+                true,
+            ));
+        }
+    }
+}
+
+async fn query_prometheus(spec: &PrometheusSpec) -> Result<Vec<String>, String> {
+    let client = crate::tls::client_builder()?
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("{}/api/v1/query", spec.url.trim_end_matches('/'));
+    let response = client
+        .get(&url)
+        .query(&[("query", spec.query.as_str())])
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let body = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+    let answer = sluice_core::alerting::parse_prometheus(&body).map_err(|e| format!("{url}: {e}"))?;
+    Ok(answer.breaching())
+}
+
+fn haproxy_of(spec: &HaproxySpec) -> Result<crate::haproxy::HaproxyRuntime, String> {
+    let address: crate::haproxy::RuntimeAddress =
+        spec.address.parse().map_err(|e| format!("haproxy address: {e}"))?;
+    Ok(crate::haproxy::HaproxyRuntime::new(
+        address,
+        Duration::from_secs(5),
+    ))
+}
+
+/// Before a canary batch starts, its hosts' HAProxy servers get the canary weight, so only a
+/// small share of traffic reaches the new version while it is watched. A refusal pauses the
+/// rollout for a person: starting the canary at full weight is not what was asked.
+async fn lower_canary_weights(
+    state: &AppState,
+    loaded: &mut Loaded,
+    freezes: &sluice_core::calendar::FreezeCalendar,
+    now: Timestamp,
+    decision: &mut Decision,
+) {
+    let Some(spec) = loaded.spec.haproxy.clone() else {
+        return;
+    };
+    let _ = state;
+    let actions = next_actions(&loaded.plan, &loaded.state, freezes, now);
+    let canaries: Vec<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartHosts(hosts) => Some(hosts.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|h| {
+            loaded.plan.position(h).is_some_and(|(r, b)| {
+                loaded.plan.rings[r].batches.get(b).is_some_and(|batch| batch.canary)
+            })
+        })
+        .filter(|h| !loaded.runtime.lowered.contains(h))
+        .collect();
+    if canaries.is_empty() {
+        return;
+    }
+    let runtime = match haproxy_of(&spec) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            pause_for(loaded, &e, decision);
+            return;
+        }
+    };
+    for host in canaries {
+        let server = spec.servers.get(&host).cloned().unwrap_or_else(|| host.clone());
+        match runtime.set_weight(&spec.backend, &server, spec.canary_weight).await {
+            Ok(()) => {
+                loaded.runtime.lowered.insert(host.clone());
+                decision.write.events.push(event(
+                    "haproxy-weight",
+                    json!({"host": host, "backend": spec.backend, "server": server, "weight_percent": spec.canary_weight}),
+                    true,
+                ));
+            }
+            Err(e) => {
+                pause_for(loaded, &format!("haproxy: {host}: {e}"), decision);
+                return;
+            }
+        }
+    }
+}
+
+fn pause_for(loaded: &mut Loaded, reason: &str, decision: &mut Decision) {
+    apply_logged(
+        loaded,
+        &Observation::Pause {
+            by: "system".to_owned(),
+            reason: reason.to_owned(),
+        },
+        decision,
+    );
+    decision
+        .write
+        .events
+        .push(event("pause", json!({"by": "system", "reason": reason}), true));
+}
+
+/// Gives lowered servers their full weight back once their batch is behind the rollout (the
+/// next batch or ring started), or when it ends (`all`).
+async fn restore_canary_weights(
+    _state: &AppState,
+    loaded: &mut Loaded,
+    all: bool,
+    decision: &mut Decision,
+) {
+    let Some(spec) = loaded.spec.haproxy.clone() else {
+        return;
+    };
+    let current = (loaded.state.ring, loaded.state.current_batch(&loaded.plan));
+    let due: Vec<String> = loaded
+        .runtime
+        .lowered
+        .iter()
+        .filter(|h| {
+            all || loaded.plan.position(h).is_none_or(|(r, b)| {
+                (r, Some(b)) != current
+                    && matches!(
+                        loaded.state.status(h),
+                        HostStatus::Succeeded | HostStatus::RolledBack | HostStatus::Failed
+                    )
+            })
+        })
+        .cloned()
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let Ok(runtime) = haproxy_of(&spec) else {
+        return;
+    };
+    for host in due {
+        let server = spec.servers.get(&host).cloned().unwrap_or_else(|| host.clone());
+        match runtime.set_weight(&spec.backend, &server, 100).await {
+            Ok(()) => {
+                loaded.runtime.lowered.remove(&host);
+                decision.write.events.push(event(
+                    "haproxy-weight",
+                    json!({"host": host, "backend": spec.backend, "server": server, "weight_percent": 100}),
+                    true,
+                ));
+            }
+            Err(e) => decision.write.events.push(event(
+                "haproxy-failed",
+                json!({"host": host, "error": e.to_string()}),
+                true,
+            )),
         }
     }
 }

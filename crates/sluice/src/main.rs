@@ -77,6 +77,9 @@ enum Command {
     /// Freezes and their exceptions: add, list, delete; request, approve, reject.
     #[command(subcommand)]
     Freeze(cmd::freeze::FreezeCommand),
+    /// Rollouts: start a scheduled change's, watch it live, pause, resume, abort, roll back.
+    #[command(subcommand)]
+    Rollout(cmd::rollout::RolloutCommand),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => cmd::change::policy(command),
         Command::Window(command) => cmd::window::run(command),
         Command::Freeze(command) => cmd::freeze::run(command),
+        Command::Rollout(command) => cmd::rollout::run(command),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod alerts;
 pub mod assets;
 pub mod audit;
 pub mod calendars;
@@ -124,4 +125,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rollouts::get_rollout))
         .routes(routes!(rollouts::act_on_rollout))
         .routes(routes!(rollouts::rollout_events))
+        .routes(routes!(alerts::alertmanager))
 }

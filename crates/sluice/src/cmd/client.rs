@@ -201,6 +201,75 @@ impl Client {
         })
     }
 
+    /// Follows a server-sent events stream from `after` (sent as `Last-Event-ID`), calling
+    /// `on_event(event, id, data)` for each event until it returns true (true is returned) or
+    /// the server ends the stream (false).
+    pub fn events(
+        &self,
+        path: &str,
+        after: Option<i64>,
+        mut on_event: impl FnMut(&str, Option<&str>, &str) -> bool,
+    ) -> Result<bool> {
+        let url = format!("{}{path}", self.base);
+        // No overall timeout: a stream lasts as long as the rollout.
+        let http = sluice_server::tls::client_builder()
+            .map_err(anyhow::Error::msg)?
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let mut request = http.get(&url).header("Accept", "text/event-stream");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(after) = after {
+            request = request.header("Last-Event-ID", after.to_string());
+        }
+        self.runtime.block_on(async {
+            let mut response = request
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            let status = response.status();
+            if !status.is_success() {
+                let text = response.text().await.unwrap_or_default();
+                let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                bail!(
+                    "GET {path}: {status}: {}",
+                    problem["detail"].as_str().unwrap_or(text.trim())
+                );
+            }
+            let mut buffer = String::new();
+            let (mut event, mut id, mut data) = (String::new(), None::<String>, String::new());
+            while let Some(chunk) = response.chunk().await? {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find('\n') {
+                    let line: String = buffer.drain(..=end).collect();
+                    let line = line.trim_end_matches(['\n', '\r']);
+                    if line.is_empty() {
+                        if !data.is_empty() || !event.is_empty() {
+                            let kind = if event.is_empty() { "message" } else { event.as_str() };
+                            if on_event(kind, id.as_deref(), &data) {
+                                return Ok(true);
+                            }
+                        }
+                        event.clear();
+                        data.clear();
+                        id = None;
+                    } else if let Some(value) = line.strip_prefix("event:") {
+                        event = value.trim_start().to_owned();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        if !data.is_empty() {
+                            data.push('\n');
+                        }
+                        data.push_str(value.strip_prefix(' ').unwrap_or(value));
+                    } else if let Some(value) = line.strip_prefix("id:") {
+                        id = Some(value.trim().to_owned());
+                    }
+                }
+            }
+            Ok(false)
+        })
+    }
+
     /// GET.
     pub fn get(&self, path: &str) -> Result<Value> {
         self.send(reqwest::Method::GET, path, None)

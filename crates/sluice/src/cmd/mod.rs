@@ -12,6 +12,7 @@ pub mod defer;
 pub mod findings;
 pub mod freeze;
 pub mod job;
+pub mod rollout;
 pub mod scan;
 pub mod server;
 pub mod window;

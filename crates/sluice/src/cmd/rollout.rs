@@ -1,0 +1,518 @@
+//! `sluice rollout …`: start a scheduled change's rollout, follow it live, act on it.
+//!
+//! `watch` follows the server-sent events of `/api/v1/rollouts/{id}/events`: one progress bar
+//! per ring (hosts finished of the ring's hosts), the current batch in its message, and every
+//! transition printed above the bars as it happens. It reconnects with `Last-Event-ID` when
+//! the connection drops, and exits when the rollout ends: 0 when it completed, 3 otherwise.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
+
+use super::accounts::Output;
+use super::client::{Client, ServerArgs, print_table};
+
+/// Subcommands of `sluice rollout`.
+#[derive(Debug, clap::Subcommand)]
+pub enum RolloutCommand {
+    /// Start the rollout of a scheduled change (its implementation starts with it).
+    Start {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The change, e.g. CHG-3.
+        change: String,
+        /// A JSON file with any of: policy, job (preflight, checks, rollback), haproxy,
+        /// prometheus, override_rolled_back, resume_on_resolve (docs/rollout.md).
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+        /// Follow it until it ends.
+        #[arg(long)]
+        watch: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// List rollouts, newest first.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only this change's.
+        #[arg(long)]
+        change: Option<String>,
+        /// Only unfinished ones.
+        #[arg(long)]
+        open: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Where a rollout stands: rings, batches, hosts.
+    Status {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The rollout, e.g. RO-1.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Follow a rollout live until it ends (exit 0 when it completed, 3 otherwise).
+    Watch {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The rollout.
+        id: String,
+    },
+    /// Start nothing more until resumed.
+    Pause {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The rollout.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Go on after a pause (refused while an alert fires).
+    Resume {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The rollout.
+        id: String,
+    },
+    /// Stop for good; jobs no agent took yet are cancelled.
+    Abort {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The rollout.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Stop and return every host it changed to its earlier versions.
+    Rollback {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The rollout.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Approve the gate into a ring (an approver other than who started the rollout).
+    ApproveGate {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The rollout.
+        id: String,
+        /// The ring index the gate leads to (0 is the first ring).
+        #[arg(long)]
+        ring: usize,
+    },
+    /// Go on after the breaker tripped.
+    ResetBreaker {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The rollout.
+        id: String,
+    },
+    /// Try a failed or rolled-back host of the current ring again.
+    Retry {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The rollout.
+        id: String,
+        /// The host.
+        host: String,
+    },
+}
+
+/// Runs `sluice rollout …`.
+pub fn run(command: RolloutCommand) -> Result<ExitCode> {
+    match command {
+        RolloutCommand::Start {
+            server,
+            change,
+            spec,
+            watch: follow,
+            output,
+        } => {
+            let mut body = match spec {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::from_str::<Value>(&text)
+                        .with_context(|| format!("{}: not JSON", path.display()))?
+                }
+                None => json!({}),
+            };
+            let Some(object) = body.as_object_mut() else {
+                bail!("the spec must be a JSON object");
+            };
+            object.insert("change".into(), Value::String(change));
+            let client = Client::new(&server)?;
+            let view = client.post("/api/v1/rollouts", &body)?;
+            let id = view["id"].as_str().unwrap_or_default().to_owned();
+            if follow {
+                eprintln!("rollout {id} started for {}", view["change"].as_str().unwrap_or(""));
+                return watch(&client, &id);
+            }
+            show(&view, output)?;
+        }
+        RolloutCommand::List {
+            server,
+            change,
+            open,
+            output,
+        } => {
+            let mut path = format!("/api/v1/rollouts?open={open}");
+            if let Some(change) = change {
+                path.push_str(&format!("&change={change}"));
+            }
+            let list = Client::new(&server)?.get(&path)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                Output::Table => {
+                    let rows: Vec<Vec<String>> = list
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|r| {
+                            vec![
+                                text(&r["id"]),
+                                text(&r["change"]),
+                                text(&r["phase"]),
+                                text(&r["outcome"]),
+                                counts(&r["counts"]),
+                                text(&r["created_at"]),
+                            ]
+                        })
+                        .collect();
+                    print_table(
+                        &["ID", "CHANGE", "PHASE", "OUTCOME", "HOSTS", "STARTED"],
+                        &rows,
+                    );
+                }
+            }
+        }
+        RolloutCommand::Status { server, id, output } => {
+            let view = Client::new(&server)?.get(&format!("/api/v1/rollouts/{id}"))?;
+            show(&view, output)?;
+        }
+        RolloutCommand::Watch { server, id } => {
+            return watch(&Client::new(&server)?, &id);
+        }
+        RolloutCommand::Pause { server, id, reason } => {
+            act(&server, &id, json!({"action": "pause", "reason": reason}))?;
+        }
+        RolloutCommand::Resume { server, id } => {
+            act(&server, &id, json!({"action": "resume"}))?;
+        }
+        RolloutCommand::Abort { server, id, reason } => {
+            act(&server, &id, json!({"action": "abort", "reason": reason}))?;
+        }
+        RolloutCommand::Rollback { server, id, reason } => {
+            act(&server, &id, json!({"action": "rollback", "reason": reason}))?;
+        }
+        RolloutCommand::ApproveGate { server, id, ring } => {
+            act(&server, &id, json!({"action": "approve-gate", "to_ring": ring}))?;
+        }
+        RolloutCommand::ResetBreaker { server, id } => {
+            act(&server, &id, json!({"action": "reset-breaker"}))?;
+        }
+        RolloutCommand::Retry { server, id, host } => {
+            act(&server, &id, json!({"action": "retry", "host": host}))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn act(server: &ServerArgs, id: &str, body: Value) -> Result<()> {
+    let view = Client::new(server)?.post(&format!("/api/v1/rollouts/{id}/actions"), &body)?;
+    show(&view, Output::Table)
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn counts(value: &Value) -> String {
+    value
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// Prints a rollout view: a header, then one row per host.
+fn show(view: &Value, output: Output) -> Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(view)?);
+        return Ok(());
+    }
+    println!(
+        "rollout {}  change {}  phase {}{}",
+        text(&view["id"]),
+        text(&view["change"]),
+        text(&view["phase"]),
+        view["outcome"]
+            .as_str()
+            .map(|o| format!("  outcome {o}"))
+            .unwrap_or_default()
+    );
+    println!("hosts: {}", counts(&view["counts"]));
+    for (label, key) in [
+        ("waiting", "waiting"),
+        ("paused", "pause_reason"),
+        ("breaker", "breaker"),
+    ] {
+        if !view[key].is_null() {
+            println!("{label}: {}", text(&view[key]));
+        }
+    }
+    if let Some(regressions) = view["regressions"].as_array().filter(|r| !r.is_empty()) {
+        for r in regressions {
+            println!("regression: {}", text(r));
+        }
+    }
+    let mut rows = Vec::new();
+    for ring in view["rings"].as_array().into_iter().flatten() {
+        for (b, batch) in ring["batches"].as_array().into_iter().flatten().enumerate() {
+            let label = if batch["canary"].as_bool() == Some(true) {
+                "canary".to_owned()
+            } else {
+                format!("batch {b}")
+            };
+            for host in batch["hosts"].as_array().into_iter().flatten() {
+                rows.push(vec![
+                    text(&ring["environment"]),
+                    label.clone(),
+                    text(&host["name"]),
+                    text(&host["status"]),
+                    text(&host["job"]),
+                    text(&host["note"]),
+                ]);
+            }
+        }
+    }
+    print_table(&["RING", "BATCH", "HOST", "STATUS", "JOB", "NOTE"], &rows);
+    Ok(())
+}
+
+/// Follows the rollout's event stream until it ends.
+fn watch(client: &Client, id: &str) -> Result<ExitCode> {
+    let bars = Bars::new();
+    let mut last_seq: Option<i64> = None;
+    let mut last_view = Value::Null;
+    loop {
+        let ended = client.events(
+            &format!("/api/v1/rollouts/{id}/events"),
+            last_seq,
+            |kind, id_field, data| {
+                if let Some(seq) = id_field.and_then(|s| s.parse::<i64>().ok()) {
+                    last_seq = Some(seq);
+                }
+                let value: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                if kind == "snapshot" {
+                    bars.update(&value);
+                    let finished = value["finished"].as_bool() == Some(true);
+                    last_view = value;
+                    return finished;
+                }
+                bars.println(&describe(kind, &value["detail"]));
+                false
+            },
+        );
+        match ended {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => bars.println(&format!("(event stream: {e:#}; reconnecting)")),
+        }
+        if last_view["finished"].as_bool() == Some(true) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    bars.finish();
+    let outcome = last_view["outcome"].as_str().unwrap_or("ended");
+    eprintln!(
+        "rollout {id}: {outcome} ({}); breaker trips {}, rollbacks {}",
+        counts(&last_view["counts"]),
+        text(&last_view["breaker_trips"]),
+        text(&last_view["rollbacks"])
+    );
+    Ok(if outcome == "completed" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+/// One line for people per event.
+pub fn describe(kind: &str, detail: &Value) -> String {
+    let hosts = |key: &str| -> String {
+        detail[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| h["host"].as_str().unwrap_or("?").to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match kind {
+        "start" => format!(
+            "started: change {}, {} hosts",
+            text(&detail["change"]),
+            text(&detail["hosts"])
+        ),
+        "hosts-started" => format!(
+            "ring {} batch {}: started {}",
+            text(&detail["ring"]),
+            text(&detail["batch"]),
+            hosts("hosts")
+        ),
+        "host-updated" => format!(
+            "{}: job {} {}; verifying with a fresh inventory",
+            text(&detail["host"]),
+            text(&detail["job"]),
+            text(&detail["outcome"])
+        ),
+        "host-succeeded" => format!("{}: succeeded (verified)", text(&detail["host"])),
+        "host-failed" => format!("{}: FAILED: {}", text(&detail["host"]), text(&detail["reason"])),
+        "host-rolled-back" => format!(
+            "{}: rolled back by the {} {}",
+            text(&detail["host"]),
+            text(&detail["by"]),
+            detail["reason"]
+                .as_str()
+                .map(|r| format!("({r})"))
+                .unwrap_or_default()
+        ),
+        "host-pending-reboot" => format!("{}: updated, waiting for a reboot", text(&detail["host"])),
+        "breaker-tripped" => format!(
+            "BREAKER TRIPPED: {} failed, threshold {} ({})",
+            text(&detail["failed"]),
+            text(&detail["threshold"]),
+            text(&detail["on_trip"])
+        ),
+        "rollback-started" => format!("rolling back {}", hosts("hosts")),
+        "rollback-failed" => format!(
+            "{}: rollback FAILED: {}",
+            text(&detail["host"]),
+            text(&detail["reason"])
+        ),
+        "promoted" => format!(
+            "gate passed: on to ring {} ({})",
+            text(&detail["to_ring"]),
+            text(&detail["environment"])
+        ),
+        "finish" => format!("finished: {} ({})", text(&detail["outcome"]), text(&detail["reason"])),
+        "alert-firing" => format!("alert firing: {}", text(&detail["description"])),
+        "alert-resolved" => format!("alert resolved: {}", text(&detail["alert"])),
+        "haproxy-weight" => format!(
+            "haproxy {}/{}: weight {}%",
+            text(&detail["backend"]),
+            text(&detail["server"]),
+            text(&detail["weight_percent"])
+        ),
+        other => format!("{other}: {detail}"),
+    }
+}
+
+/// One bar per ring.
+struct Bars {
+    multi: MultiProgress,
+    rings: std::cell::RefCell<BTreeMap<usize, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        Self {
+            multi,
+            rings: Default::default(),
+        }
+    }
+
+    fn println(&self, line: &str) {
+        if self.multi.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
+    }
+
+    fn update(&self, view: &Value) {
+        let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let mut rings = self.rings.borrow_mut();
+        for (r, ring) in view["rings"].as_array().into_iter().flatten().enumerate() {
+            let hosts: Vec<&Value> = ring["batches"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|b| b["hosts"].as_array().into_iter().flatten())
+                .collect();
+            let done = hosts
+                .iter()
+                .filter(|h| {
+                    matches!(
+                        h["status"].as_str(),
+                        Some("succeeded" | "failed" | "rolled-back" | "cancelled")
+                    )
+                })
+                .count();
+            let bar = rings.entry(r).or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new(hosts.len() as u64));
+                bar.set_style(style.clone());
+                bar.set_prefix(text(&ring["environment"]));
+                bar
+            });
+            bar.set_position(done as u64);
+            let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
+            for h in &hosts {
+                *by_status.entry(h["status"].as_str().unwrap_or("?")).or_default() += 1;
+            }
+            let current_batch = ring["batches"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .position(|b| {
+                    b["hosts"].as_array().into_iter().flatten().any(|h| {
+                        matches!(h["status"].as_str(), Some("pending" | "running" | "pending-reboot"))
+                    })
+                });
+            let mut message: Vec<String> = by_status
+                .iter()
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect();
+            if let Some(b) = current_batch.filter(|_| view["ring"].as_u64() == Some(r as u64)) {
+                let canary = ring["batches"][b]["canary"].as_bool() == Some(true);
+                message.insert(0, if canary { "canary".to_owned() } else { format!("batch {b}") });
+            }
+            bar.set_message(message.join(", "));
+        }
+    }
+
+    fn finish(&self) {
+        for bar in self.rings.borrow().values() {
+            bar.finish();
+        }
+    }
+}
