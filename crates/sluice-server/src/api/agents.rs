@@ -178,6 +178,37 @@ pub struct Enrolled {
     pub agent_id: String,
 }
 
+/// A host new to the CMDB takes its CMDB attributes (`env`, `tz`, `criticality`, …) from the
+/// agent's labels, so `sluice agent --labels env=prod,tz=Europe/Berlin` places it in the right
+/// ring and windows from the start. A host the CMDB already knows keeps what it says: the CMDB
+/// is the source of truth. Labels that are not CMDB attributes are kept on the agent only.
+async fn seed_asset(
+    state: &AppState,
+    hostname: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    if state.store.asset(hostname).await?.is_some() {
+        return Ok(());
+    }
+    let Ok(mut asset) = sluice_core::cmdb::Asset::new(hostname) else {
+        return Ok(());
+    };
+    let mut applied = false;
+    for (key, value) in labels {
+        match asset.set(key, value) {
+            Ok(()) => applied = true,
+            Err(e) => tracing::debug!(%hostname, %key, error = %e, "agent label kept on the agent only"),
+        }
+    }
+    if applied {
+        state
+            .store
+            .upsert_asset(&asset, &sluice_store::Actor::named(&format!("agent:{hostname}"), None))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Enrolls an agent with a one-time token (anonymous: the token is the credential).
 #[utoipa::path(post, path = "/api/v1/agent/enroll", tag = "agent protocol", request_body = Enroll,
     responses((status = 201, body = Enrolled), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -212,7 +243,10 @@ pub async fn enroll(
         )
         .await?;
     match outcome {
-        Ok(agent) => Ok((StatusCode::CREATED, Json(Enrolled { agent_id: agent.id }))),
+        Ok(agent) => {
+            seed_asset(&state, &hostname, &request.labels).await?;
+            Ok((StatusCode::CREATED, Json(Enrolled { agent_id: agent.id })))
+        }
         Err(EnrollRefusal::UnknownToken) => {
             Err(ApiError::unauthenticated("unknown enrollment token"))
         }
