@@ -465,3 +465,168 @@ fn twenty_agents_canary_first_in_batches_every_host_verified() {
     fleet.audit_verified();
     fleet.host_dpkg.assert_untouched();
 }
+
+#[test]
+fn a_failing_release_trips_the_breaker_in_the_canary_and_is_remembered() {
+    let fleet = Fleet::new(&[("dev1", "dev"), ("dev2", "dev"), ("test1", "test"), ("prod1", "prod")]);
+    // 1.2's health check fails on every host that gets it.
+    let change = fleet.approved_change("1.2");
+    let rollout = fleet.start_rollout(&change, policy(1, json!({"count": 1}), "rollback-batch", false));
+    let watched = fleet.olga.run(&["rollout", "watch", &rollout]);
+    let narration = String::from_utf8_lossy(&watched.stderr).into_owned();
+    assert_eq!(watched.status.code(), Some(3), "not completed: {narration}");
+    assert!(narration.contains("BREAKER TRIPPED"), "{narration}");
+
+    let view = fleet.finished(&rollout);
+    assert_eq!(view["outcome"], "rolled-back", "{view}");
+    assert_eq!(view["breaker_trips"], 1);
+    assert_eq!(view["rollbacks"], 1);
+    // Only the canary ran: it rolled itself back; nobody else was touched.
+    assert_eq!(view["counts"]["rolled-back"], 1, "{view}");
+    assert_eq!(view["counts"]["pending"], 3, "{view}");
+    let canary = &view["rings"][0]["batches"][0]["hosts"][0];
+    assert_eq!(canary["name"], "dev1");
+    assert!(
+        canary["note"].as_str().unwrap().contains("health"),
+        "the note says why: {canary}"
+    );
+    for version in fleet.versions() {
+        assert_eq!(version.as_deref(), Some("1.0"), "every host on its old version");
+    }
+    assert_eq!(fleet.change_state(&change), "rolled-back");
+
+    // 1.2 was rolled back in dev: a new change offering it again is refused, naming why,
+    // unless a person overrides the memory on purpose.
+    let again = fleet.approved_change("1.2");
+    let spec = fleet.spec(policy(1, json!({"count": 1}), "rollback-batch", false));
+    let refused = fleet.olga.run(&["rollout", "start", &again, "--spec", &spec]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("rolled back") && message.contains("dev"), "{message}");
+    assert_eq!(fleet.change_state(&again), "scheduled", "a refused start changes nothing");
+    fleet.audit_verified();
+    fleet.host_dpkg.assert_untouched();
+}
+
+#[test]
+fn an_operator_rollback_returns_every_updated_host_to_its_old_version() {
+    let fleet = Fleet::new(&[("dev1", "dev"), ("dev2", "dev"), ("prod1", "prod")]);
+    let change = fleet.approved_change("1.1");
+    // A person approves the gate into prod; until then dev is done and prod waits.
+    let rollout = fleet.start_rollout(&change, policy(1, json!({"count": 1}), "rollback-batch", true));
+    let waiting = wait_for(
+        &fleet.olga,
+        &["rollout", "status", &rollout, "--output", "json"],
+        "dev to finish and the gate to wait",
+        |view| view["counts"]["succeeded"] == 2,
+    );
+    assert_eq!(waiting["rings"][1]["batches"][0]["hosts"][0]["status"], "pending");
+    std::thread::sleep(Duration::from_millis(500));
+    let still = fleet
+        .olga
+        .json(&["rollout", "status", &rollout, "--output", "json"]);
+    assert!(
+        still["waiting"].as_str().unwrap().contains("approval"),
+        "the gate waits for a person: {still}"
+    );
+    // The person who started it cannot approve its gate.
+    let own = fleet.olga.run(&["rollout", "approve-gate", &rollout, "--ring", "1"]);
+    assert!(!own.status.success());
+
+    fleet
+        .olga
+        .ok(&["rollout", "rollback", &rollout, "--reason", "latency doubled in dev"]);
+    let view = fleet.finished(&rollout);
+    assert_eq!(view["outcome"], "rolled-back", "{view}");
+    assert_eq!(view["rollbacks"], 2);
+    for host in ["dev1", "dev2"] {
+        let job = view["rings"][0]["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["hosts"].as_array().unwrap())
+            .find(|h| h["name"] == host)
+            .unwrap()["rollback_job"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let shown = fleet.olga.json(&["jobs", "show", &job]);
+        assert_eq!(shown["state"], "succeeded", "{shown}");
+        assert_eq!(shown["report"]["versions_after"]["sluice-demo"], "1.0");
+    }
+    for version in fleet.versions() {
+        assert_eq!(version.as_deref(), Some("1.0"));
+    }
+    assert_eq!(fleet.change_state(&change), "rolled-back");
+    fleet.audit_verified();
+    fleet.host_dpkg.assert_untouched();
+}
+
+#[test]
+fn a_server_killed_mid_rollout_resumes_without_updating_any_host_twice() {
+    let hosts: Vec<(String, &str)> = (1..=6).map(|i| (format!("web{i}"), "prod")).collect();
+    let refs: Vec<(&str, &str)> = hosts.iter().map(|(h, e)| (h.as_str(), *e)).collect();
+    let mut fleet = Fleet::new(&refs);
+    let change = fleet.approved_change("1.1");
+    let rollout = fleet.start_rollout(&change, policy(1, json!({"count": 1}), "rollback-batch", false));
+    wait_for(
+        &fleet.olga,
+        &["rollout", "status", &rollout, "--output", "json"],
+        "two hosts done",
+        |view| view["counts"]["succeeded"].as_u64().unwrap_or(0) >= 2,
+    );
+    fleet.server.kill_9();
+    std::thread::sleep(Duration::from_millis(300));
+    let port = fleet.server.port;
+    let data = fleet.server.data.clone();
+    fleet.server = Server::start(&data, port);
+
+    let view = fleet.finished(&rollout);
+    assert_eq!(view["outcome"], "completed", "{view}");
+    assert_eq!(view["counts"]["succeeded"], 6);
+    // One job per host, and dpkg changed each root once: no host was updated twice.
+    let jobs = fleet.olga.json(&["jobs", "list", "--output", "json"]);
+    assert_eq!(jobs.as_array().unwrap().len(), 6, "{jobs}");
+    for fx in &fleet.fixtures {
+        assert_eq!(fx.installed("sluice-demo").as_deref(), Some("1.1"));
+        let history = std::fs::read_to_string(fx.root_dir.join("var/log/apt/history.log")).unwrap();
+        assert_eq!(
+            history.matches("Upgrade: sluice-demo").count(),
+            1,
+            "{history}"
+        );
+    }
+    fleet.audit_verified();
+    fleet.host_dpkg.assert_untouched();
+}
+
+#[test]
+fn an_agent_killed_mid_job_is_reported_interrupted_and_rolled_back() {
+    let mut fleet = Fleet::new(&[("web1", "prod"), ("web2", "prod"), ("web3", "prod")]);
+    // web1's agent dies right after apt applied the update.
+    drop(fleet.agents.remove(0));
+    let crashing = fleet.agent(0, None, Some("apply:after"));
+    let change = fleet.approved_change("1.1");
+    let rollout = fleet.start_rollout(&change, policy(1, json!({"count": 1}), "rollback-batch", false));
+    let mut crashing = crashing;
+    let status = crashing.child.wait().unwrap();
+    assert!(!status.success(), "the failpoint stops the agent mid-job");
+    // Restarted, it recovers its journal and reports what really happened.
+    fleet.agents.insert(0, fleet.agent(0, None, None));
+
+    let view = fleet.finished(&rollout);
+    assert_eq!(view["outcome"], "rolled-back", "{view}");
+    let canary = &view["rings"][0]["batches"][0]["hosts"][0];
+    assert_eq!(canary["name"], "web1");
+    assert!(
+        canary["note"].as_str().unwrap().starts_with("interrupted"),
+        "{canary}"
+    );
+    let update = fleet.olga.json(&["jobs", "show", canary["job"].as_str().unwrap()]);
+    assert_eq!(update["state"], "interrupted", "never reported a success: {update}");
+    // The rollout's rollback job returned it to 1.0; the other hosts were never started.
+    assert_eq!(fleet.versions(), vec![Some("1.0".to_owned()); 3]);
+    assert_eq!(view["counts"]["pending"], 2);
+    fleet.audit_verified();
+    fleet.host_dpkg.assert_untouched();
+}
