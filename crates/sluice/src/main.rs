@@ -77,6 +77,9 @@ enum Command {
     /// Freezes and their exceptions: add, list, delete; request, approve, reject.
     #[command(subcommand)]
     Freeze(cmd::freeze::FreezeCommand),
+    /// The whole story on this machine: server, agents on private roots, findings, a change
+    /// through the CAB, a canary-first rollout and a bad release rolled back.
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => cmd::change::policy(command),
         Command::Window(command) => cmd::window::run(command),
         Command::Freeze(command) => cmd::freeze::run(command),
+        Command::Demo(args) => cmd::demo::run(args),
     };
     match result {
         Ok(code) => code,
