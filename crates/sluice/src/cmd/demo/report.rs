@@ -56,6 +56,50 @@ pub fn verify_audit(data_dir: &Path) -> Result<Audit> {
     })
 }
 
+/// What the story should have ended with, and what differs: the fix completed, the bad
+/// release rolled back, every host on the fixed version, the breaker tripped, the chain intact.
+pub fn surprises(story: &Story, audit: &Audit) -> Vec<String> {
+    let mut problems = Vec::new();
+    let expected = [
+        ("completed", packages::FIXED),
+        ("rolled-back", packages::BAD),
+    ];
+    for (i, (state, target)) in expected.iter().enumerate() {
+        match story.changes.get(i) {
+            Some(change) if change.state == *state => {}
+            Some(change) => problems.push(format!(
+                "{} ({} {target}) is {}, not {state}",
+                change.id,
+                packages::PACKAGE,
+                change.state
+            )),
+            None => problems.push(format!("change {} is missing", i + 1)),
+        }
+    }
+    for (name, _, _, version) in hosts(story) {
+        if version != packages::FIXED {
+            problems.push(format!(
+                "{name} runs {} {version}, not {}",
+                packages::PACKAGE,
+                packages::FIXED
+            ));
+        }
+    }
+    let trips: u64 = story
+        .changes
+        .iter()
+        .filter_map(|c| c.rollout.as_ref())
+        .map(|r| r.breaker_trips)
+        .sum();
+    if trips == 0 {
+        problems.push("the breaker never tripped".to_owned());
+    }
+    if !audit.verified {
+        problems.push(audit.message.clone());
+    }
+    problems
+}
+
 /// Per host: name, ring, zone, and the demo package's version per dpkg in its root.
 fn hosts(story: &Story) -> Vec<(String, String, String, String)> {
     story

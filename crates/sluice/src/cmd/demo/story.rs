@@ -289,7 +289,11 @@ pub fn run(dir: &Path, agents: usize, narrator: &Narrator) -> Result<Story> {
     for host in &story.hosts {
         let version = host.installed(packages::PACKAGE)?;
         if version.as_deref() != Some(packages::FIXED) {
-            wrong.push(format!("{} on {version:?}", host.name));
+            wrong.push(format!(
+                "{} on {}",
+                host.name,
+                version.as_deref().unwrap_or("nothing")
+            ));
         }
     }
     if wrong.is_empty() {
@@ -760,7 +764,12 @@ fn release_change(cast: &Cast, narrator: &Narrator) -> Result<String> {
 
 fn schedule(cast: &Cast, id: &str, narrator: &Narrator) -> Result<()> {
     let alice = cast.get("alice")?;
-    let start = Timestamp::now().round(Unit::Second)?;
+    // Truncated, never rounded up: the window must be open when the rollout starts it.
+    let start = Timestamp::now().round(
+        jiff::TimestampRound::new()
+            .smallest(Unit::Second)
+            .mode(jiff::RoundMode::Trunc),
+    )?;
     let end = start.checked_add(2.hours())?;
     let verdict = alice.client.get(&format!(
         "/api/v1/changes/{id}/conflicts?start={start}&end={end}"
