@@ -206,9 +206,9 @@ impl Process {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Stops it: SIGTERM, up to `grace` to exit, then SIGKILL.
-    pub fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else {
+    /// Asks it to stop (SIGTERM) without waiting.
+    pub fn terminate(&mut self) {
+        let Some(child) = self.child.as_mut() else {
             return;
         };
         if matches!(child.try_wait(), Ok(Some(_))) {
@@ -219,6 +219,14 @@ impl Process {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+
+    /// Stops it: SIGTERM, up to `grace` to exit, then SIGKILL.
+    pub fn stop(&mut self, grace: Duration) {
+        self.terminate();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if matches!(child.try_wait(), Ok(Some(_))) {

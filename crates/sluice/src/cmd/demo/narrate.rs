@@ -89,11 +89,8 @@ impl Narrator {
     pub fn say(&self, line: impl AsRef<str>) {
         let line = line.as_ref();
         match self.target {
-            Target::Terminal => {
-                if self.multi.println(line).is_err() {
-                    println!("{line}");
-                }
-            }
+            // Bars hidden, the line printed, bars drawn again below it.
+            Target::Terminal => self.multi.suspend(|| println!("{line}")),
             Target::Stdout => {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{line}");

@@ -84,6 +84,9 @@ impl Story {
     /// Stops the agents, then the server.
     pub fn stop(&mut self) {
         for agent in &mut self.agents {
+            agent.terminate();
+        }
+        for agent in &mut self.agents {
             agent.stop(Duration::from_secs(5));
         }
         self.server.process.stop(Duration::from_secs(15));
