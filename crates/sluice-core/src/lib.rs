@@ -7,6 +7,7 @@
 pub mod access;
 pub mod advisory;
 pub mod agent_auth;
+pub mod alerting;
 pub mod asset;
 pub mod audit;
 pub mod calendar;

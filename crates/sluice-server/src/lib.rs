@@ -9,8 +9,10 @@ pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod governance;
+pub mod haproxy;
 pub mod idempotency;
 pub mod intel;
+pub mod rollouts;
 pub mod settings;
 pub mod state;
 pub mod tls;
@@ -140,7 +142,12 @@ pub fn app_with_clock(
         metrics,
         job_signals: Default::default(),
         clock,
+        rollouts: Default::default(),
     };
+    // The rollout orchestrator runs beside the routes, on the runtime that serves them.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(rollouts::drive(state.clone()));
+    }
     let request_id = HeaderName::from_static("x-request-id");
     let router = router
         .merge(SwaggerUi::new("/api/docs").url("/api/v1/openapi.json", openapi))

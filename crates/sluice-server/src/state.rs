@@ -31,6 +31,8 @@ pub struct AppState {
     pub job_signals: JobSignals,
     /// The time governance decisions are made at.
     pub clock: Clock,
+    /// Wakes the rollout orchestrator; tells event streams a rollout moved.
+    pub rollouts: crate::rollouts::RolloutHub,
 }
 
 /// One wake-up per agent waiting for work. Waiters also re-check the database every few

@@ -130,7 +130,9 @@ macro_rules! live_agent {
 }
 
 const AGENT_COLUMNS: &str = "id, hostname, public_key, labels, enrolled_at, last_seen_at, revoked_at, inventory_requested_at";
-const JOB_COLUMNS: &str =
+pub(crate) use job_from_row;
+
+pub(crate) const JOB_COLUMNS: &str =
     "id, agent_id, hostname, spec, state, created_by, created_at, claimed_at, finished_at, report";
 
 impl Store {
@@ -588,6 +590,32 @@ impl Store {
                 },
                 true,
             ))
+        })
+    }
+
+    /// Cancels a job no agent has taken yet (audited `job.cancel`); true when it was queued.
+    /// A job already claimed runs to its report.
+    pub async fn cancel_job(&self, id: &str, actor: &Actor) -> Result<bool> {
+        let at = now();
+        on_pool!(self, |pool, pg| {
+            let mut tx = begin_write!(pool, pg);
+            let done = sqlx::query(
+                "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND state = 'queued'",
+            )
+            .bind(&at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let cancelled = done.rows_affected() == 1;
+            if cancelled {
+                append_audit!(
+                    tx,
+                    pg,
+                    actor.event("job.cancel", format!("job:{id}"), None, None)
+                );
+            }
+            tx.commit().await?;
+            Ok(cancelled)
         })
     }
 

@@ -131,6 +131,8 @@ pub struct StoredInventory {
     pub package_hash: String,
     /// When it arrived.
     pub received_at: String,
+    /// A reboot was pending when it was taken.
+    pub reboot_required: bool,
 }
 
 /// What applying a host's current findings changed.
@@ -261,6 +263,7 @@ macro_rules! inventory_from_row {
                 .map_err(|e| StoreError::Corrupt(format!("package ids: {e}")))?,
             package_hash: row.try_get("package_hash")?,
             received_at: row.try_get("received_at")?,
+            reboot_required: row.try_get("reboot_required")?,
         }
     }};
 }
@@ -304,6 +307,8 @@ pub struct InventoryWrite<'a> {
     pub package_hash: &'a str,
     /// The os-release text, when sent.
     pub os_release: Option<&'a str>,
+    /// A reboot is pending on the host (what a rollout's `pending-reboot` waits on).
+    pub reboot_required: bool,
 }
 
 /// Writes a host's inventory inside the transaction `$tx`; evaluates to whether it changed and
@@ -314,8 +319,14 @@ macro_rules! write_inventory {
     ($tx:ident, $inv:expr, $at:expr, $actor:expr) => {{
         let tx = &mut $tx;
         let inv: &InventoryWrite<'_> = $inv;
-        let (hostname, ecosystem, package_ids, package_hash, os_release) =
-            (inv.hostname, inv.ecosystem, inv.package_ids, inv.package_hash, inv.os_release);
+        let (hostname, ecosystem, package_ids, package_hash, os_release, reboot_required) = (
+            inv.hostname,
+            inv.ecosystem,
+            inv.package_ids,
+            inv.package_hash,
+            inv.os_release,
+            inv.reboot_required,
+        );
         let ids_text = serde_json::to_string(package_ids)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let at: &String = $at;
@@ -334,19 +345,20 @@ macro_rules! write_inventory {
             .is_none_or(|(eco, hash)| eco != ecosystem || hash != package_hash);
         if previous.is_some() {
             sqlx::query(
-                "UPDATE inventories SET ecosystem = $1, package_ids = $2, package_hash = $3, os_release = $4, received_at = $5 WHERE hostname = $6",
+                "UPDATE inventories SET ecosystem = $1, package_ids = $2, package_hash = $3, os_release = $4, received_at = $5, reboot_required = $6 WHERE hostname = $7",
             )
             .bind(ecosystem)
             .bind(&ids_text)
             .bind(package_hash)
             .bind(os_release)
             .bind(&at)
+            .bind(reboot_required)
             .bind(hostname)
             .execute(&mut **tx)
             .await?;
         } else {
             sqlx::query(
-                "INSERT INTO inventories (hostname, ecosystem, package_ids, package_hash, os_release, received_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO inventories (hostname, ecosystem, package_ids, package_hash, os_release, received_at, reboot_required) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(hostname)
             .bind(ecosystem)
@@ -354,6 +366,7 @@ macro_rules! write_inventory {
             .bind(package_hash)
             .bind(os_release)
             .bind(&at)
+            .bind(reboot_required)
             .execute(&mut **tx)
             .await?;
         }
@@ -809,7 +822,7 @@ impl Store {
         hostname: &str,
     ) -> Result<Option<(StoredInventory, Vec<InstalledPackage>)>> {
         let row = on_pool!(self, |pool, pg| {
-            let row = sqlx::query("SELECT hostname, ecosystem, package_ids, package_hash, received_at FROM inventories WHERE hostname = $1")
+            let row = sqlx::query("SELECT hostname, ecosystem, package_ids, package_hash, received_at, reboot_required FROM inventories WHERE hostname = $1")
                 .bind(hostname)
                 .fetch_optional(pool)
                 .await?;
@@ -846,7 +859,7 @@ impl Store {
     /// Every stored inventory.
     pub async fn inventories(&self) -> Result<Vec<StoredInventory>> {
         on_pool!(self, |pool, pg| {
-            let rows = sqlx::query("SELECT hostname, ecosystem, package_ids, package_hash, received_at FROM inventories ORDER BY hostname")
+            let rows = sqlx::query("SELECT hostname, ecosystem, package_ids, package_hash, received_at, reboot_required FROM inventories ORDER BY hostname")
                 .fetch_all(pool)
                 .await?;
             let mut list = Vec::with_capacity(rows.len());

@@ -16,6 +16,7 @@ mod deferrals;
 mod findings;
 mod idempotency;
 mod policies;
+mod rollouts;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -36,6 +37,9 @@ pub use findings::{
 };
 pub use idempotency::{KeyClaim, StoredResponse};
 pub use policies::StoredPolicy;
+pub use rollouts::{
+    NewRollout, NewRolloutEvent, RolloutJob, RolloutWrite, StoredRollout, StoredRolloutEvent,
+};
 
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,6 +18,7 @@ fn inventory<'a>(hostname: &'a str, ids: &'a [i64], hash: &'a str) -> InventoryW
         package_ids: ids,
         package_hash: hash,
         os_release: None,
+        reboot_required: false,
     }
 }
 

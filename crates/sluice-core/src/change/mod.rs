@@ -34,18 +34,20 @@ pub use state::{
 };
 
 /// Durations written the way people write them (`48h`, `2h 30m`) in policies, plans and JSON.
-pub(crate) mod friendly_duration {
+pub mod friendly_duration {
     use jiff::SignedDuration;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(crate) fn serialize<S: Serializer>(
+    /// Serde helper.
+    pub fn serialize<S: Serializer>(
         duration: &SignedDuration,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&format_args!("{duration:#}"))
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+    /// Serde helper.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<SignedDuration, D::Error> {
         let text = String::deserialize(deserializer)?;

@@ -162,7 +162,7 @@ pub struct Service {
 }
 
 /// One group of hosts started together.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     /// Whether this is the ring's canary.
     pub canary: bool,
@@ -171,7 +171,7 @@ pub struct Batch {
 }
 
 /// The hosts of one environment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ring {
     /// The environment.
     pub environment: String,

@@ -380,10 +380,12 @@ pub async fn put_inventory(
         ecosystem,
         inventory.packages,
         Some(&os_release),
+        inventory.reboot_required,
         &principal.actor(),
     )
     .await?;
     state.store.inventory_received(&principal.agent.id).await?;
+    state.rollouts.wake();
     Ok(Json(report))
 }
 
@@ -414,6 +416,9 @@ pub struct InventoryDiff {
     /// Packages removed.
     #[serde(default)]
     pub removed: Vec<RemovedPackage>,
+    /// A reboot is pending, as in a full inventory.
+    #[serde(default)]
+    pub reboot_required: bool,
 }
 
 /// Applies a diff to the calling agent's stored inventory and recomputes its findings (agent).
@@ -457,10 +462,12 @@ pub async fn patch_inventory(
         ecosystem,
         packages,
         Some(&os_release),
+        diff.reboot_required,
         &principal.actor(),
     )
     .await?;
     state.store.inventory_received(&principal.agent.id).await?;
+    state.rollouts.wake();
     Ok(Json(report))
 }
 
@@ -551,6 +558,7 @@ pub async fn report_job(
         .report_job(&principal.agent, &id, &report)
         .await?;
     metrics::counter!("sluice_jobs_reported_total", "outcome" => job.state.clone()).increment(1);
+    state.rollouts.wake();
     Ok(Json(job))
 }
 

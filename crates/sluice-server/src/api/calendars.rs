@@ -393,7 +393,7 @@ fn hosts_of(selector: &Selector, assets: &[Asset]) -> BTreeSet<String> {
 }
 
 /// Every freeze with its hosts resolved, and the approved exceptions with their ids.
-async fn freeze_calendar(
+pub(crate) async fn freeze_calendar(
     state: &AppState,
     assets: &[Asset],
 ) -> Result<(FreezeCalendar, Vec<(String, FreezeException)>), ApiError> {
@@ -435,6 +435,25 @@ async fn freeze_calendar(
     freezes.exceptions = approved.iter().map(|(_, e)| e.clone()).collect();
 
     Ok((freezes, approved))
+}
+
+/// The maintenance windows that select each of `hosts`, as defined (a host no window selects
+/// is absent: it may be changed at any time).
+pub(crate) async fn host_windows(
+    state: &AppState,
+    assets: &[Asset],
+    hosts: &BTreeSet<String>,
+) -> Result<std::collections::BTreeMap<String, Vec<WindowSpec>>, ApiError> {
+    let mut out: std::collections::BTreeMap<String, Vec<WindowSpec>> = Default::default();
+    for stored in state.store.windows().await? {
+        let selected = scope_hosts(&stored.scope, assets, "window")?;
+        for host in hosts.iter().filter(|h| selected.contains(h)) {
+            out.entry(host.clone())
+                .or_default()
+                .push(stored.definition.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Why change `id` on the hosts `scope` selects may not start at `now`: a freeze holds for one

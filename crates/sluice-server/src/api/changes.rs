@@ -825,18 +825,34 @@ pub async fn act(
     let stored = load(&state, &id).await?;
     check_if_match(&headers, &stored)?;
     let person = governance::person(&state.store, &principal).await?;
+    let saved = take_action(&state, &stored, &person, &principal.actor(), action, now).await?;
+    Ok(with_etag(StatusCode::OK, ChangeView::of(saved, now)))
+}
+
+/// Decides `action` on the change as read (`stored`) for `person` at `now`, stores it with its
+/// audit event (as `actor`) and carries out its effects. The HTTP handler and the rollout
+/// orchestrator (which starts, completes and rolls back changes) share it.
+pub(crate) async fn take_action(
+    state: &AppState,
+    stored: &StoredChange,
+    person: &sluice_core::access::Actor,
+    actor: &sluice_store::Actor,
+    action: Action,
+    now: jiff::Timestamp,
+) -> Result<StoredChange, ApiError> {
+    let id = stored.change.id.clone();
     let policy = current_policy::<CabPolicy>(&state.store).await?.policy;
     let action = match action {
         Action::Schedule { window, .. } => Action::Schedule {
-            conflicts: calendar_conflicts(&state, &stored.change, &window).await?,
+            conflicts: calendar_conflicts(state, &stored.change, &window).await?,
             window,
         },
         other => other,
     };
-    let decided = transition(&stored.change, &action, &person, &policy, now).map_err(refusal)?;
+    let decided = transition(&stored.change, &action, person, &policy, now).map_err(refusal)?;
     if matches!(action, Action::StartImplementation)
         && let Some(reason) =
-            super::calendars::start_blocked(&state, &stored.change.id, &stored.change.scope, now)
+            super::calendars::start_blocked(state, &stored.change.id, &stored.change.scope, now)
                 .await?
     {
         // A freeze made (or an exception lost) since the change was scheduled still stops it.
@@ -860,7 +876,7 @@ pub async fn act(
     };
     let saved = state
         .store
-        .update_change(&change, stored.version, event, &principal.actor())
+        .update_change(&change, stored.version, event, actor)
         .await?;
     for effect in &decided.effects {
         match effect {
@@ -879,7 +895,7 @@ pub async fn act(
             _ => {}
         }
     }
-    Ok(with_etag(StatusCode::OK, ChangeView::of(saved, now)))
+    Ok(saved)
 }
 
 /// Export formats.

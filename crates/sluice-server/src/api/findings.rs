@@ -202,6 +202,7 @@ pub async fn push_inventory(
         ecosystem,
         packages,
         request.os_release.as_deref(),
+        false,
         &principal.actor(),
     )
     .await
@@ -217,6 +218,7 @@ pub async fn ingest(
     ecosystem: EcosystemKey,
     packages: Vec<sluice_core::inventory::InstalledPackage>,
     os_release: Option<&str>,
+    reboot_required: bool,
     actor: &sluice_store::Actor,
 ) -> Result<PushReport, ApiError> {
     let eco_name = ecosystem.osv_name();
@@ -252,6 +254,7 @@ pub async fn ingest(
                 package_ids: &ids,
                 package_hash: &hash,
                 os_release,
+                reboot_required,
             },
             &current,
             today,

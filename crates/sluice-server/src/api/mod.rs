@@ -11,6 +11,7 @@ pub mod deferrals;
 pub mod findings;
 pub mod health;
 pub mod policies;
+pub mod rollouts;
 
 use utoipa::Modify;
 use utoipa::OpenApi;
@@ -25,7 +26,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Sluice API", description = "Patch governance and progressive rollout for Linux fleets. Every route except health, readiness, metrics, this document and login needs `Authorization: Bearer slc_…`; the `token` security scopes list the roles a route accepts (empty: any role)."),
     modifiers(&BearerToken),
-    tags((name = "health"), (name = "accounts"), (name = "audit"), (name = "findings"), (name = "cmdb"), (name = "changes"), (name = "deferrals"), (name = "policies"), (name = "calendars"))
+    tags((name = "health"), (name = "accounts"), (name = "audit"), (name = "findings"), (name = "cmdb"), (name = "changes"), (name = "deferrals"), (name = "policies"), (name = "calendars"), (name = "rollouts"))
 )]
 pub struct ApiDoc;
 
@@ -119,4 +120,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deferrals::approve_deferral))
         .routes(routes!(deferrals::renew_deferral))
         .routes(routes!(deferrals::revoke_deferral))
+        .routes(routes!(rollouts::list_rollouts, rollouts::start_rollout))
+        .routes(routes!(rollouts::get_rollout))
+        .routes(routes!(rollouts::act_on_rollout))
+        .routes(routes!(rollouts::rollout_events))
 }

@@ -185,6 +185,7 @@ fn send_inventory(
             "os_release": inventory.os_release,
             "added": diff.0,
             "removed": diff.1,
+            "reboot_required": inventory.reboot_required,
         });
         match session.client()?.send(
             reqwest::Method::PATCH,
