@@ -74,8 +74,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         }
     };
     let audit = report::verify_audit(&story.server.data_dir)?;
-    narrator.section("Audit");
-    narrator.say(format!("  {}", audit.message));
+    if json {
+        narrator.section("Audit");
+        narrator.say(format!("  {}", audit.message));
+    }
     let surprises = report::surprises(&story, &audit);
     for surprise in &surprises {
         narrator.say(format!("  unexpected: {surprise}"));

@@ -102,9 +102,15 @@ pub fn surprises(story: &Story, audit: &Audit) -> Vec<String> {
 
 /// Per host: name, ring, zone, and the demo package's version per dpkg in its root.
 fn hosts(story: &Story) -> Vec<(String, String, String, String)> {
-    story
-        .hosts
-        .iter()
+    let mut hosts: Vec<&super::fleet::Host> = story.hosts.iter().collect();
+    hosts.sort_by_key(|h| {
+        (
+            super::fleet::ENVIRONMENTS.iter().position(|e| *e == h.env),
+            h.name.clone(),
+        )
+    });
+    hosts
+        .into_iter()
         .map(|h| {
             let version = h
                 .installed(packages::PACKAGE)

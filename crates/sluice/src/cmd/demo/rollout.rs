@@ -162,6 +162,51 @@ fn size(value: &Value) -> String {
     }
 }
 
+/// A breaker's scope in words: `the dev canary`, `batch 2 of prod`, `ring test`.
+fn scope(scope: &Value, rings: &[Value]) -> String {
+    let ring = scope["ring"]
+        .as_u64()
+        .and_then(|r| rings.get(usize::try_from(r).ok()?));
+    let env = ring.map_or_else(|| text(&scope["ring"]), |r| text(&r["environment"]));
+    match (scope["kind"].as_str(), scope["batch"].as_u64()) {
+        (Some("batch"), Some(batch)) => {
+            let canary = ring
+                .and_then(|r| r["batches"].get(usize::try_from(batch).ok()?))
+                .is_some_and(|b| b["canary"] == json!(true));
+            if canary {
+                format!("the {env} canary")
+            } else {
+                format!("batch {batch} of {env}")
+            }
+        }
+        (Some("ring"), _) => format!("ring {env}"),
+        _ => scope.to_string(),
+    }
+}
+
+/// Timestamps to the second: `…T01:12:59.819934657Z` reads `…T01:12:59Z`.
+fn without_fractions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let after_seconds = c == '.' && out.chars().last().is_some_and(|p| p.is_ascii_digit());
+        if after_seconds && chars.peek().is_some_and(char::is_ascii_digit) {
+            let mut digits = String::new();
+            while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                digits.push(d);
+                chars.next();
+            }
+            if chars.peek() != Some(&'Z') {
+                out.push('.');
+                out.push_str(&digits);
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 struct Watch<'a> {
     narrator: &'a Narrator,
     client: &'a Client,
@@ -225,14 +270,14 @@ impl Watch<'_> {
             self.trips = trips;
             let breaker = &view["breaker"];
             self.narrator.say(format!(
-                "  ⚡ breaker tripped{}: the rollout stops starting hosts and rolls the batch back",
+                "  ⚡ breaker tripped{}: nothing more starts, the batch is rolled back",
                 if breaker.is_null() {
                     String::new()
                 } else {
                     format!(
-                        " ({} failure(s) in the {}, threshold {})",
+                        ": {} failure(s) in {}, threshold {}",
                         text(&breaker["failed"]),
-                        text(&breaker["scope"]),
+                        scope(&breaker["scope"], &rings),
                         text(&breaker["threshold"])
                     )
                 }
@@ -240,10 +285,13 @@ impl Watch<'_> {
         }
         let waiting = view["waiting"].as_str().map(str::to_owned);
         if waiting != self.waiting {
+            // Hosts still running are the lines above; say only why the rollout holds.
             if let Some(reason) = &waiting
                 && !self.narrator.bars()
+                && !reason.contains("still running")
             {
-                self.narrator.say(format!("    waiting: {reason}"));
+                self.narrator
+                    .say(format!("    {}", without_fractions(reason)));
             }
             self.waiting = waiting;
         }
@@ -271,11 +319,7 @@ impl Watch<'_> {
             "rolled-back" if previous == Some("succeeded") => {
                 format!("↩ rolled back by the breaker; dpkg: {now}")
             }
-            "rolled-back" => format!(
-                "{from} → {} ✗ {}; the job rolled itself back, dpkg: {now}",
-                self.target,
-                self.why(host)
-            ),
+            "rolled-back" => format!("{from} → {} ✗ {}; dpkg: {now}", self.target, self.why(host)),
             "pending-reboot" => "waiting for a reboot".to_owned(),
             _ => return,
         };
@@ -283,8 +327,12 @@ impl Watch<'_> {
             .say(format!("  {env:<4} {label:<8} {name:<11} {line}"));
     }
 
-    /// The failed step of the host's job and its message, from the agent's report.
+    /// The server's last word on the host, else the failed step of its job and its message,
+    /// from the agent's report.
     fn why(&self, host: &Value) -> String {
+        if let Some(note) = host["note"].as_str() {
+            return note.trim().to_owned();
+        }
         let Some(job) = host["job"].as_str() else {
             return "failed".to_owned();
         };
