@@ -64,8 +64,16 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         args.agents,
         dir.display()
     ));
-    let mut story = match story::run(&dir, usize::from(args.agents), &narrator) {
+    let story = match story::run(&dir, usize::from(args.agents), &narrator) {
         Ok(story) => story,
+        Err(_) if narrate::interrupted() => {
+            // The story's processes were stopped as it unwound; nothing is worth keeping.
+            if temporary {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            eprintln!("sluice demo: interrupted; the agents and the server are stopped");
+            return Ok(ExitCode::from(130));
+        }
         Err(error) => {
             return Err(error.context(format!(
                 "the demo stopped; its logs and data are in {}",
@@ -96,7 +104,6 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         wait_for_ctrl_c(&story, &narrator);
     }
     narrator.say("stopping the agents and the server");
-    story.stop();
     drop(story);
     if temporary {
         std::fs::remove_dir_all(&dir)
@@ -129,8 +136,21 @@ fn wait_for_ctrl_c(story: &story::Story, narrator: &Narrator) {
     while narrate::pause(Duration::from_millis(200)).is_ok() {}
 }
 
-/// The tools the demo runs: dpkg's and apt's.
+/// The tools the demo runs (dpkg's and apt's), and the privilege dpkg needs.
 fn check_tools() -> Result<()> {
+    // dpkg installs nothing without root, even into a private root; the demo touches nothing
+    // outside its directory, but it needs root for that.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse::<u32>().ok());
+    if euid.is_some_and(|id| id != 0) {
+        bail!(
+            "the demo needs root: dpkg installs nothing without it, even into the demo's private package roots (the machine's own packages are never touched); run it with sudo"
+        );
+    }
     for tool in ["dpkg-deb", "dpkg-scanpackages", "dpkg-query", "apt-get"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])

@@ -15,8 +15,8 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Watches for Ctrl-C on a thread of its own from now on: the demo then stops its processes
-/// in order instead of dying with them half-way.
+/// Watches for Ctrl-C (and for SIGTERM and SIGHUP: a closed terminal) on a thread of its own
+/// from now on: the demo then stops its processes in order instead of leaving them behind.
 pub fn watch_ctrl_c() {
     std::thread::spawn(|| {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -26,9 +26,22 @@ pub fn watch_ctrl_c() {
             return;
         };
         runtime.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                INTERRUPTED.store(true, Ordering::SeqCst);
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut hangup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    INTERRUPTED.store(true, Ordering::SeqCst);
+                }
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+                _ = hangup.recv() => {}
             }
+            INTERRUPTED.store(true, Ordering::SeqCst);
         });
     });
 }

@@ -93,6 +93,14 @@ impl Story {
     }
 }
 
+impl Drop for Story {
+    /// However the story ends (an error, Ctrl-C), agents stop before the server, so that the
+    /// server's graceful shutdown does not wait for their long polls.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn random_secret() -> Result<String> {
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).context("no randomness for a password")?;
@@ -512,8 +520,9 @@ fn feeds(cast: &Cast, dir: &Path, narrator: &Narrator) -> Result<()> {
         }
         let findings = &report["findings"];
         narrator.say(format!(
-            "  feed {name:<14} {what}: {} records{}",
+            "  feed {name:<14} {what}: {} record{}{}",
             text(&feed["records"]),
+            if feed["records"] == json!(1) { "" } else { "s" },
             if findings.is_null() {
                 String::new()
             } else {
