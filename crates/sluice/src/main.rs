@@ -80,6 +80,9 @@ enum Command {
     /// Rollouts: start a scheduled change's, watch it live, pause, resume, abort, roll back.
     #[command(subcommand)]
     Rollout(cmd::rollout::RolloutCommand),
+    /// The whole story on this machine: server, agents on private roots, findings, a change
+    /// through the CAB, a canary-first rollout and a bad release rolled back.
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Window(command) => cmd::window::run(command),
         Command::Freeze(command) => cmd::freeze::run(command),
         Command::Rollout(command) => cmd::rollout::run(command),
+        Command::Demo(args) => cmd::demo::run(args),
     };
     match result {
         Ok(code) => code,

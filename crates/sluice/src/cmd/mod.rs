@@ -9,6 +9,7 @@ pub mod change;
 pub mod client;
 pub mod cvss;
 pub mod defer;
+pub mod demo;
 pub mod findings;
 pub mod freeze;
 pub mod job;

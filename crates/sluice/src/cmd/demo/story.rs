@@ -1,0 +1,843 @@
+//! The narrated scenario, through the server's API as its people would act: the fleet comes up
+//! and enrolls, advisories come in, a change fixes what they found and goes through peer review
+//! and the CAB, rolls out canary first, and a bad release trips the breaker and is rolled back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use jiff::{Timestamp, ToSpan, Unit};
+use serde_json::{Value, json};
+
+use super::fleet::{self, Host, Process, Server};
+use super::narrate::{Narrator, pause};
+use super::packages;
+use super::rollout::{self, RolloutOutcome};
+use crate::cmd::client::Client;
+
+/// CISA's Known Exploited Vulnerabilities catalog as shipped in `examples/feeds`.
+const KEV_CATALOG: &str =
+    include_str!("../../../../../examples/feeds/known_exploited_vulnerabilities.json");
+
+/// The people of the story: user name, roles, groups, and what they do.
+const PEOPLE: [(&str, &[&str], &[&str], &str); 6] = [
+    (
+        "alice",
+        &["operator"],
+        &[],
+        "operator, requests the changes",
+    ),
+    (
+        "olga",
+        &["operator"],
+        &[],
+        "operator, signs off plans as a peer",
+    ),
+    ("bob", &["approver"], &["cab"], "CAB member"),
+    ("carol", &["approver"], &["cab"], "CAB member"),
+    (
+        "sam",
+        &["security", "approver"],
+        &["security"],
+        "security officer",
+    ),
+    ("chair", &["approver"], &["cab-chairs"], "CAB chair"),
+];
+
+/// A change at the end of the story.
+#[derive(Debug)]
+pub struct ChangeOutcome {
+    /// `CHG-n`.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// standard, normal, emergency.
+    pub kind: String,
+    /// Its final state.
+    pub state: String,
+    /// The target version of the demo package.
+    pub target: String,
+    /// Its rollout.
+    pub rollout: Option<RolloutOutcome>,
+}
+
+/// What the story leaves behind for the summary.
+pub struct Story {
+    /// The server (running until stopped).
+    pub server: Server,
+    /// The agents (running until stopped).
+    pub agents: Vec<Process>,
+    /// The hosts.
+    pub hosts: Vec<Host>,
+    /// The changes, in order.
+    pub changes: Vec<ChangeOutcome>,
+    /// The admin's password.
+    pub admin_password: String,
+    /// The demo users' password.
+    pub user_password: String,
+    /// How long the fleet took to come up (repository, roots, enrollment).
+    pub setup: Duration,
+}
+
+impl Story {
+    /// Stops the agents, then the server.
+    pub fn stop(&mut self) {
+        for agent in &mut self.agents {
+            agent.terminate();
+        }
+        for agent in &mut self.agents {
+            agent.stop(Duration::from_secs(5));
+        }
+        self.server.process.stop(Duration::from_secs(15));
+    }
+}
+
+impl Drop for Story {
+    /// However the story ends (an error, Ctrl-C), agents stop before the server, so that the
+    /// server's graceful shutdown does not wait for their long polls.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn random_secret() -> Result<String> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).context("no randomness for a password")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// A person of the story, logged in.
+pub struct Person {
+    /// User name.
+    pub name: &'static str,
+    /// Their API client.
+    pub client: Client,
+}
+
+fn login(url: &str, name: &'static str, password: &str) -> Result<Person> {
+    let anonymous = Client::with(url.to_owned(), None)?;
+    let answer = anonymous.post(
+        "/api/v1/login",
+        &json!({"username": name, "password": password, "token_name": "sluice demo"}),
+    )?;
+    let token = answer["token"]
+        .as_str()
+        .with_context(|| format!("logging in as {name}: no token in the answer"))?
+        .to_owned();
+    Ok(Person {
+        name,
+        client: Client::with(url.to_owned(), Some(token))?,
+    })
+}
+
+/// Everyone, logged in.
+pub struct Cast {
+    /// The administrator.
+    pub admin: Person,
+    people: BTreeMap<&'static str, Person>,
+}
+
+impl Cast {
+    /// One person by name.
+    pub fn get(&self, name: &str) -> Result<&Person> {
+        self.people
+            .get(name)
+            .with_context(|| format!("no person {name} in the demo"))
+    }
+}
+
+/// Runs the whole story.
+pub fn run(dir: &Path, agents: usize, narrator: &Narrator) -> Result<Story> {
+    let started = Instant::now();
+    let admin_password = random_secret()?;
+    let user_password = random_secret()?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+
+    narrator.section("The server");
+    let spinner = narrator.spinner("starting sluice server on SQLite");
+    let server = Server::start(
+        &dir.join("server"),
+        &logs.join("server.log"),
+        &admin_password,
+    )?;
+    narrator.clear(&spinner);
+    narrator.say(format!(
+        "  sluice server listening on {} (SQLite in {}; log {})",
+        server.url,
+        server.data_dir.display(),
+        server.log.display()
+    ));
+    let mut story = Story {
+        server,
+        agents: Vec::new(),
+        hosts: fleet::plan(dir, agents),
+        changes: Vec::new(),
+        admin_password,
+        user_password,
+        setup: Duration::ZERO,
+    };
+    let url = story.server.url.clone();
+    let cast = people(&url, &story.admin_password, &story.user_password, narrator)?;
+
+    narrator.section("The fleet");
+    let t = Instant::now();
+    let repo = packages::build_repository(dir)?;
+    narrator.say(format!(
+        "  built {} {}, {} and {} (.deb with dpkg-deb) into a local apt repository at {} ({:.1}s)",
+        packages::PACKAGE,
+        packages::OLD,
+        packages::FIXED,
+        packages::BAD,
+        repo.display(),
+        t.elapsed().as_secs_f64()
+    ));
+    import_assets(&cast, &story.hosts, narrator)?;
+    let t = Instant::now();
+    let bar = narrator.bar(story.hosts.len() as u64, "roots");
+    bar.set_message(format!(
+        "apt-get update; apt-get install {}={}",
+        packages::PACKAGE,
+        packages::OLD
+    ));
+    fleet::prepare_roots(&story.hosts, &repo, &|_host: &Host| bar.inc(1))?;
+    narrator.clear(&bar);
+    narrator.say(format!(
+        "  {} private package roots ready, {} {} installed in each ({:.1}s; apt and dpkg confined to {}/agents/*/root, the machine's own packages untouched)",
+        story.hosts.len(),
+        packages::PACKAGE,
+        packages::OLD,
+        t.elapsed().as_secs_f64(),
+        dir.display()
+    ));
+    let t = Instant::now();
+    start_agents(&cast, &mut story, &logs, narrator)?;
+    narrator.say(format!(
+        "  {} agents enrolled with one-time tokens; inventories in the CMDB ({:.1}s)",
+        story.agents.len(),
+        t.elapsed().as_secs_f64()
+    ));
+    story.setup = started.elapsed();
+    narrator.say(format!("  fleet up in {:.1}s", story.setup.as_secs_f64()));
+    for env in fleet::ENVIRONMENTS {
+        let names: Vec<&str> = story
+            .hosts
+            .iter()
+            .filter(|h| h.env == env)
+            .map(|h| h.name.as_str())
+            .collect();
+        narrator.say(format!("    {env:<5} {}", names.join(", ")));
+    }
+
+    narrator.section("Maintenance windows");
+    windows(&cast, &story.hosts, narrator)?;
+
+    narrator.section("Advisories and findings");
+    feeds(&cast, dir, narrator)?;
+    findings(&cast, narrator)?;
+
+    narrator.section("Change 1: fix the known-exploited vulnerability");
+    let first = fix_change(&cast, narrator)?;
+    schedule(&cast, &first, narrator)?;
+    let policy = json!({
+        "ring_order": fleet::ENVIRONMENTS,
+        "canary": {"count": 1},
+        "batch": {"percent": 50},
+        "max_concurrency": 4,
+        "breaker": {"per_batch": {"count": 1}, "per_ring": {"percent": 50}},
+        "on_trip": "rollback-batch",
+        "soak": "0s",
+        "manual_gate": false,
+        "follow_the_sun": true
+    });
+    let outcome = rollout::run(
+        &cast.get("alice")?.client,
+        &first,
+        packages::FIXED,
+        policy,
+        &story.hosts,
+        narrator,
+    )?;
+    story
+        .changes
+        .push(finish(&cast, &first, packages::FIXED, outcome, narrator)?);
+
+    narrator.section("Change 2: a bad release meets the circuit breaker");
+    let second = release_change(&cast, narrator)?;
+    schedule(&cast, &second, narrator)?;
+    let policy = json!({
+        "ring_order": fleet::ENVIRONMENTS,
+        "canary": {"count": 1},
+        "batch": {"percent": 50},
+        "max_concurrency": 4,
+        "breaker": {"per_batch": {"count": 1}, "per_ring": {"count": 1}},
+        "on_trip": "rollback-batch",
+        "soak": "0s",
+        "manual_gate": false,
+        "follow_the_sun": false
+    });
+    let outcome = rollout::run(
+        &cast.get("alice")?.client,
+        &second,
+        packages::BAD,
+        policy,
+        &story.hosts,
+        narrator,
+    )?;
+    story
+        .changes
+        .push(finish(&cast, &second, packages::BAD, outcome, narrator)?);
+    let mut wrong = Vec::new();
+    for host in &story.hosts {
+        let version = host.installed(packages::PACKAGE)?;
+        if version.as_deref() != Some(packages::FIXED) {
+            wrong.push(format!(
+                "{} on {}",
+                host.name,
+                version.as_deref().unwrap_or("nothing")
+            ));
+        }
+    }
+    if wrong.is_empty() {
+        narrator.say(format!(
+            "  dpkg-query in every root: all {} hosts are back on {} {}",
+            story.hosts.len(),
+            packages::PACKAGE,
+            packages::FIXED
+        ));
+    } else {
+        narrator.say(format!(
+            "  dpkg-query: not on {}: {}",
+            packages::FIXED,
+            wrong.join(", ")
+        ));
+    }
+    Ok(story)
+}
+
+fn people(url: &str, admin_password: &str, password: &str, narrator: &Narrator) -> Result<Cast> {
+    let admin = login(url, "admin", admin_password)?;
+    let mut people = BTreeMap::new();
+    for (name, roles, groups, what) in PEOPLE {
+        admin
+            .client
+            .post(
+                "/api/v1/users",
+                &json!({"username": name, "password": password, "roles": roles, "groups": groups}),
+            )
+            .with_context(|| format!("creating the user {name}"))?;
+        let groups = if groups.is_empty() {
+            String::new()
+        } else {
+            format!(", group {}", groups.join(","))
+        };
+        narrator.say(format!(
+            "  user {name:<6} {what} (role {}{groups})",
+            roles.join(",")
+        ));
+        people.insert(name, login(url, name, password)?);
+    }
+    Ok(Cast { admin, people })
+}
+
+fn import_assets(cast: &Cast, hosts: &[Host], narrator: &Narrator) -> Result<()> {
+    let mut csv = String::from("host,env,criticality,exposure,time_zone,tags\n");
+    for host in hosts {
+        csv.push_str(&format!(
+            "{},{},{},{},{},web\n",
+            host.name,
+            host.env,
+            host.criticality(),
+            host.exposure(),
+            host.site.tz
+        ));
+    }
+    let answer = cast.get("olga")?.client.post(
+        "/api/v1/assets/import",
+        &json!({"format": "csv", "content": csv, "source_name": "demo-fleet.csv"}),
+    )?;
+    narrator.say(format!(
+        "  CMDB: {} assets imported (prod: criticality 4, internet-facing; test 2; dev 1)",
+        text(&answer["created"])
+    ));
+    Ok(())
+}
+
+fn start_agents(cast: &Cast, story: &mut Story, logs: &Path, narrator: &Narrator) -> Result<()> {
+    let bar = narrator.bar(story.hosts.len() as u64, "agents");
+    bar.set_message("enrolling");
+    for host in &story.hosts {
+        let issued = cast.admin.client.post(
+            "/api/v1/agents/enrollment-tokens",
+            &json!({"expires_in": "1h"}),
+        )?;
+        let token = issued["token"]
+            .as_str()
+            .context("the server sent no enrollment token")?;
+        story.agents.push(fleet::start_agent(
+            &story.server.url,
+            host,
+            token,
+            &logs.join(format!("agent-{}.log", host.name)),
+        )?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut ready: Vec<bool> = vec![false; story.hosts.len()];
+    loop {
+        for (i, host) in story.hosts.iter().enumerate() {
+            if ready[i] {
+                continue;
+            }
+            let asset = cast
+                .admin
+                .client
+                .get(&format!("/api/v1/assets/{}", host.name))?;
+            if asset["os"].as_str() == Some("Debian:12") {
+                ready[i] = true;
+                bar.inc(1);
+            }
+        }
+        if ready.iter().all(|r| *r) {
+            break;
+        }
+        for (agent, host) in story.agents.iter_mut().zip(&story.hosts) {
+            if !agent.running() {
+                bail!(
+                    "the agent of {} exited; see {}",
+                    host.name,
+                    logs.join(format!("agent-{}.log", host.name)).display()
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "agents did not report their inventories within two minutes; see {}",
+                logs.display()
+            );
+        }
+        pause(Duration::from_millis(200))?;
+    }
+    narrator.clear(&bar);
+    let enrolled = cast.admin.client.get("/api/v1/agents")?;
+    let count = enrolled.as_array().map_or(0, Vec::len);
+    if count != story.hosts.len() {
+        bail!("{count} agents enrolled, {} expected", story.hosts.len());
+    }
+    Ok(())
+}
+
+fn windows(cast: &Cast, hosts: &[Host], narrator: &Narrator) -> Result<()> {
+    let now = Timestamp::now();
+    for site in fleet::SITES {
+        let names: Vec<&str> = hosts
+            .iter()
+            .filter(|h| h.site.tz == site.tz)
+            .map(|h| h.name.as_str())
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let zone = jiff::tz::TimeZone::get(site.tz)
+            .with_context(|| format!("the time zone {} is not in the tz database", site.tz))?;
+        let local = now.to_zoned(zone);
+        // A daily window that opened an hour ago (yesterday's, just after midnight) and stays
+        // open for six hours: the changes below fit in it.
+        let start = (i32::from(local.hour()) + 23) % 24;
+        let end = (start + 6) % 24;
+        let dtstart = local.date().checked_sub(1.day())?;
+        let name = format!("{}-daily", site.code);
+        cast.get("olga")?.client.post(
+            "/api/v1/windows",
+            &json!({
+                "name": name,
+                "scope": format!("tz={}", site.tz),
+                "definition": {
+                    "rrule": "FREQ=DAILY",
+                    "dtstart": dtstart.to_string(),
+                    "start": format!("{start:02}:00"),
+                    "duration": "6h",
+                    "cutoff": "30m",
+                    "tz": site.tz,
+                }
+            }),
+        )?;
+        narrator.say(format!(
+            "  {name:<10} tz={:<17} daily {start:02}:00–{end:02}:00, cutoff 30m; {:02}:{:02} there now: open  ({})",
+            site.tz,
+            local.hour(),
+            local.minute(),
+            names.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn feeds(cast: &Cast, dir: &Path, narrator: &Narrator) -> Result<()> {
+    let feeds = dir.join("feeds");
+    let osv = feeds.join("acme");
+    std::fs::create_dir_all(&osv)?;
+    let kev = feeds.join("known_exploited_vulnerabilities.json");
+    std::fs::write(&kev, KEV_CATALOG)?;
+    std::fs::write(
+        osv.join("ACME-2026-0001.json"),
+        serde_json::to_string_pretty(&packages::advisory_feed())?,
+    )?;
+    let sources: [(&str, &str, PathBuf, &str); 2] = [
+        (
+            "cisa-kev",
+            "kev",
+            kev,
+            "CISA's KEV catalog (real, 2025-08-25)",
+        ),
+        (
+            "acme-security",
+            "advisories",
+            osv,
+            "ACME's OSV advisories (Debian:12)",
+        ),
+    ];
+    for (name, kind, source, what) in sources {
+        cast.admin.client.post(
+            "/api/v1/feeds",
+            &json!({"name": name, "kind": kind, "source": source.display().to_string()}),
+        )?;
+        let report = cast
+            .admin
+            .client
+            .post(&format!("/api/v1/feeds/{name}/sync"), &json!({}))?;
+        let feed = &report["feed"];
+        if feed["last_status"].as_str() == Some("error") {
+            bail!("feed {name}: {}", text(&feed["last_error"]));
+        }
+        let findings = &report["findings"];
+        narrator.say(format!(
+            "  feed {name:<14} {what}: {} record{}{}",
+            text(&feed["records"]),
+            if feed["records"] == json!(1) { "" } else { "s" },
+            if findings.is_null() {
+                String::new()
+            } else {
+                format!(
+                    "; findings {} opened, {} open",
+                    text(&findings["opened"]),
+                    text(&findings["open"])
+                )
+            }
+        ));
+    }
+    Ok(())
+}
+
+fn findings(cast: &Cast, narrator: &Narrator) -> Result<()> {
+    let page = cast
+        .get("alice")?
+        .client
+        .get("/api/v1/findings?kev=true&limit=1000")?;
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        bail!("the advisory feed matched no host: no findings");
+    }
+    let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for f in &items {
+        groups
+            .entry((text(&f["decision"]), text(&f["due"])))
+            .or_default()
+            .push(text(&f["hostname"]));
+    }
+    let f = &items[0];
+    narrator.say(format!(
+        "  {} findings: {} {} on every host, {} ({}), fixed in {}, KEV-listed",
+        items.len(),
+        text(&f["package"]),
+        text(&f["installed"]),
+        text(&f["advisory"]),
+        f["aliases"]
+            .as_array()
+            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
+        text(&f["fixed"]),
+    ));
+    let mut ordered: Vec<_> = groups.into_iter().collect();
+    ordered.sort_by(|a, b| a.0.1.cmp(&b.0.1));
+    for ((decision, due), hosts) in ordered {
+        narrator.say(format!(
+            "    SSVC {decision:<7} due {due}: {}",
+            hosts.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn plan(implementation: &[&str], verification: &[&str]) -> Value {
+    json!({
+        "implementation": implementation,
+        "verification": verification,
+        "rollback_criteria": {
+            "max_failed_check_share": 0.0,
+            "detection_window": "2s"
+        }
+    })
+}
+
+fn act(person: &Person, id: &str, body: Value) -> Result<Value> {
+    person
+        .client
+        .post(&format!("/api/v1/changes/{id}/actions"), &body)
+        .with_context(|| format!("{} on {id}: {}", person.name, text(&body["action"])))
+}
+
+fn fix_change(cast: &Cast, narrator: &Narrator) -> Result<String> {
+    let alice = cast.get("alice")?;
+    let created = alice.client.post(
+        "/api/v1/changes",
+        &json!({
+            "title": "Fix known-exploited CVE-2024-38475 in acme-web across the fleet",
+            "type": "normal",
+            "from_findings": {"selector": "env=dev|test|prod", "kev": true},
+            "justification": "CVE-2024-38475 is in CISA's KEV catalog and every host runs acme-web 1.0",
+            "plan": plan(
+                &["update acme-web ring by ring (dev, test, prod), canary first", "the agent's health check after each host"],
+                &["/usr/lib/acme-web/health exits 0 on every host", "dpkg reports the target version"],
+            ),
+        }),
+    )?;
+    let id = created["id"]
+        .as_str()
+        .context("the new change has no id")?
+        .to_owned();
+    let bundle: Vec<String> = created["bundle"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            format!(
+                "{} → {} ({}, {})",
+                text(&b["package"]),
+                text(&b["target_version"]),
+                text(&b["source"]),
+                b["advisories"]
+                    .as_array()
+                    .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    narrator.say(format!(
+        "  alice creates {id} from the KEV findings: {}; scope {}",
+        bundle.join("; "),
+        text(&created["scope"])
+    ));
+    let risk = &created["assessment"]["risk"];
+    narrator.say(format!(
+        "  risk {} (score {}): {}",
+        text(&risk["level"]),
+        text(&risk["score"]),
+        risk["reasons"]
+            .as_array()
+            .map(|r| r.iter().map(text).collect::<Vec<_>>().join("; "))
+            .unwrap_or_default()
+    ));
+    act(alice, &id, json!({"action": "submit"}))?;
+    narrator.say(format!("  alice submits {id}"));
+    let peer = &created["assessment"]["peer_review"];
+    if peer["required"] == json!(true) {
+        let olga = cast.get("olga")?;
+        act(
+            olga,
+            &id,
+            json!({"action": "sign-off-plan", "comment": "plan and rollback criteria read; canary first is right"}),
+        )?;
+        narrator.say(format!(
+            "  peer review required ({}): olga signs off the plan",
+            peer["reasons"]
+                .as_array()
+                .map(|r| r.iter().map(text).collect::<Vec<_>>().join("; "))
+                .unwrap_or_else(|| "criticality-4 hosts in scope".to_owned())
+        ));
+    }
+    let reviewing = act(alice, &id, json!({"action": "start-review"}))?;
+    narrator.say(format!(
+        "  CAB review starts under rule {}: {} approval(s) from {}",
+        text(&reviewing["approval_rule"]["name"]),
+        text(&reviewing["approval_rule"]["quorum"]),
+        reviewing["eligible_groups"]
+            .as_array()
+            .map(|g| g.iter().map(text).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    ));
+    let mut state = text(&reviewing["state"]);
+    for voter in ["bob", "carol", "sam", "chair"] {
+        if state != "in-review" {
+            break;
+        }
+        let person = cast.get(voter)?;
+        let groups: Vec<&str> = PEOPLE
+            .iter()
+            .find(|p| p.0 == voter)
+            .map(|p| p.2.to_vec())
+            .unwrap_or_default();
+        let eligible = reviewing["eligible_groups"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|g| groups.iter().any(|m| g == m)));
+        if !eligible {
+            continue;
+        }
+        let voted = act(
+            person,
+            &id,
+            json!({"action": "approve", "comment": "KEV-listed: fix it, canary first"}),
+        )?;
+        state = text(&voted["state"]);
+        let quorum = &voted["quorum"];
+        narrator.say(format!(
+            "  {voter} approves: {} of {} approvals{}",
+            text(&quorum["approvals"]),
+            text(&quorum["quorum"]),
+            if state == "approved" {
+                " — quorum met, approved"
+            } else {
+                ""
+            }
+        ));
+    }
+    if state != "approved" {
+        bail!("{id} is {state} after the CAB's votes, not approved");
+    }
+    Ok(id)
+}
+
+fn release_change(cast: &Cast, narrator: &Narrator) -> Result<String> {
+    // The CAB pre-approves acme-web point releases as a standard change: a new policy version.
+    let current = cast.admin.client.get("/api/v1/policies/cab")?;
+    let mut policy = current["policy"].clone();
+    let template = json!({
+        "id": "acme-web-release",
+        "name": "acme-web point release",
+        "packages": ["acme-web"],
+        "max_risk": "medium",
+        "update_types": ["bugfix"]
+    });
+    match policy.get_mut("template").and_then(Value::as_array_mut) {
+        Some(templates) => templates.push(template),
+        None => policy["template"] = json!([template]),
+    }
+    let stored = cast.admin.client.send(
+        reqwest::Method::PUT,
+        "/api/v1/policies/cab",
+        Some(&json!({"policy": policy, "based_on": current["version"]})),
+    )?;
+    narrator.say(format!(
+        "  admin stores CAB policy v{}: template acme-web-release pre-approves acme-web bug-fix releases up to medium risk",
+        text(&stored["version"])
+    ));
+    let alice = cast.get("alice")?;
+    let created = alice.client.post(
+        "/api/v1/changes",
+        &json!({
+            "title": "acme-web 1.2 bug-fix release",
+            "type": "standard",
+            "template": "acme-web-release",
+            "targets": [{"package": packages::PACKAGE, "version": packages::BAD, "ecosystem": "Debian:12"}],
+            "scope": "env=dev|test|prod",
+            "update_types": ["bugfix"],
+            "justification": "connection handling fixes from upstream",
+            "plan": plan(
+                &["update acme-web ring by ring, canary first", "stop at the first failed health check"],
+                &["/usr/lib/acme-web/health exits 0 on every host"],
+            ),
+        }),
+    )?;
+    let id = created["id"]
+        .as_str()
+        .context("the new change has no id")?
+        .to_owned();
+    narrator.say(format!(
+        "  alice creates {id}: {} → {} as a standard change (risk {})",
+        packages::PACKAGE,
+        packages::BAD,
+        text(&created["assessment"]["risk"]["level"])
+    ));
+    let submitted = act(alice, &id, json!({"action": "submit"}))?;
+    narrator.say(format!(
+        "  alice submits {id}: {} by its template, no CAB meeting needed",
+        text(&submitted["state"])
+    ));
+    Ok(id)
+}
+
+fn schedule(cast: &Cast, id: &str, narrator: &Narrator) -> Result<()> {
+    let alice = cast.get("alice")?;
+    // Truncated, never rounded up: the window must be open when the rollout starts it.
+    let start = Timestamp::now().round(
+        jiff::TimestampRound::new()
+            .smallest(Unit::Second)
+            .mode(jiff::RoundMode::Trunc),
+    )?;
+    let end = start.checked_add(2.hours())?;
+    let verdict = alice.client.get(&format!(
+        "/api/v1/changes/{id}/conflicts?start={start}&end={end}"
+    ))?;
+    let conflicts: Vec<String> = verdict["conflicts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            c["description"]
+                .as_str()
+                .map_or_else(|| c.to_string(), str::to_owned)
+        })
+        .collect();
+    if verdict["blocked"] == json!(true) {
+        bail!(
+            "{id} cannot be scheduled {start}..{end}: {}",
+            conflicts.join("; ")
+        );
+    }
+    act(
+        alice,
+        id,
+        json!({"action": "schedule", "window": {"start": start.to_string(), "end": end.to_string()}}),
+    )?;
+    narrator.say(format!(
+        "  alice schedules {id} for {start} .. {end}: {}",
+        if conflicts.is_empty() {
+            "no conflicts (every host's window is open and stays open; no freeze, no other change)"
+                .to_owned()
+        } else {
+            conflicts.join("; ")
+        }
+    ));
+    Ok(())
+}
+
+fn finish(
+    cast: &Cast,
+    id: &str,
+    target: &str,
+    rollout: RolloutOutcome,
+    narrator: &Narrator,
+) -> Result<ChangeOutcome> {
+    let change = cast
+        .get("alice")?
+        .client
+        .get(&format!("/api/v1/changes/{id}"))?;
+    let state = text(&change["state"]);
+    narrator.say(format!("  {id} is now {state}"));
+    Ok(ChangeOutcome {
+        id: id.to_owned(),
+        title: text(&change["title"]),
+        kind: text(&change["type"]),
+        state,
+        target: target.to_owned(),
+        rollout: Some(rollout),
+    })
+}
