@@ -1355,6 +1355,8 @@ async fn verify(
             .map(|p| (p.name, Some(p.version)))
             .collect();
         loaded.runtime.verifying.remove(&host);
+        // Already here: no need to ask for another.
+        decision.inventories.remove(&host);
         if let Some(wrong) = wrong_versions(
             &loaded.stored_plan.targets,
             &installed,
@@ -1817,7 +1819,8 @@ async fn poll_prometheus(
     let Some(spec) = loaded.spec.prometheus.clone() else {
         return;
     };
-    let interval = SignedDuration::from_secs(i64::try_from(spec.interval_secs.max(1)).unwrap_or(15));
+    let interval =
+        SignedDuration::from_secs(i64::try_from(spec.interval_secs.max(1)).unwrap_or(15));
     if loaded
         .runtime
         .prometheus_at
@@ -1841,15 +1844,26 @@ async fn poll_prometheus(
     };
     let firing = loaded.state.firing.contains(&key);
     if !breaching.is_empty() && !firing {
-        apply_logged(loaded, &Observation::AlertFiring { alert: key.clone() }, decision);
+        apply_logged(
+            loaded,
+            &Observation::AlertFiring { alert: key.clone() },
+            decision,
+        );
         decision.write.events.push(event(
             "alert-firing",
             json!({"alert": key, "description": breaching.join("; ")}),
             true,
         ));
     } else if breaching.is_empty() && firing {
-        apply_logged(loaded, &Observation::AlertResolved { alert: key.clone() }, decision);
-        decision.write.events.push(event("alert-resolved", json!({"alert": key}), true));
+        apply_logged(
+            loaded,
+            &Observation::AlertResolved { alert: key.clone() },
+            decision,
+        );
+        decision
+            .write
+            .events
+            .push(event("alert-resolved", json!({"alert": key}), true));
         if loaded.spec.resume_on_resolve
             && loaded.state.firing.is_empty()
             && loaded.state.operator_pause.is_none()
@@ -1883,13 +1897,16 @@ async fn query_prometheus(spec: &PrometheusSpec) -> Result<Vec<String>, String> 
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     let body = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
-    let answer = sluice_core::alerting::parse_prometheus(&body).map_err(|e| format!("{url}: {e}"))?;
+    let answer =
+        sluice_core::alerting::parse_prometheus(&body).map_err(|e| format!("{url}: {e}"))?;
     Ok(answer.breaching())
 }
 
 fn haproxy_of(spec: &HaproxySpec) -> Result<crate::haproxy::HaproxyRuntime, String> {
-    let address: crate::haproxy::RuntimeAddress =
-        spec.address.parse().map_err(|e| format!("haproxy address: {e}"))?;
+    let address: crate::haproxy::RuntimeAddress = spec
+        .address
+        .parse()
+        .map_err(|e| format!("haproxy address: {e}"))?;
     Ok(crate::haproxy::HaproxyRuntime::new(
         address,
         Duration::from_secs(5),
@@ -1920,7 +1937,10 @@ async fn lower_canary_weights(
         .flatten()
         .filter(|h| {
             loaded.plan.position(h).is_some_and(|(r, b)| {
-                loaded.plan.rings[r].batches.get(b).is_some_and(|batch| batch.canary)
+                loaded.plan.rings[r]
+                    .batches
+                    .get(b)
+                    .is_some_and(|batch| batch.canary)
             })
         })
         .filter(|h| !loaded.runtime.lowered.contains(h))
@@ -1936,8 +1956,15 @@ async fn lower_canary_weights(
         }
     };
     for host in canaries {
-        let server = spec.servers.get(&host).cloned().unwrap_or_else(|| host.clone());
-        match runtime.set_weight(&spec.backend, &server, spec.canary_weight).await {
+        let server = spec
+            .servers
+            .get(&host)
+            .cloned()
+            .unwrap_or_else(|| host.clone());
+        match runtime
+            .set_weight(&spec.backend, &server, spec.canary_weight)
+            .await
+        {
             Ok(()) => {
                 loaded.runtime.lowered.insert(host.clone());
                 decision.write.events.push(event(
@@ -1963,10 +1990,11 @@ fn pause_for(loaded: &mut Loaded, reason: &str, decision: &mut Decision) {
         },
         decision,
     );
-    decision
-        .write
-        .events
-        .push(event("pause", json!({"by": "system", "reason": reason}), true));
+    decision.write.events.push(event(
+        "pause",
+        json!({"by": "system", "reason": reason}),
+        true,
+    ));
 }
 
 /// Gives lowered servers their full weight back once their batch is behind the rollout (the
@@ -2003,7 +2031,11 @@ async fn restore_canary_weights(
         return;
     };
     for host in due {
-        let server = spec.servers.get(&host).cloned().unwrap_or_else(|| host.clone());
+        let server = spec
+            .servers
+            .get(&host)
+            .cloned()
+            .unwrap_or_else(|| host.clone());
         match runtime.set_weight(&spec.backend, &server, 100).await {
             Ok(()) => {
                 loaded.runtime.lowered.remove(&host);

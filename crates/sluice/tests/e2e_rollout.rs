@@ -36,15 +36,17 @@ struct Server {
     url: String,
     port: u16,
     data: PathBuf,
+    /// `--data-dir DIR` (SQLite) or `--database-url URL` (PostgreSQL).
+    database: Vec<String>,
 }
 
 impl Server {
-    fn start(data: &Path, port: u16) -> Server {
+    fn start(data: &Path, database: &[String], port: u16) -> Server {
         let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("server")
             .args(["--listen", &listen])
-            .args(["--data-dir", data.to_str().unwrap()])
+            .args(database)
             .env("SLUICE_ADMIN_PASSWORD", PASSWORD)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -66,6 +68,7 @@ impl Server {
             url: format!("http://{listen}"),
             port,
             data: data.to_owned(),
+            database: database.to_vec(),
         }
     }
 
@@ -92,7 +95,14 @@ impl Person {
         let config = tempfile::tempdir().unwrap();
         ok(&sluice(
             config.path(),
-            &["login", "--server", url, "--username", name, "--password-stdin"],
+            &[
+                "login",
+                "--server",
+                url,
+                "--username",
+                name,
+                "--password-stdin",
+            ],
             Some(&format!("{password}\n")),
         ));
         Person { config }
@@ -183,9 +193,14 @@ struct Fleet {
 
 impl Fleet {
     fn new(hosts: &[(&str, &str)]) -> Fleet {
-        let host_dpkg = HostDpkg::snapshot();
         let data = tempfile::tempdir().unwrap();
-        let server = Server::start(data.path(), free_port());
+        let database = vec!["--data-dir".to_owned(), data.path().display().to_string()];
+        Self::on(data, &database, hosts)
+    }
+
+    fn on(data: tempfile::TempDir, database: &[String], hosts: &[(&str, &str)]) -> Fleet {
+        let host_dpkg = HostDpkg::snapshot();
+        let server = Server::start(data.path(), database, free_port());
         let admin = Person::login(&server.url, "admin", PASSWORD);
         for (name, roles, group) in [
             ("olga", "operator", None),
@@ -208,10 +223,7 @@ impl Fleet {
         let erin = Person::login(&server.url, "erin", USER_PASSWORD);
         // Roots in parallel: each builds its packages and runs apt in its own root.
         let fixtures: Vec<Fixture> = std::thread::scope(|scope| {
-            let handles: Vec<_> = hosts
-                .iter()
-                .map(|_| scope.spawn(Fixture::new))
-                .collect();
+            let handles: Vec<_> = hosts.iter().map(|_| scope.spawn(Fixture::new)).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         let mut fleet = Fleet {
@@ -229,7 +241,9 @@ impl Fleet {
             host_dpkg,
         };
         for i in 0..hosts.len() {
-            let token = fleet.admin.ok(&["agents", "token", "create", "--expires", "1h"]);
+            let token = fleet
+                .admin
+                .ok(&["agents", "token", "create", "--expires", "1h"]);
             let agent = fleet.agent(i, Some(token.trim()), None);
             fleet.agents.push(agent);
         }
@@ -318,10 +332,7 @@ impl Fleet {
 
     /// A rollout spec: the policy given, the package's own health check on every host.
     fn spec(&self, policy: Value) -> String {
-        let path = self
-            .server
-            .data
-            .join(format!("spec-{}.json", free_port()));
+        let path = self.server.data.join(format!("spec-{}.json", free_port()));
         let spec = json!({
             "policy": policy,
             "job": {"checks": [{"type": "command", "argv": ["/bin/sh", "-c", "exec \"$SLUICE_ROOT/usr/lib/sluice-demo/health\""], "timeout_secs": 10}]}
@@ -362,8 +373,9 @@ impl Fleet {
     }
 
     fn audit_verified(&self) {
-        let data = self.server.data.display().to_string();
-        let verified = self.admin.ok(&["audit", "verify", "--data-dir", &data]);
+        let mut args = vec!["audit", "verify"];
+        args.extend(self.server.database.iter().map(String::as_str));
+        let verified = self.admin.ok(&args);
         assert!(verified.contains("audit chain intact"), "{verified}");
     }
 }
@@ -413,14 +425,20 @@ fn twenty_agents_canary_first_in_batches_every_host_verified() {
     let refs: Vec<(&str, &str)> = hosts.iter().map(|(h, e)| (h.as_str(), *e)).collect();
     let fleet = Fleet::new(&refs);
     let change = fleet.approved_change("1.1");
-    let rollout = fleet.start_rollout(&change, policy(1, json!({"percent": 50}), "rollback-batch", false));
+    let rollout = fleet.start_rollout(
+        &change,
+        policy(1, json!({"percent": 50}), "rollback-batch", false),
+    );
 
     // `watch` follows the events stream to the end and exits 0 for a completed rollout.
     let watched = fleet.olga.run(&["rollout", "watch", &rollout]);
     let narration = String::from_utf8_lossy(&watched.stderr).into_owned();
     assert!(watched.status.success(), "{narration}");
     assert!(narration.contains("finished: completed"), "{narration}");
-    assert!(narration.contains("gate passed: on to ring 2 (prod)"), "{narration}");
+    assert!(
+        narration.contains("gate passed: on to ring 2 (prod)"),
+        "{narration}"
+    );
 
     let view = fleet.finished(&rollout);
     assert_eq!(view["outcome"], "completed", "{view}");
@@ -468,10 +486,18 @@ fn twenty_agents_canary_first_in_batches_every_host_verified() {
 
 #[test]
 fn a_failing_release_trips_the_breaker_in_the_canary_and_is_remembered() {
-    let fleet = Fleet::new(&[("dev1", "dev"), ("dev2", "dev"), ("test1", "test"), ("prod1", "prod")]);
+    let fleet = Fleet::new(&[
+        ("dev1", "dev"),
+        ("dev2", "dev"),
+        ("test1", "test"),
+        ("prod1", "prod"),
+    ]);
     // 1.2's health check fails on every host that gets it.
     let change = fleet.approved_change("1.2");
-    let rollout = fleet.start_rollout(&change, policy(1, json!({"count": 1}), "rollback-batch", false));
+    let rollout = fleet.start_rollout(
+        &change,
+        policy(1, json!({"count": 1}), "rollback-batch", false),
+    );
     let watched = fleet.olga.run(&["rollout", "watch", &rollout]);
     let narration = String::from_utf8_lossy(&watched.stderr).into_owned();
     assert_eq!(watched.status.code(), Some(3), "not completed: {narration}");
@@ -491,7 +517,11 @@ fn a_failing_release_trips_the_breaker_in_the_canary_and_is_remembered() {
         "the note says why: {canary}"
     );
     for version in fleet.versions() {
-        assert_eq!(version.as_deref(), Some("1.0"), "every host on its old version");
+        assert_eq!(
+            version.as_deref(),
+            Some("1.0"),
+            "every host on its old version"
+        );
     }
     assert_eq!(fleet.change_state(&change), "rolled-back");
 
@@ -499,11 +529,20 @@ fn a_failing_release_trips_the_breaker_in_the_canary_and_is_remembered() {
     // unless a person overrides the memory on purpose.
     let again = fleet.approved_change("1.2");
     let spec = fleet.spec(policy(1, json!({"count": 1}), "rollback-batch", false));
-    let refused = fleet.olga.run(&["rollout", "start", &again, "--spec", &spec]);
+    let refused = fleet
+        .olga
+        .run(&["rollout", "start", &again, "--spec", &spec]);
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
-    assert!(message.contains("rolled back") && message.contains("dev"), "{message}");
-    assert_eq!(fleet.change_state(&again), "scheduled", "a refused start changes nothing");
+    assert!(
+        message.contains("rolled back") && message.contains("dev"),
+        "{message}"
+    );
+    assert_eq!(
+        fleet.change_state(&again),
+        "scheduled",
+        "a refused start changes nothing"
+    );
     fleet.audit_verified();
     fleet.host_dpkg.assert_untouched();
 }
@@ -513,14 +552,20 @@ fn an_operator_rollback_returns_every_updated_host_to_its_old_version() {
     let fleet = Fleet::new(&[("dev1", "dev"), ("dev2", "dev"), ("prod1", "prod")]);
     let change = fleet.approved_change("1.1");
     // A person approves the gate into prod; until then dev is done and prod waits.
-    let rollout = fleet.start_rollout(&change, policy(1, json!({"count": 1}), "rollback-batch", true));
+    let rollout = fleet.start_rollout(
+        &change,
+        policy(1, json!({"count": 1}), "rollback-batch", true),
+    );
     let waiting = wait_for(
         &fleet.olga,
         &["rollout", "status", &rollout, "--output", "json"],
         "dev to finish and the gate to wait",
         |view| view["counts"]["succeeded"] == 2,
     );
-    assert_eq!(waiting["rings"][1]["batches"][0]["hosts"][0]["status"], "pending");
+    assert_eq!(
+        waiting["rings"][1]["batches"][0]["hosts"][0]["status"],
+        "pending"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let still = fleet
         .olga
@@ -530,12 +575,18 @@ fn an_operator_rollback_returns_every_updated_host_to_its_old_version() {
         "the gate waits for a person: {still}"
     );
     // The person who started it cannot approve its gate.
-    let own = fleet.olga.run(&["rollout", "approve-gate", &rollout, "--ring", "1"]);
+    let own = fleet
+        .olga
+        .run(&["rollout", "approve-gate", &rollout, "--ring", "1"]);
     assert!(!own.status.success());
 
-    fleet
-        .olga
-        .ok(&["rollout", "rollback", &rollout, "--reason", "latency doubled in dev"]);
+    fleet.olga.ok(&[
+        "rollout",
+        "rollback",
+        &rollout,
+        "--reason",
+        "latency doubled in dev",
+    ]);
     let view = fleet.finished(&rollout);
     assert_eq!(view["outcome"], "rolled-back", "{view}");
     assert_eq!(view["rollbacks"], 2);
@@ -564,22 +615,54 @@ fn an_operator_rollback_returns_every_updated_host_to_its_old_version() {
 
 #[test]
 fn a_server_killed_mid_rollout_resumes_without_updating_any_host_twice() {
+    let data = tempfile::tempdir().unwrap();
+    let database = vec!["--data-dir".to_owned(), data.path().display().to_string()];
+    server_killed_mid_rollout(data, &database);
+}
+
+#[test]
+fn a_server_killed_mid_rollout_resumes_on_postgresql() {
+    let data = tempfile::tempdir().unwrap();
+    let name = format!("sluice_e2e_rollout_{}", std::process::id());
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    server_killed_mid_rollout(data, &["--database-url".to_owned(), url]);
+    psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
+}
+
+fn psql(sql: &str) {
+    let status = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q"])
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        .status()
+        .expect("psql (postgresql-client) must be installed: run .ci/setup");
+    assert!(status.success(), "psql {sql}");
+}
+
+fn server_killed_mid_rollout(data: tempfile::TempDir, database: &[String]) {
     let hosts: Vec<(String, &str)> = (1..=6).map(|i| (format!("web{i}"), "prod")).collect();
     let refs: Vec<(&str, &str)> = hosts.iter().map(|(h, e)| (h.as_str(), *e)).collect();
-    let mut fleet = Fleet::new(&refs);
+    let mut fleet = Fleet::on(data, database, &refs);
     let change = fleet.approved_change("1.1");
-    let rollout = fleet.start_rollout(&change, policy(1, json!({"count": 1}), "rollback-batch", false));
-    wait_for(
+    let rollout = fleet.start_rollout(
+        &change,
+        policy(1, json!({"count": 1}), "rollback-batch", false),
+    );
+    let before = wait_for(
         &fleet.olga,
         &["rollout", "status", &rollout, "--output", "json"],
         "two hosts done",
         |view| view["counts"]["succeeded"].as_u64().unwrap_or(0) >= 2,
     );
     fleet.server.kill_9();
+    // One host per batch and a one-second watch between batches: it was mid-way.
+    assert_eq!(before["finished"], false, "{before}");
     std::thread::sleep(Duration::from_millis(300));
     let port = fleet.server.port;
     let data = fleet.server.data.clone();
-    fleet.server = Server::start(&data, port);
+    let database = fleet.server.database.clone();
+    fleet.server = Server::start(&data, &database, port);
 
     let view = fleet.finished(&rollout);
     assert_eq!(view["outcome"], "completed", "{view}");
@@ -607,7 +690,10 @@ fn an_agent_killed_mid_job_is_reported_interrupted_and_rolled_back() {
     drop(fleet.agents.remove(0));
     let crashing = fleet.agent(0, None, Some("apply:after"));
     let change = fleet.approved_change("1.1");
-    let rollout = fleet.start_rollout(&change, policy(1, json!({"count": 1}), "rollback-batch", false));
+    let rollout = fleet.start_rollout(
+        &change,
+        policy(1, json!({"count": 1}), "rollback-batch", false),
+    );
     let mut crashing = crashing;
     let status = crashing.child.wait().unwrap();
     assert!(!status.success(), "the failpoint stops the agent mid-job");
@@ -622,8 +708,13 @@ fn an_agent_killed_mid_job_is_reported_interrupted_and_rolled_back() {
         canary["note"].as_str().unwrap().starts_with("interrupted"),
         "{canary}"
     );
-    let update = fleet.olga.json(&["jobs", "show", canary["job"].as_str().unwrap()]);
-    assert_eq!(update["state"], "interrupted", "never reported a success: {update}");
+    let update = fleet
+        .olga
+        .json(&["jobs", "show", canary["job"].as_str().unwrap()]);
+    assert_eq!(
+        update["state"], "interrupted",
+        "never reported a success: {update}"
+    );
     // The rollout's rollback job returned it to 1.0; the other hosts were never started.
     assert_eq!(fleet.versions(), vec![Some("1.0".to_owned()); 3]);
     assert_eq!(view["counts"]["pending"], 2);

@@ -239,7 +239,7 @@ pub struct RollbackCriteria {
     /// A named check that must pass; its failure rolls back regardless of the share.
     #[serde(default)]
     pub custom_check: Option<String>,
-    /// How long to watch after each host and each batch before moving on.
+    /// How long to watch after each host and each batch before moving on; zero for no watch.
     #[serde(with = "super::friendly_duration")]
     pub detection_window: SignedDuration,
 }
@@ -271,13 +271,14 @@ impl RollbackCriteria {
         {
             return Err(bad("custom_check", "the check name is empty".to_owned()));
         }
-        if self.detection_window <= SignedDuration::ZERO
+        // Zero is allowed: no watch between batches (each host's checks still run).
+        if self.detection_window < SignedDuration::ZERO
             || self.detection_window > MAX_DETECTION_WINDOW
         {
             return Err(bad(
                 "detection_window",
                 format!(
-                    "{:#} is not a duration above zero and at most {MAX_DETECTION_WINDOW:#}",
+                    "{:#} is not a duration from zero to {MAX_DETECTION_WINDOW:#}",
                     self.detection_window
                 ),
             ));

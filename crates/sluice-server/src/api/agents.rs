@@ -197,13 +197,18 @@ async fn seed_asset(
     for (key, value) in labels {
         match asset.set(key, value) {
             Ok(()) => applied = true,
-            Err(e) => tracing::debug!(%hostname, %key, error = %e, "agent label kept on the agent only"),
+            Err(e) => {
+                tracing::debug!(%hostname, %key, error = %e, "agent label kept on the agent only")
+            }
         }
     }
     if applied {
         state
             .store
-            .upsert_asset(&asset, &sluice_store::Actor::named(&format!("agent:{hostname}"), None))
+            .upsert_asset(
+                &asset,
+                &sluice_store::Actor::named(&format!("agent:{hostname}"), None),
+            )
             .await?;
     }
     Ok(())

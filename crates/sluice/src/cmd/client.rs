@@ -246,7 +246,11 @@ impl Client {
                     let line = line.trim_end_matches(['\n', '\r']);
                     if line.is_empty() {
                         if !data.is_empty() || !event.is_empty() {
-                            let kind = if event.is_empty() { "message" } else { event.as_str() };
+                            let kind = if event.is_empty() {
+                                "message"
+                            } else {
+                                event.as_str()
+                            };
                             if on_event(kind, id.as_deref(), &data) {
                                 return Ok(true);
                             }

@@ -160,7 +160,10 @@ pub fn run(command: RolloutCommand) -> Result<ExitCode> {
             let view = client.post("/api/v1/rollouts", &body)?;
             let id = view["id"].as_str().unwrap_or_default().to_owned();
             if follow {
-                eprintln!("rollout {id} started for {}", view["change"].as_str().unwrap_or(""));
+                eprintln!(
+                    "rollout {id} started for {}",
+                    view["change"].as_str().unwrap_or("")
+                );
                 return watch(&client, &id);
             }
             show(&view, output)?;
@@ -218,10 +221,18 @@ pub fn run(command: RolloutCommand) -> Result<ExitCode> {
             act(&server, &id, json!({"action": "abort", "reason": reason}))?;
         }
         RolloutCommand::Rollback { server, id, reason } => {
-            act(&server, &id, json!({"action": "rollback", "reason": reason}))?;
+            act(
+                &server,
+                &id,
+                json!({"action": "rollback", "reason": reason}),
+            )?;
         }
         RolloutCommand::ApproveGate { server, id, ring } => {
-            act(&server, &id, json!({"action": "approve-gate", "to_ring": ring}))?;
+            act(
+                &server,
+                &id,
+                json!({"action": "approve-gate", "to_ring": ring}),
+            )?;
         }
         RolloutCommand::ResetBreaker { server, id } => {
             act(&server, &id, json!({"action": "reset-breaker"}))?;
@@ -393,7 +404,11 @@ pub fn describe(kind: &str, detail: &Value) -> String {
             text(&detail["outcome"])
         ),
         "host-succeeded" => format!("{}: succeeded (verified)", text(&detail["host"])),
-        "host-failed" => format!("{}: FAILED: {}", text(&detail["host"]), text(&detail["reason"])),
+        "host-failed" => format!(
+            "{}: FAILED: {}",
+            text(&detail["host"]),
+            text(&detail["reason"])
+        ),
         "host-rolled-back" => format!(
             "{}: rolled back by the {} {}",
             text(&detail["host"]),
@@ -403,7 +418,9 @@ pub fn describe(kind: &str, detail: &Value) -> String {
                 .map(|r| format!("({r})"))
                 .unwrap_or_default()
         ),
-        "host-pending-reboot" => format!("{}: updated, waiting for a reboot", text(&detail["host"])),
+        "host-pending-reboot" => {
+            format!("{}: updated, waiting for a reboot", text(&detail["host"]))
+        }
         "breaker-tripped" => format!(
             "BREAKER TRIPPED: {} failed, threshold {} ({})",
             text(&detail["failed"]),
@@ -421,7 +438,11 @@ pub fn describe(kind: &str, detail: &Value) -> String {
             text(&detail["to_ring"]),
             text(&detail["environment"])
         ),
-        "finish" => format!("finished: {} ({})", text(&detail["outcome"]), text(&detail["reason"])),
+        "finish" => format!(
+            "finished: {} ({})",
+            text(&detail["outcome"]),
+            text(&detail["reason"])
+        ),
         "alert-firing" => format!("alert firing: {}", text(&detail["description"])),
         "alert-resolved" => format!("alert resolved: {}", text(&detail["alert"])),
         "haproxy-weight" => format!(
@@ -487,7 +508,9 @@ impl Bars {
             bar.set_position(done as u64);
             let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
             for h in &hosts {
-                *by_status.entry(h["status"].as_str().unwrap_or("?")).or_default() += 1;
+                *by_status
+                    .entry(h["status"].as_str().unwrap_or("?"))
+                    .or_default() += 1;
             }
             let current_batch = ring["batches"]
                 .as_array()
@@ -495,16 +518,24 @@ impl Bars {
                 .flatten()
                 .position(|b| {
                     b["hosts"].as_array().into_iter().flatten().any(|h| {
-                        matches!(h["status"].as_str(), Some("pending" | "running" | "pending-reboot"))
+                        matches!(
+                            h["status"].as_str(),
+                            Some("pending" | "running" | "pending-reboot")
+                        )
                     })
                 });
-            let mut message: Vec<String> = by_status
-                .iter()
-                .map(|(s, n)| format!("{s} {n}"))
-                .collect();
+            let mut message: Vec<String> =
+                by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
             if let Some(b) = current_batch.filter(|_| view["ring"].as_u64() == Some(r as u64)) {
                 let canary = ring["batches"][b]["canary"].as_bool() == Some(true);
-                message.insert(0, if canary { "canary".to_owned() } else { format!("batch {b}") });
+                message.insert(
+                    0,
+                    if canary {
+                        "canary".to_owned()
+                    } else {
+                        format!("batch {b}")
+                    },
+                );
             }
             bar.set_message(message.join(", "));
         }
