@@ -971,6 +971,7 @@ async fn advance_once(state: &AppState, mut loaded: Loaded) -> Result<StoredRoll
             break;
         }
     }
+    restore_canary_weights(state, &mut loaded, false, &mut decision).await;
 
     // 5. After an abort: cancel what no agent took; roll back what an operator asked.
     if loaded.state.aborted.is_some() {

@@ -721,3 +721,303 @@ fn an_agent_killed_mid_job_is_reported_interrupted_and_rolled_back() {
     fleet.audit_verified();
     fleet.host_dpkg.assert_untouched();
 }
+
+/// POSTs JSON with a bearer token over plain HTTP; returns (status, body).
+fn post_json(url: &str, path: &str, token: &str, body: &Value) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Alertmanager's webhook body (version 4) for one alert on `instance`.
+fn alertmanager(status: &str, instance: &str) -> Value {
+    json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"HighErrorRate\"}",
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "sluice",
+        "groupLabels": {"alertname": "HighErrorRate"},
+        "commonLabels": {"alertname": "HighErrorRate", "severity": "page"},
+        "commonAnnotations": {"summary": "5xx above 5%"},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": "HighErrorRate", "instance": instance, "severity": "page"},
+            "annotations": {"summary": "5xx above 5%"},
+            "startsAt": "2026-11-26T01:00:00Z",
+            "endsAt": if status == "firing" { "0001-01-01T00:00:00Z" } else { "2026-11-26T01:05:00Z" },
+            "generatorURL": "http://prometheus:9090/graph",
+            "fingerprint": "c0ffee0123456789"
+        }]
+    })
+}
+
+/// A stand-in for Prometheus's query API (`/api/v1/query`, its real answer format), whose
+/// answer the test switches between a breaching series and none.
+fn prometheus(breaching: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 2048];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let result = if breaching.load(std::sync::atomic::Ordering::SeqCst) {
+                json!([{"metric": {"job": "web", "instance": "prod1:9100"}, "value": [1764118800.0, "0.12"]}])
+            } else {
+                json!([])
+            };
+            let body =
+                json!({"status": "success", "data": {"resultType": "vector", "result": result}})
+                    .to_string();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    url
+}
+
+/// A real HAProxy with backend `web` holding the fleet's hosts at weight 100.
+struct Haproxy {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Haproxy {
+    fn start(servers: &[&str]) -> Haproxy {
+        let binary = "/usr/sbin/haproxy";
+        assert!(
+            Path::new(binary).exists(),
+            "{binary} is missing: run .ci/setup"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("admin.sock");
+        let mut config = format!(
+            "global\n    stats socket {} mode 600 level admin\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 5s\n    timeout server 5s\nfrontend fe\n    bind 127.0.0.1:{}\n    default_backend web\nbackend web\n",
+            socket.display(),
+            free_port()
+        );
+        for server in servers {
+            config.push_str(&format!(
+                "    server {server} 127.0.0.1:{} weight 100\n",
+                free_port()
+            ));
+        }
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(binary)
+            .arg("-f")
+            .arg(&path)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "haproxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Haproxy {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn weight(&self, server: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        stream
+            .write_all(format!("get weight web/{server}\n").as_bytes())
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.trim().to_owned()
+    }
+}
+
+#[test]
+fn alerts_pause_the_rollout_and_canary_traffic_is_shifted_through_haproxy() {
+    let fleet = Fleet::new(&[("dev1", "dev"), ("dev2", "dev"), ("prod1", "prod")]);
+    let haproxy = Haproxy::start(&["dev1", "dev2", "prod1"]);
+    let breaching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prometheus_url = prometheus(breaching.clone());
+    let change = fleet.approved_change("1.1");
+    let spec_path = fleet.server.data.join("signals.json");
+    std::fs::write(
+        &spec_path,
+        json!({
+            "policy": policy(1, json!({"count": 1}), "pause", true),
+            "job": {"checks": [{"type": "command", "argv": ["/bin/sh", "-c", "exec \"$SLUICE_ROOT/usr/lib/sluice-demo/health\""], "timeout_secs": 10}]},
+            "haproxy": {"address": format!("unix:{}", haproxy.socket.display()), "backend": "web", "canary_weight": 10},
+            "prometheus": {"url": prometheus_url, "query": "sum(rate(http_5xx[1m])) by (instance) > 0.05", "interval_secs": 1}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let view = fleet.olga.json(&[
+        "rollout",
+        "start",
+        &change,
+        "--spec",
+        spec_path.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let rollout = view["id"].as_str().unwrap().to_owned();
+    let status = ["rollout", "status", rollout.as_str(), "--output", "json"];
+
+    // dev finishes; the gate into prod waits for a person.
+    wait_for(&fleet.olga, &status, "dev done", |v| {
+        v["counts"]["succeeded"] == 2
+    });
+    // The canary's server got 10% of its weight while it ran, and its full weight back once
+    // the next batch started; the other servers were never touched.
+    let early = fleet
+        .olga
+        .json(&["rollout", "status", &rollout, "--output", "json"]);
+    assert_eq!(haproxy.weight("dev1"), "100 (initial 100)", "{early}");
+    assert_eq!(haproxy.weight("dev2"), "100 (initial 100)");
+
+    // Alertmanager fires for prod1: the rollout pauses, and even an approved gate starts
+    // nothing while it fires.
+    let token = fleet.olga.ok(&[
+        "token",
+        "create",
+        "--name",
+        "alertmanager",
+        "--role",
+        "operator",
+    ]);
+    let token = token.trim();
+    let (code, body) = post_json(
+        &fleet.server.url,
+        "/api/v1/alerts/alertmanager",
+        token,
+        &alertmanager("firing", "prod1:9100"),
+    );
+    assert_eq!(code, 200, "{body}");
+    let paused = fleet.olga.json(&status);
+    assert_eq!(paused["phase"], "paused", "{paused}");
+    assert!(
+        paused["pause_reason"]
+            .as_str()
+            .unwrap()
+            .contains("HighErrorRate"),
+        "{paused}"
+    );
+    let erin = Person::login(&fleet.server.url, "erin", USER_PASSWORD);
+    erin.ok(&["rollout", "approve-gate", &rollout, "--ring", "1"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = fleet.olga.json(&status);
+    assert_eq!(
+        held["rings"][1]["batches"][0]["hosts"][0]["status"], "pending",
+        "{held}"
+    );
+    // A person cannot resume over a firing alert.
+    assert!(
+        !fleet
+            .olga
+            .run(&["rollout", "resume", &rollout])
+            .status
+            .success()
+    );
+
+    // Prometheus breaches too; Alertmanager resolves: still paused by the query.
+    breaching.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_for(&fleet.olga, &status, "the query to fire", |v| {
+        v["alerts_firing"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x.as_str().unwrap_or("").starts_with("prometheus"))
+        })
+    });
+    let (code, body) = post_json(
+        &fleet.server.url,
+        "/api/v1/alerts/alertmanager",
+        token,
+        &alertmanager("resolved", "prod1:9100"),
+    );
+    assert_eq!(code, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fleet.olga.json(&status)["phase"], "paused");
+    // The query comes back clean: every alert resolved, the rollout resumes by itself.
+    breaching.store(false, std::sync::atomic::Ordering::SeqCst);
+    let done = fleet.finished(&rollout);
+    assert_eq!(done["outcome"], "completed", "{done}");
+    assert_eq!(fleet.versions(), vec![Some("1.1".to_owned()); 3]);
+
+    // A payload that is not Alertmanager's version 4 is refused, naming why.
+    let mut old = alertmanager("firing", "prod1");
+    old["version"] = json!("3");
+    let (code, body) = post_json(
+        &fleet.server.url,
+        "/api/v1/alerts/alertmanager",
+        token,
+        &old,
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("version"), "{body}");
+    // And nobody without a token gets in.
+    let (code, _) = post_json(
+        &fleet.server.url,
+        "/api/v1/alerts/alertmanager",
+        "slc_nope",
+        &alertmanager("firing", "prod1"),
+    );
+    assert_eq!(code, 401);
+
+    let log = fleet.olga.run(&["rollout", "watch", &rollout]);
+    let narration = String::from_utf8_lossy(&log.stderr).into_owned();
+    assert!(
+        narration.contains("haproxy web/dev1: weight 10%"),
+        "{narration}"
+    );
+    assert!(
+        narration.contains("haproxy web/dev1: weight 100%"),
+        "{narration}"
+    );
+    assert!(
+        narration.contains("alert firing: HighErrorRate"),
+        "{narration}"
+    );
+    assert!(
+        narration.contains("alert resolved: prometheus"),
+        "{narration}"
+    );
+    fleet.audit_verified();
+}
