@@ -106,8 +106,9 @@ impl SettingsLayer {
                 "LOGIN_WINDOW" => layer.login_window = Some(value),
                 "FAKE_NOW" => layer.fake_now = Some(value),
                 "CA_FILE" => layer.ca_file = Some(PathBuf::from(value)),
-                // Client-side variables (the CLI's server URL and token) share the prefix.
-                "SERVER" | "TOKEN" | "CONFIG" => {}
+                // Client-side variables (the CLI's server URL and token) share the prefix, and
+                // the log filter is read by the binary before settings are.
+                "SERVER" | "TOKEN" | "CONFIG" | "LOG" => {}
                 _ => return Err(bad("unknown setting")),
             }
         }

@@ -1021,3 +1021,57 @@ fn alerts_pause_the_rollout_and_canary_traffic_is_shifted_through_haproxy() {
     );
     fleet.audit_verified();
 }
+
+#[test]
+fn a_host_that_needs_a_reboot_stays_pending_until_one_is_seen() {
+    let fleet = Fleet::new(&[("web1", "prod")]);
+    let change = fleet.approved_change("1.1");
+    // The update leaves the root asking for a reboot, as a kernel or libc update does
+    // (Debian's /var/run/reboot-required).
+    let spec = fleet.server.data.join("reboot.json");
+    std::fs::write(
+        &spec,
+        json!({
+            "policy": policy(1, json!({"count": 1}), "pause", false),
+            "job": {"checks": [{"type": "command", "argv": ["/bin/sh", "-c", "mkdir -p \"$SLUICE_ROOT/var/run\" && touch \"$SLUICE_ROOT/var/run/reboot-required\""], "timeout_secs": 10}]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let view = fleet.olga.json(&[
+        "rollout",
+        "start",
+        &change,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let rollout = view["id"].as_str().unwrap().to_owned();
+    let status = ["rollout", "status", rollout.as_str(), "--output", "json"];
+    let pending = wait_for(&fleet.olga, &status, "pending-reboot", |v| {
+        v["counts"]["pending-reboot"] == 1
+    });
+    assert_eq!(pending["finished"], false);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        fleet.olga.json(&status)["counts"]["pending-reboot"],
+        1,
+        "it waits"
+    );
+    assert_eq!(
+        fleet.fixtures[0].installed("sluice-demo").as_deref(),
+        Some("1.1")
+    );
+
+    // "Reboot": the flag is gone; the agent's next inventory says so and the host succeeds.
+    std::fs::remove_file(fleet.fixtures[0].root_dir.join("var/run/reboot-required")).unwrap();
+    let done = fleet.finished(&rollout);
+    assert_eq!(done["outcome"], "completed", "{done}");
+    let log = fleet.olga.run(&["rollout", "watch", &rollout]);
+    let narration = String::from_utf8_lossy(&log.stderr).into_owned();
+    assert!(
+        narration.contains("web1: updated, waiting for a reboot"),
+        "{narration}"
+    );
+}
