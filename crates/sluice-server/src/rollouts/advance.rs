@@ -423,11 +423,24 @@ pub(super) fn wrong_versions(
 /// A probe that got slower than the change's rollback criteria allow (or twice as slow when
 /// they say nothing), compared with the measurement taken before the update.
 pub(super) fn regression(loaded: &Loaded, report: &JobReport) -> Option<String> {
+    latency_regression(
+        report,
+        loaded
+            .stored_plan
+            .max_latency_factor
+            .unwrap_or(DEFAULT_LATENCY_FACTOR),
+    )
+}
+
+/// Without a limit in the change's rollback criteria, a probe twice as slow is flagged.
+pub(super) const DEFAULT_LATENCY_FACTOR: f64 = 2.0;
+
+/// Probes slower after the update than before by more than `limit`, described.
+pub(super) fn latency_regression(report: &JobReport, limit: f64) -> Option<String> {
     let (Some(before), Some(after)) = (&report.measurements_before, &report.measurements_after)
     else {
         return None;
     };
-    let limit = loaded.stored_plan.max_latency_factor.unwrap_or(2.0);
     let mut found = Vec::new();
     for (b, a) in before.probes.iter().zip(&after.probes) {
         if let (Some(b_ms), Some(a_ms)) = (b.millis, a.millis)
@@ -904,4 +917,110 @@ pub(super) async fn finish_change(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::job::{Measurements, ProbeLatency};
+
+    fn plan_with(host: &str, installed: &[(&str, &str)]) -> StoredPlan {
+        StoredPlan {
+            rings: Vec::new(),
+            hosts: [(
+                host.to_owned(),
+                StoredHost {
+                    environment: "prod".into(),
+                    services: Vec::new(),
+                    time_zone: "UTC".into(),
+                    windows: Vec::new(),
+                    os: "Debian:12".into(),
+                    versions: installed
+                        .iter()
+                        .map(|(p, v)| ((*p).to_owned(), (*v).to_owned()))
+                        .collect(),
+                },
+            )]
+            .into(),
+            budgets: BTreeMap::new(),
+            policy: default_policy(),
+            implementation: None,
+            detection_window: jiff::SignedDuration::ZERO,
+            targets: [("openssl", "3.0.2-2"), ("curl", "8.0-2")]
+                .iter()
+                .map(|(p, v)| ((*p).to_owned(), (*v).to_owned()))
+                .collect(),
+            max_latency_factor: None,
+        }
+    }
+
+    #[test]
+    fn only_the_bundle_packages_installed_on_the_host_are_verified() {
+        // curl is not installed on web1: its absence is not a failure.
+        let plan = plan_with("web1", &[("openssl", "3.0.2-1")]);
+        let mut versions: sluice_core::job::Versions = BTreeMap::new();
+        versions.insert("openssl".into(), Some("3.0.2-2".into()));
+        assert_eq!(
+            wrong_versions(&plan.targets, &versions, &plan, "web1"),
+            None
+        );
+        versions.insert("openssl".into(), Some("3.0.2-1".into()));
+        assert_eq!(
+            wrong_versions(&plan.targets, &versions, &plan, "web1").as_deref(),
+            Some("openssl at 3.0.2-1, not 3.0.2-2")
+        );
+        versions.remove("openssl");
+        assert_eq!(
+            wrong_versions(&plan.targets, &versions, &plan, "web1").as_deref(),
+            Some("openssl at (not installed), not 3.0.2-2")
+        );
+    }
+
+    fn measured(millis: &[Option<f64>]) -> Measurements {
+        Measurements {
+            taken_at: jiff::Timestamp::UNIX_EPOCH,
+            load: None,
+            mem_total_bytes: None,
+            mem_available_bytes: None,
+            probes: millis
+                .iter()
+                .enumerate()
+                .map(|(i, m)| ProbeLatency {
+                    probe: format!("http probe {i}"),
+                    millis: *m,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_probe_slower_than_the_limit_is_a_regression_and_a_failed_probe_is_not_compared() {
+        let report = JobReport {
+            job_id: "j".into(),
+            idempotency_key: "k".into(),
+            outcome: JobOutcome::Succeeded,
+            steps: Vec::new(),
+            versions_before: BTreeMap::new(),
+            versions_after: BTreeMap::new(),
+            unsettled: BTreeMap::new(),
+            measurements_before: Some(measured(&[Some(10.0), Some(10.0), None])),
+            measurements_after: Some(measured(&[Some(19.0), Some(31.0), Some(500.0)])),
+            interrupted_at: None,
+        };
+        let found = latency_regression(&report, 2.0).unwrap();
+        assert!(
+            found.contains("http probe 1 10.0 ms → 31.0 ms (×3.1"),
+            "{found}"
+        );
+        assert!(
+            !found.contains("probe 0") && !found.contains("probe 2"),
+            "{found}"
+        );
+        assert_eq!(latency_regression(&report, 3.5), None);
+        let unmeasured = JobReport {
+            measurements_before: None,
+            ..report
+        };
+        assert_eq!(latency_regression(&unmeasured, 1.0), None);
+    }
 }
