@@ -496,5 +496,8 @@ fn a_reader_that_closes_the_pipe_is_not_an_error() {
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("error") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !stderr.contains("error") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
