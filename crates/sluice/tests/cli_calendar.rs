@@ -6,7 +6,6 @@
 
 mod common;
 
-
 use common::{PASSWORD, Person, Running, ok, sluice};
 
 #[test]
