@@ -1020,3 +1020,85 @@ fn a_host_that_needs_a_reboot_stays_pending_until_one_is_seen() {
         "{narration}"
     );
 }
+
+#[test]
+fn operators_pause_resume_retry_reset_the_breaker_and_abort() {
+    let fleet = Fleet::new(&[("dev1", "dev"), ("dev2", "dev"), ("prod1", "prod")]);
+
+    // A bad release under `on_trip: pause`: the canary fails, the breaker trips, and the
+    // rollout waits for a person instead of ending.
+    let bad = fleet.approved_change("1.2");
+    let rollout = fleet.start_rollout(&bad, policy(1, json!({"count": 1}), "pause", false));
+    let status = ["rollout", "status", rollout.as_str(), "--output", "json"];
+    let halted = wait_for(&fleet.olga, &status, "the breaker", |v| {
+        v["phase"] == "halted"
+    });
+    assert_eq!(
+        halted["finished"], false,
+        "a paused trip waits for a person: {halted}"
+    );
+    assert_eq!(halted["breaker_trips"], 1);
+    // A person tries the canary again: first the host, then the breaker.
+    fleet.olga.ok(&["rollout", "retry", &rollout, "dev1"]);
+    fleet.olga.ok(&["rollout", "reset-breaker", &rollout]);
+    wait_for(&fleet.olga, &status, "the second trip", |v| {
+        v["breaker_trips"] == 2
+    });
+    let second = fleet.olga.json(&status);
+    assert_eq!(
+        second["rings"][0]["batches"][0]["hosts"][0]["job"],
+        format!("{rollout}-dev1-u2")
+    );
+    fleet
+        .olga
+        .ok(&["rollout", "abort", &rollout, "--reason", "1.2 is broken"]);
+    let aborted = fleet.finished(&rollout);
+    assert_eq!(aborted["outcome"], "aborted", "{aborted}");
+    assert_eq!(fleet.change_state(&bad), "failed");
+    assert_eq!(
+        fleet.versions(),
+        vec![Some("1.0".to_owned()); 3],
+        "nothing else started"
+    );
+    // A finished rollout takes no more actions.
+    assert!(
+        !fleet
+            .olga
+            .run(&["rollout", "resume", &rollout])
+            .status
+            .success()
+    );
+
+    // A good release, paused by a person right after it starts: nothing more starts until
+    // they resume.
+    let good = fleet.approved_change("1.1");
+    let rollout = fleet.start_rollout(&good, policy(1, json!({"count": 1}), "pause", false));
+    fleet.olga.ok(&[
+        "rollout",
+        "pause",
+        &rollout,
+        "--reason",
+        "watching the canary by hand",
+    ]);
+    let status = ["rollout", "status", rollout.as_str(), "--output", "json"];
+    std::thread::sleep(Duration::from_secs(3));
+    let paused = fleet.olga.json(&status);
+    assert_eq!(paused["phase"], "paused", "{paused}");
+    assert!(
+        paused["pause_reason"].as_str().unwrap().contains("by hand"),
+        "{paused}"
+    );
+    let started: u64 = ["running", "succeeded", "pending-reboot"]
+        .iter()
+        .map(|s| paused["counts"][s].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        started, 1,
+        "only the canary, started before the pause: {paused}"
+    );
+    fleet.olga.ok(&["rollout", "resume", &rollout]);
+    let done = fleet.finished(&rollout);
+    assert_eq!(done["outcome"], "completed", "{done}");
+    assert_eq!(fleet.versions(), vec![Some("1.1".to_owned()); 3]);
+    fleet.audit_verified();
+}
