@@ -468,6 +468,10 @@ fn a_failing_release_trips_the_breaker_in_the_canary_and_is_remembered() {
     assert_eq!(view["outcome"], "rolled-back", "{view}");
     assert_eq!(view["breaker_trips"], 1);
     assert_eq!(view["rollbacks"], 1);
+    assert_eq!(
+        view["breaker_reason"],
+        "1 failed of a threshold of 1 for the batch in dev (the canary)"
+    );
     // Only the canary ran: it rolled itself back; nobody else was touched.
     assert_eq!(view["counts"]["rolled-back"], 1, "{view}");
     assert_eq!(view["counts"]["pending"], 3, "{view}");

@@ -88,6 +88,8 @@ pub struct RolloutView {
     /// The tripped breaker.
     #[schema(value_type = Option<Object>)]
     pub breaker: Option<Value>,
+    /// The tripped breaker in words (`2 failed of a threshold of 2 in prod, batch 3`).
+    pub breaker_reason: Option<String>,
     /// Trips so far.
     pub breaker_trips: u32,
     /// Hosts restored to their earlier versions so far.
@@ -193,6 +195,36 @@ impl RolloutView {
                 .state
                 .breaker
                 .and_then(|b| serde_json::to_value(b).ok()),
+            breaker_reason: loaded.state.breaker.map(|trip| {
+                let (ring, batch, scope) = match trip.scope {
+                    sluice_core::rollout::BreakerScope::Batch { ring, batch } => {
+                        (ring, batch, "batch")
+                    }
+                    sluice_core::rollout::BreakerScope::Ring { ring, batch } => {
+                        (ring, batch, "ring")
+                    }
+                };
+                let environment = loaded
+                    .plan
+                    .rings
+                    .get(ring)
+                    .map_or("?", |r| r.environment.as_str());
+                let canary = loaded
+                    .plan
+                    .rings
+                    .get(ring)
+                    .and_then(|r| r.batches.get(batch))
+                    .is_some_and(|b| b.canary);
+                let batch = if canary {
+                    "the canary".to_owned()
+                } else {
+                    format!("batch {batch}")
+                };
+                format!(
+                    "{} failed of a threshold of {} for the {scope} in {environment} ({batch})",
+                    trip.failed, trip.threshold
+                )
+            }),
             breaker_trips: runtime.breaker_trips,
             rollbacks: runtime.rollbacks,
             counts,

@@ -290,7 +290,7 @@ fn show(view: &Value, output: Output) -> Result<()> {
     for (label, key) in [
         ("waiting", "waiting"),
         ("paused", "pause_reason"),
-        ("breaker", "breaker"),
+        ("breaker", "breaker_reason"),
     ] {
         if !view[key].is_null() {
             println!("{label}: {}", text(&view[key]));
