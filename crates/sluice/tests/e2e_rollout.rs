@@ -1106,3 +1106,37 @@ fn operators_pause_resume_retry_reset_the_breaker_and_abort() {
     assert_eq!(fleet.versions(), vec![Some("1.1".to_owned()); 3]);
     fleet.audit_verified();
 }
+
+#[test]
+fn a_host_whose_agent_is_revoked_mid_rollout_fails_instead_of_waiting() {
+    let fleet = Fleet::new(&[("web1", "prod"), ("web2", "prod")]);
+    let change = fleet.approved_change("1.1");
+    let rollout = fleet.start_rollout(
+        &change,
+        policy(1, json!({"count": 1}), "rollback-failed", false),
+    );
+    // web2's agent is revoked while the canary (web1) runs.
+    fleet.admin.ok(&["agents", "revoke", "web2"]);
+    let view = fleet.finished(&rollout);
+    let web2 = &view["rings"][0]["batches"][1]["hosts"][0];
+    assert_eq!(web2["name"], "web2");
+    assert_eq!(web2["status"], "failed", "{view}");
+    assert!(
+        web2["note"].as_str().unwrap().contains("no enrolled agent"),
+        "{web2}"
+    );
+    assert_eq!(web2["job"], Value::Null, "no job was queued for it");
+    assert_eq!(
+        view["outcome"], "failed",
+        "it cannot be rolled back either: {view}"
+    );
+    assert_eq!(fleet.change_state(&change), "failed");
+    assert_eq!(
+        fleet.fixtures[0].installed("sluice-demo").as_deref(),
+        Some("1.1")
+    );
+    assert_eq!(
+        fleet.fixtures[1].installed("sluice-demo").as_deref(),
+        Some("1.0")
+    );
+}

@@ -52,6 +52,8 @@ pub(super) struct Decision {
     pub(super) inventories: BTreeSet<String>,
     /// Jobs to cancel (not yet taken).
     pub(super) cancel: Vec<String>,
+    /// Hosts with an enrolled, unrevoked agent now: only they can be sent jobs.
+    pub(super) live: BTreeSet<String>,
 }
 
 pub(super) async fn advance_once(
@@ -65,6 +67,14 @@ pub(super) async fn advance_once(
         wake: BTreeSet::new(),
         inventories: BTreeSet::new(),
         cancel: Vec::new(),
+        live: state
+            .store
+            .agents()
+            .await?
+            .into_iter()
+            .filter(|a| a.revoked_at.is_none())
+            .map(|a| a.hostname)
+            .collect(),
     };
 
     // 1. Finished jobs.
@@ -581,6 +591,31 @@ pub(super) fn carry_out(
             Action::StartHosts(hosts) => {
                 let mut started = Vec::new();
                 for host in hosts {
+                    if !decision.live.contains(host) {
+                        // Its agent was revoked since the rollout started: a failure, not a
+                        // job that would wait forever.
+                        let note = "no enrolled agent (revoked?): nothing can run its job";
+                        loaded.runtime.notes.insert(host.clone(), note.to_owned());
+                        decision.write.events.push(event(
+                            "host-failed",
+                            json!({"host": host, "reason": note}),
+                            true,
+                        ));
+                        let at = now;
+                        for observation in [
+                            Observation::HostStarted {
+                                host: host.clone(),
+                                at,
+                            },
+                            Observation::HostFailed {
+                                host: host.clone(),
+                                at,
+                            },
+                        ] {
+                            apply_logged(loaded, &observation, decision);
+                        }
+                        continue;
+                    }
                     let Some(job) = update_job(loaded, host) else {
                         // Nothing of the bundle is installed there: nothing to change.
                         loaded.runtime.notes.insert(
@@ -729,6 +764,21 @@ pub(super) fn queue_rollbacks(
     let mut queued = Vec::new();
     for host in hosts {
         if loaded.runtime.rollback_jobs.contains_key(host) {
+            continue;
+        }
+        if !decision.live.contains(host) {
+            loaded
+                .runtime
+                .rollback_jobs
+                .insert(host.clone(), String::new());
+            loaded.runtime.rollback_failed.insert(host.clone());
+            let note = "cannot roll back: no enrolled agent (revoked?)";
+            loaded.runtime.notes.insert(host.clone(), note.to_owned());
+            decision.write.events.push(event(
+                "rollback-failed",
+                json!({"host": host, "reason": note}),
+                true,
+            ));
             continue;
         }
         let attempt = loaded.runtime.attempts.get(host).copied().unwrap_or(1);
