@@ -143,6 +143,7 @@ pub fn app_with_clock(
         job_signals: Default::default(),
         clock,
         rollouts: Default::default(),
+        schedule_lock: Default::default(),
     };
     // The rollout orchestrator runs beside the routes, on the runtime that serves them.
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {

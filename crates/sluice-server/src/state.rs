@@ -33,6 +33,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Wakes the rollout orchestrator; tells event streams a rollout moved.
     pub rollouts: crate::rollouts::RolloutHub,
+    /// Held while a change's schedule is checked against the calendar and written.
+    pub schedule_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One wake-up per agent waiting for work. Waiters also re-check the database every few

@@ -432,6 +432,36 @@ async fn a_freeze_blocks_until_an_exception_is_approved(server: &Server) {
     server.assert_chain_intact().await;
 }
 
+/// Two changes on the same host scheduled for the same hours at the same moment: the calendar
+/// check and the write are not interleaved, so exactly one is scheduled and the other is told
+/// about it.
+async fn simultaneous_schedules_do_not_both_pass(server: &Server) {
+    let first = approved_change(server, "openssl on web2 (a)", "host=web2").await;
+    let second = approved_change(server, "openssl on web2 (b)", "host=web2").await;
+    let window = schedule("2026-11-03T12:00:00Z", "2026-11-03T14:00:00Z");
+    let (a, b) = tokio::join!(
+        server.act(&first, "olga", window.clone()),
+        server.act(&second, "olga", window.clone())
+    );
+    let statuses = [a.status, b.status];
+    assert!(
+        statuses.contains(&StatusCode::OK) && statuses.contains(&StatusCode::CONFLICT),
+        "{statuses:?}: {} / {}",
+        a.json,
+        b.json
+    );
+    let refused = if a.status == StatusCode::CONFLICT {
+        &a
+    } else {
+        &b
+    };
+    assert!(
+        refused.json.to_string().contains("web2"),
+        "{}",
+        refused.json
+    );
+}
+
 macro_rules! on_both {
     ($name:ident, $scenario:ident) => {
         #[tokio::test]
@@ -449,4 +479,8 @@ on_both!(rules, rules_are_checked);
 on_both!(
     freeze_and_exception,
     a_freeze_blocks_until_an_exception_is_approved
+);
+on_both!(
+    simultaneous_schedules,
+    simultaneous_schedules_do_not_both_pass
 );

@@ -86,6 +86,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -126,9 +127,39 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("sluice: error: {err:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// `sluice … | head` closes the pipe early; `println!` then panics with "failed printing to
+/// stdout: Broken pipe". That is the reader's choice, not an error: exit quietly with 0, as
+/// `sluice cvss` and `sluice window` already do (the crates forbid `unsafe`, so SIGPIPE's
+/// default cannot be restored). Any other panic is reported as usual.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Whether the error is the reader closing standard output (see [`quiet_on_closed_pipe`]).
+fn closed_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

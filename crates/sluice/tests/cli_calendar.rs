@@ -6,52 +6,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Output;
-
-use common::{PASSWORD, Running, ok, sluice};
-
-struct Person {
-    config: tempfile::TempDir,
-}
-
-impl Person {
-    fn login(url: &str, name: &str, password: &str) -> Self {
-        let config = tempfile::tempdir().unwrap();
-        ok(&sluice(
-            config.path(),
-            &[
-                "login",
-                "--server",
-                url,
-                "--username",
-                name,
-                "--password-stdin",
-            ],
-            Some(&format!("{password}\n")),
-        ));
-        Self { config }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        sluice(self.config.path(), args, None)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        ok(&self.run(args))
-    }
-
-    /// A refused command: exit 2 and the server's reason on stderr.
-    fn refused(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert_eq!(output.status.code(), Some(2), "{args:?} should be refused");
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-
-    fn path(&self) -> &Path {
-        self.config.path()
-    }
-}
+use common::{PASSWORD, Person, Running, ok, sluice};
 
 #[test]
 fn windows_freezes_and_exceptions_from_the_command_line() {
@@ -62,7 +17,7 @@ fn windows_freezes_and_exceptions_from_the_command_line() {
     let admin = Person::login(&url, "admin", PASSWORD);
     for (name, roles) in [("alice", "operator,approver"), ("bob", "approver")] {
         ok(&sluice(
-            admin.path(),
+            admin.config.path(),
             &["users", "create", name, "--role", roles],
             Some("a long enough password\n"),
         ));

@@ -13,10 +13,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, Running, ok, sluice};
+use common::{PASSWORD, Person, Running, ok, sluice};
 use serde_json::Value;
 
 const PLAN: &str = r#"implementation = ["drain web1 from the load balancer", "upgrade", "restart services"]
@@ -35,50 +35,6 @@ fn repo_file(path: &str) -> String {
         .unwrap()
         .display()
         .to_string()
-}
-
-/// A person at their own terminal: their own credentials directory.
-struct Person {
-    config: tempfile::TempDir,
-}
-
-impl Person {
-    fn login(url: &str, name: &str, password: &str) -> Self {
-        let config = tempfile::tempdir().unwrap();
-        ok(&sluice(
-            config.path(),
-            &[
-                "login",
-                "--server",
-                url,
-                "--username",
-                name,
-                "--password-stdin",
-            ],
-            Some(&format!("{password}\n")),
-        ));
-        Self { config }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        sluice(self.config.path(), args, None)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        ok(&self.run(args))
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let text = self.ok(args);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
-    }
-
-    /// A refused command: exit 2 and the server's reason on stderr.
-    fn refused(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert_eq!(output.status.code(), Some(2), "{args:?} should be refused");
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
 }
 
 /// The server's settings file: the fake clock's start.

@@ -474,3 +474,30 @@ fn without_an_inventory_it_scans_this_machine() {
         "{ecosystem} vs {version_id}"
     );
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_is_not_an_error() {
+    // `sluice scan … | head`: here the reader is gone before the first line is written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "scan",
+            "--status",
+            &example("debian11-web/status"),
+            "--os-release",
+            &example("debian11-web/os-release"),
+            "--feed",
+            &example("feeds/DSA-list"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("error") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}

@@ -20,10 +20,10 @@ mod fixture;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, free_port, ok, sluice};
+use common::{PASSWORD, Person, free_port, ok, sluice};
 use fixture::{Fixture, HostDpkg};
 use serde_json::{Value, json};
 
@@ -82,42 +82,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A person with their own CLI config directory (their stored token).
-struct Person {
-    config: tempfile::TempDir,
-}
-
-impl Person {
-    fn login(url: &str, name: &str, password: &str) -> Person {
-        let config = tempfile::tempdir().unwrap();
-        ok(&sluice(
-            config.path(),
-            &[
-                "login",
-                "--server",
-                url,
-                "--username",
-                name,
-                "--password-stdin",
-            ],
-            Some(&format!("{password}\n")),
-        ));
-        Person { config }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        sluice(self.config.path(), args, None)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        ok(&self.run(args))
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
     }
 }
 
@@ -183,7 +147,6 @@ struct Fleet {
     server: Server,
     admin: Person,
     olga: Person,
-    erin: Person,
     hosts: Vec<(String, String)>,
     fixtures: Vec<Fixture>,
     agents: Vec<Agent>,
@@ -220,7 +183,6 @@ impl Fleet {
             ));
         }
         let olga = Person::login(&server.url, "olga", USER_PASSWORD);
-        let erin = Person::login(&server.url, "erin", USER_PASSWORD);
         // Roots in parallel: each builds its packages and runs apt in its own root.
         let fixtures: Vec<Fixture> = std::thread::scope(|scope| {
             let handles: Vec<_> = hosts.iter().map(|_| scope.spawn(Fixture::new)).collect();
@@ -230,7 +192,6 @@ impl Fleet {
             server,
             admin,
             olga,
-            erin,
             hosts: hosts
                 .iter()
                 .map(|(h, e)| ((*h).to_owned(), (*e).to_owned()))
@@ -722,25 +683,9 @@ fn an_agent_killed_mid_job_is_reported_interrupted_and_rolled_back() {
     fleet.host_dpkg.assert_untouched();
 }
 
-/// POSTs JSON with a bearer token over plain HTTP; returns (status, body).
+/// POSTs JSON with a bearer token: (status, body).
 fn post_json(url: &str, path: &str, token: &str, body: &Value) -> (u16, String) {
-    use std::io::{Read, Write};
-    let address = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    let body = body.to_string();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer[9..12].parse().unwrap();
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    common::http(url, "POST", path, Some(token), Some(body))
 }
 
 /// Alertmanager's webhook body (version 4) for one alert on `instance`.
@@ -1074,4 +1019,86 @@ fn a_host_that_needs_a_reboot_stays_pending_until_one_is_seen() {
         narration.contains("web1: updated, waiting for a reboot"),
         "{narration}"
     );
+}
+
+#[test]
+fn operators_pause_resume_retry_reset_the_breaker_and_abort() {
+    let fleet = Fleet::new(&[("dev1", "dev"), ("dev2", "dev"), ("prod1", "prod")]);
+
+    // A bad release under `on_trip: pause`: the canary fails, the breaker trips, and the
+    // rollout waits for a person instead of ending.
+    let bad = fleet.approved_change("1.2");
+    let rollout = fleet.start_rollout(&bad, policy(1, json!({"count": 1}), "pause", false));
+    let status = ["rollout", "status", rollout.as_str(), "--output", "json"];
+    let halted = wait_for(&fleet.olga, &status, "the breaker", |v| {
+        v["phase"] == "halted"
+    });
+    assert_eq!(
+        halted["finished"], false,
+        "a paused trip waits for a person: {halted}"
+    );
+    assert_eq!(halted["breaker_trips"], 1);
+    // A person tries the canary again: first the host, then the breaker.
+    fleet.olga.ok(&["rollout", "retry", &rollout, "dev1"]);
+    fleet.olga.ok(&["rollout", "reset-breaker", &rollout]);
+    wait_for(&fleet.olga, &status, "the second trip", |v| {
+        v["breaker_trips"] == 2
+    });
+    let second = fleet.olga.json(&status);
+    assert_eq!(
+        second["rings"][0]["batches"][0]["hosts"][0]["job"],
+        format!("{rollout}-dev1-u2")
+    );
+    fleet
+        .olga
+        .ok(&["rollout", "abort", &rollout, "--reason", "1.2 is broken"]);
+    let aborted = fleet.finished(&rollout);
+    assert_eq!(aborted["outcome"], "aborted", "{aborted}");
+    assert_eq!(fleet.change_state(&bad), "failed");
+    assert_eq!(
+        fleet.versions(),
+        vec![Some("1.0".to_owned()); 3],
+        "nothing else started"
+    );
+    // A finished rollout takes no more actions.
+    assert!(
+        !fleet
+            .olga
+            .run(&["rollout", "resume", &rollout])
+            .status
+            .success()
+    );
+
+    // A good release, paused by a person right after it starts: nothing more starts until
+    // they resume.
+    let good = fleet.approved_change("1.1");
+    let rollout = fleet.start_rollout(&good, policy(1, json!({"count": 1}), "pause", false));
+    fleet.olga.ok(&[
+        "rollout",
+        "pause",
+        &rollout,
+        "--reason",
+        "watching the canary by hand",
+    ]);
+    let status = ["rollout", "status", rollout.as_str(), "--output", "json"];
+    std::thread::sleep(Duration::from_secs(3));
+    let paused = fleet.olga.json(&status);
+    assert_eq!(paused["phase"], "paused", "{paused}");
+    assert!(
+        paused["pause_reason"].as_str().unwrap().contains("by hand"),
+        "{paused}"
+    );
+    let started: u64 = ["running", "succeeded", "pending-reboot"]
+        .iter()
+        .map(|s| paused["counts"][s].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        started, 1,
+        "only the canary, started before the pause: {paused}"
+    );
+    fleet.olga.ok(&["rollout", "resume", &rollout]);
+    let done = fleet.finished(&rollout);
+    assert_eq!(done["outcome"], "completed", "{done}");
+    assert_eq!(fleet.versions(), vec![Some("1.1".to_owned()); 3]);
+    fleet.audit_verified();
 }

@@ -841,6 +841,12 @@ pub(crate) async fn take_action(
     now: jiff::Timestamp,
 ) -> Result<StoredChange, ApiError> {
     let id = stored.change.id.clone();
+    // Scheduling checks other changes' windows, then writes its own: on this replica two
+    // changes are never checked against each other at the same time.
+    let _scheduling = match &action {
+        Action::Schedule { .. } => Some(state.schedule_lock.lock().await),
+        _ => None,
+    };
     let policy = current_policy::<CabPolicy>(&state.store).await?.policy;
     let action = match action {
         Action::Schedule { window, .. } => Action::Schedule {

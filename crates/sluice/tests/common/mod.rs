@@ -119,17 +119,83 @@ pub fn ok(output: &Output) -> String {
 
 /// A plain HTTP/1.1 GET of `path` on the server at `url` (`http://host:port`): status and body.
 pub fn http_get(url: &str, path: &str) -> (u16, String) {
+    http(url, "GET", path, None, None)
+}
+
+/// A plain HTTP/1.1 request with an optional bearer token and JSON body: status and body.
+pub fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, String) {
     use std::io::Read;
     let address = url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, body.to_owned())
+}
+
+/// A person at their own terminal: their own credentials directory.
+pub struct Person {
+    pub config: tempfile::TempDir,
+}
+
+impl Person {
+    /// Logs in with `sluice login` and keeps the token in this person's directory.
+    pub fn login(url: &str, name: &str, password: &str) -> Self {
+        let config = tempfile::tempdir().unwrap();
+        ok(&sluice(
+            config.path(),
+            &[
+                "login",
+                "--server",
+                url,
+                "--username",
+                name,
+                "--password-stdin",
+            ],
+            Some(&format!("{password}\n")),
+        ));
+        Self { config }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        sluice(self.config.path(), args, None)
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        ok(&self.run(args))
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let text = self.ok(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    }
+
+    /// A refused command: exit 2 and the server's reason on stderr.
+    pub fn refused(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?} should be refused");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
 }

@@ -1,0 +1,159 @@
+//! The rollout API's refusals, in process, on SQLite and PostgreSQL: what cannot be planned is
+//! a 422 naming why, a change that is not scheduled is a 409, nothing is written by a refused
+//! start, unknown rollouts are 404, and a malformed spec or action names its field. (Rollouts
+//! that run are tested end to end with real agents in `crates/sluice/tests/e2e_rollout.rs`.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{Db, Server, id, targets_change};
+use serde_json::json;
+
+async fn approved(server: &Server, scope: &str) -> String {
+    let change = id(&server
+        .create(
+            "alice",
+            targets_change("openssl", "normal", "openssl", "3.0.15-1~deb12u1", scope),
+        )
+        .await);
+    for (who, action) in [
+        ("alice", json!({"action": "submit"})),
+        ("olga", json!({"action": "sign-off-plan"})),
+        ("olga", json!({"action": "start-review"})),
+        ("bob", json!({"action": "approve"})),
+        ("carol", json!({"action": "approve"})),
+    ] {
+        let answer = server.act(&change, who, action).await;
+        if answer.status != StatusCode::OK {
+            break;
+        }
+    }
+    assert_eq!(
+        server.get(&format!("/api/v1/changes/{change}")).await["state"],
+        "approved"
+    );
+    change
+}
+
+async fn refusals(server: &Server) {
+    let change = approved(server, "host=db1").await;
+    // Approved but not scheduled: 409, and the change stays as it was.
+    let early = server
+        .call(
+            Method::POST,
+            "/api/v1/rollouts",
+            "olga",
+            Some(json!({"change": change})),
+        )
+        .await
+        .refused(StatusCode::CONFLICT);
+    assert!(
+        early.contains("approved") && early.contains("scheduled"),
+        "{early}"
+    );
+
+    let start = server.now();
+    let window = json!({"action": "schedule", "window": {
+        "start": start.to_string(), "end": (start + jiff::SignedDuration::from_hours(2)).to_string()}});
+    server.act(&change, "olga", window).await.ok(StatusCode::OK);
+    // db1 has no agent: nothing can carry the jobs. 422 naming the host; nothing written.
+    let orphan = server
+        .call(
+            Method::POST,
+            "/api/v1/rollouts",
+            "olga",
+            Some(json!({"change": change})),
+        )
+        .await
+        .refused(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        orphan.contains("db1") && orphan.contains("agent"),
+        "{orphan}"
+    );
+    assert_eq!(server.get("/api/v1/rollouts").await, json!([]));
+    assert_eq!(
+        server.get(&format!("/api/v1/changes/{change}")).await["state"],
+        "scheduled",
+        "a refused start does not start the change"
+    );
+
+    // A policy field that does not exist, a size of zero: named.
+    let typo = server
+        .call(
+            Method::POST,
+            "/api/v1/rollouts",
+            "olga",
+            Some(json!({"change": change, "policy": {"batch": {"count": 1}, "max_concurency": 3}})),
+        )
+        .await
+        .refused(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(typo.contains("max_concurency"), "{typo}");
+    let unknown = server
+        .call(
+            Method::POST,
+            "/api/v1/rollouts",
+            "olga",
+            Some(json!({"change": "CHG-99"})),
+        )
+        .await
+        .refused(StatusCode::NOT_FOUND);
+    assert!(unknown.contains("CHG-99"), "{unknown}");
+
+    // Unknown rollouts; an action that is not one.
+    server
+        .call(Method::GET, "/api/v1/rollouts/RO-7", "victor", None)
+        .await
+        .refused(StatusCode::NOT_FOUND);
+    server
+        .call(
+            Method::POST,
+            "/api/v1/rollouts/RO-7/actions",
+            "olga",
+            Some(json!({"action": "pause", "reason": "x"})),
+        )
+        .await
+        .refused(StatusCode::NOT_FOUND);
+    let bad = server
+        .call(
+            Method::POST,
+            "/api/v1/rollouts/RO-7/actions",
+            "olga",
+            Some(json!({"action": "skip-ahead"})),
+        )
+        .await
+        .refused(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.contains("skip-ahead"), "{bad}");
+    // A viewer reads, never starts.
+    server
+        .call(
+            Method::POST,
+            "/api/v1/rollouts",
+            "victor",
+            Some(json!({"change": change})),
+        )
+        .await
+        .refused(StatusCode::FORBIDDEN);
+    // Alertmanager payloads of another version are refused naming it.
+    let old = server
+        .call(
+            Method::POST,
+            "/api/v1/alerts/alertmanager",
+            "olga",
+            Some(json!({"version": "3", "status": "firing", "alerts": []})),
+        )
+        .await
+        .refused(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(old.contains("version"), "{old}");
+    server.assert_chain_intact().await;
+}
+
+#[tokio::test]
+async fn rollout_refusals_on_both_backends() {
+    for db in [Db::Sqlite, Db::Postgres] {
+        let server = Server::start(db).await;
+        refusals(&server).await;
+        server.finish().await;
+    }
+}
