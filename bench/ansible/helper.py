@@ -159,6 +159,20 @@ def breakdown(url, token, rollout, out_path):
     n = max(len(batches), 1)
     print(f"{'mean':>7} " + " ".join(f"{ms(v / n):>7}" for v in sums))
     print(f"{'sum':>7} " + " ".join(f"{ms(v):>7}" for v in sums))
+    every = [h for b in batches for h in b["hosts"]]
+    names = []
+    for h in every:
+        names += [s for s in h["steps"] if s not in names]
+    medians = {s: statistics.median(h["steps"][s] for h in every if s in h["steps"]) for s in names}
+    result["step_medians"] = medians
+    for key in ["wake", "claim_to_first_step", "report", "server_fold", "verified"]:
+        result[f"median_{key}"] = statistics.median(h[key] for h in every)
+    json.dump(result, open(out_path, "w"), indent=1)
+    print(f"job steps, median of the {len(every)} jobs (ms): "
+          + ", ".join(f"{s} {v * 1000:.1f}" for s, v in medians.items()))
+    print("per job, median (ms): " + ", ".join(
+        f"{k} {result['median_' + k] * 1000:.1f}"
+        for k in ["wake", "claim_to_first_step", "report", "server_fold", "verified"]))
 
 
 def main():

@@ -35,6 +35,9 @@ target=1.1
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
+[ "$floor_roots" -ge 1 ] && [ $((floor_roots * 3)) -le "$hosts" ] ||
+    die "FLOOR_ROOTS=$floor_roots: from 1 to $((hosts / 3)) (N roots one at a time and 2N in pairs, of $hosts)"
+
 [ "$(id -u)" = 0 ] || die "needs root: dpkg installs nothing without it, even into the private roots (the machine's own packages are never touched)"
 for tool in python3 apt-get dpkg-query dpkg-deb dpkg-scanpackages df; do
     command -v "$tool" >/dev/null || die "needs $tool (dpkg-dev, apt, python3)"
