@@ -85,11 +85,13 @@ impl Host {
 
 /// `count` hosts, round robin over the environments, each round shifting the sites so that
 /// every environment gets every zone: `dev-tyo-1`, `test-ams-1`, `prod-nyc-1`, `dev-ams-1`, …
-pub fn plan(dir: &Path, count: usize) -> Vec<Host> {
+/// (with one environment, round robin over the sites: `prod-tyo-1`, `prod-ams-1`, …).
+pub fn plan(dir: &Path, count: usize, environments: &[&'static str]) -> Vec<Host> {
     let mut numbers = std::collections::BTreeMap::new();
+    let envs = environments.len().max(1);
     (0..count)
         .map(|i| {
-            let env = ENVIRONMENTS[i % 3];
+            let env = environments.get(i % envs).copied().unwrap_or("prod");
             let site = SITES[(i + i / 3) % 3];
             let n = numbers.entry((env, site.code)).or_insert(0);
             *n += 1;
@@ -197,6 +199,11 @@ impl Process {
             name,
             child: Some(child),
         }
+    }
+
+    /// Its process id, while it has one.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether it is still running.

@@ -40,6 +40,11 @@ pub struct DemoArgs {
     /// `text` narrates on standard output; `json` prints one JSON object there at the end.
     #[arg(long, value_enum, default_value = "text")]
     output: DemoOutput,
+    /// For benchmarks (bench/ansible/run.sh): bring up the server, the users, the repository
+    /// and the hosts (all in `prod`, on the old version, agents enrolled), print one JSON line
+    /// saying where everything is, and wait for SIGTERM or Ctrl-C; no story.
+    #[arg(long, hide = true, conflicts_with_all = ["headless", "output"])]
+    fleet_only: bool,
 }
 
 /// Output formats of `sluice demo`.
@@ -58,6 +63,9 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     check_tools()?;
     let (dir, temporary) = workspace(args.dir.as_deref())?;
     narrate::watch_ctrl_c();
+    if args.fleet_only {
+        return fleet_only(&dir, temporary, usize::from(args.agents));
+    }
     let narrator = Narrator::new(args.headless, json);
     narrator.say(format!(
         "sluice demo: {} hosts, working in {}",
@@ -115,6 +123,75 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `sluice demo --fleet-only`: the fleet up, one JSON line on standard output (narration on
+/// standard error), then running until SIGTERM, SIGHUP or Ctrl-C.
+fn fleet_only(dir: &Path, temporary: bool, agents: usize) -> Result<ExitCode> {
+    let narrator = Narrator::new(true, true);
+    narrator.say(format!(
+        "sluice demo --fleet-only: {agents} hosts in prod, working in {}",
+        dir.display()
+    ));
+    let brought = story::bring_up(dir, agents, &["prod"], &narrator);
+    let (story, _cast, repo) = match brought {
+        Ok(up) => up,
+        Err(error) => {
+            if temporary && narrate::interrupted() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(error.context(format!(
+                "the fleet did not come up; its logs and data are in {}",
+                dir.display()
+            )));
+        }
+    };
+    let hosts: Vec<serde_json::Value> = story
+        .hosts
+        .iter()
+        .map(|h| {
+            serde_json::json!({
+                "name": h.name,
+                "env": h.env,
+                "tz": h.site.tz,
+                "root": h.root,
+                "state": h.state,
+                "log": dir.join("logs").join(format!("agent-{}.log", h.name)),
+            })
+        })
+        .collect();
+    let line = serde_json::json!({
+        "server": story.server.url,
+        "data_dir": story.server.data_dir,
+        "server_log": story.server.log,
+        "admin_password": story.admin_password,
+        "user_password": story.user_password,
+        "users": story::PEOPLE.iter().map(|p| serde_json::json!({"name": p.0, "roles": p.1, "groups": p.2})).collect::<Vec<_>>(),
+        "repo": repo,
+        "package": packages::PACKAGE,
+        "versions": {"old": packages::OLD, "fixed": packages::FIXED, "bad": packages::BAD},
+        "health": packages::HEALTH,
+        "dir": dir,
+        "hosts": hosts,
+        "setup_s": story.setup.as_secs_f64(),
+        "pids": {
+            "server": story.server.process.id(),
+            "agents": story.agents.iter().map(fleet::Process::id).collect::<Vec<_>>(),
+        },
+    });
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    while narrate::pause(Duration::from_millis(200)).is_ok() {}
+    narrator.say("stopping the agents and the server");
+    drop(story);
+    if temporary {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn wait_for_ctrl_c(story: &story::Story, narrator: &Narrator) {

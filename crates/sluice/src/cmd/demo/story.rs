@@ -21,7 +21,7 @@ const KEV_CATALOG: &str =
     include_str!("../../../../../examples/feeds/known_exploited_vulnerabilities.json");
 
 /// The people of the story: user name, roles, groups, and what they do.
-const PEOPLE: [(&str, &[&str], &[&str], &str); 6] = [
+pub const PEOPLE: [(&str, &[&str], &[&str], &str); 6] = [
     (
         "alice",
         &["operator"],
@@ -157,77 +157,7 @@ impl Cast {
 
 /// Runs the whole story.
 pub fn run(dir: &Path, agents: usize, narrator: &Narrator) -> Result<Story> {
-    let started = Instant::now();
-    let admin_password = random_secret()?;
-    let user_password = random_secret()?;
-    let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
-
-    narrator.section("The server");
-    let spinner = narrator.spinner("starting sluice server on SQLite");
-    let server = Server::start(
-        &dir.join("server"),
-        &logs.join("server.log"),
-        &admin_password,
-    )?;
-    narrator.clear(&spinner);
-    narrator.say(format!(
-        "  sluice server listening on {} (SQLite in {}; log {})",
-        server.url,
-        server.data_dir.display(),
-        server.log.display()
-    ));
-    let mut story = Story {
-        server,
-        agents: Vec::new(),
-        hosts: fleet::plan(dir, agents),
-        changes: Vec::new(),
-        admin_password,
-        user_password,
-        setup: Duration::ZERO,
-    };
-    let url = story.server.url.clone();
-    let cast = people(&url, &story.admin_password, &story.user_password, narrator)?;
-
-    narrator.section("The fleet");
-    let t = Instant::now();
-    let repo = packages::build_repository(dir)?;
-    narrator.say(format!(
-        "  built {} {}, {} and {} (.deb with dpkg-deb) into a local apt repository at {} ({:.1}s)",
-        packages::PACKAGE,
-        packages::OLD,
-        packages::FIXED,
-        packages::BAD,
-        repo.display(),
-        t.elapsed().as_secs_f64()
-    ));
-    import_assets(&cast, &story.hosts, narrator)?;
-    let t = Instant::now();
-    let bar = narrator.bar(story.hosts.len() as u64, "roots");
-    bar.set_message(format!(
-        "apt-get update; apt-get install {}={}",
-        packages::PACKAGE,
-        packages::OLD
-    ));
-    fleet::prepare_roots(&story.hosts, &repo, &|_host: &Host| bar.inc(1))?;
-    narrator.clear(&bar);
-    narrator.say(format!(
-        "  {} private package roots ready, {} {} installed in each ({:.1}s; apt and dpkg confined to {}/agents/*/root, the machine's own packages untouched)",
-        story.hosts.len(),
-        packages::PACKAGE,
-        packages::OLD,
-        t.elapsed().as_secs_f64(),
-        dir.display()
-    ));
-    let t = Instant::now();
-    start_agents(&cast, &mut story, &logs, narrator)?;
-    narrator.say(format!(
-        "  {} agents enrolled with one-time tokens; inventories in the CMDB ({:.1}s)",
-        story.agents.len(),
-        t.elapsed().as_secs_f64()
-    ));
-    story.setup = started.elapsed();
-    narrator.say(format!("  fleet up in {:.1}s", story.setup.as_secs_f64()));
+    let (mut story, cast, _repo) = bring_up(dir, agents, &fleet::ENVIRONMENTS, narrator)?;
     for env in fleet::ENVIRONMENTS {
         let names: Vec<&str> = story
             .hosts
@@ -322,6 +252,89 @@ pub fn run(dir: &Path, agents: usize, narrator: &Narrator) -> Result<Story> {
         ));
     }
     Ok(story)
+}
+
+/// The fleet without the story: the server, the people, the repository, every host's root on
+/// the old version and its agent enrolled, hosts spread over `environments`. Returns the story
+/// so far (no changes), everyone logged in, and the repository's directory.
+pub fn bring_up(
+    dir: &Path,
+    agents: usize,
+    environments: &[&'static str],
+    narrator: &Narrator,
+) -> Result<(Story, Cast, PathBuf)> {
+    let started = Instant::now();
+    let admin_password = random_secret()?;
+    let user_password = random_secret()?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+
+    narrator.section("The server");
+    let spinner = narrator.spinner("starting sluice server on SQLite");
+    let server = Server::start(
+        &dir.join("server"),
+        &logs.join("server.log"),
+        &admin_password,
+    )?;
+    narrator.clear(&spinner);
+    narrator.say(format!(
+        "  sluice server listening on {} (SQLite in {}; log {})",
+        server.url,
+        server.data_dir.display(),
+        server.log.display()
+    ));
+    let mut story = Story {
+        server,
+        agents: Vec::new(),
+        hosts: fleet::plan(dir, agents, environments),
+        changes: Vec::new(),
+        admin_password,
+        user_password,
+        setup: Duration::ZERO,
+    };
+    let url = story.server.url.clone();
+    let cast = people(&url, &story.admin_password, &story.user_password, narrator)?;
+
+    narrator.section("The fleet");
+    let t = Instant::now();
+    let repo = packages::build_repository(dir)?;
+    narrator.say(format!(
+        "  built {} {}, {} and {} (.deb with dpkg-deb) into a local apt repository at {} ({:.1}s)",
+        packages::PACKAGE,
+        packages::OLD,
+        packages::FIXED,
+        packages::BAD,
+        repo.display(),
+        t.elapsed().as_secs_f64()
+    ));
+    import_assets(&cast, &story.hosts, narrator)?;
+    let t = Instant::now();
+    let bar = narrator.bar(story.hosts.len() as u64, "roots");
+    bar.set_message(format!(
+        "apt-get update; apt-get install {}={}",
+        packages::PACKAGE,
+        packages::OLD
+    ));
+    fleet::prepare_roots(&story.hosts, &repo, &|_host: &Host| bar.inc(1))?;
+    narrator.clear(&bar);
+    narrator.say(format!(
+        "  {} private package roots ready, {} {} installed in each ({:.1}s; apt and dpkg confined to {}/agents/*/root, the machine's own packages untouched)",
+        story.hosts.len(),
+        packages::PACKAGE,
+        packages::OLD,
+        t.elapsed().as_secs_f64(),
+        dir.display()
+    ));
+    let t = Instant::now();
+    start_agents(&cast, &mut story, &logs, narrator)?;
+    narrator.say(format!(
+        "  {} agents enrolled with one-time tokens; inventories in the CMDB ({:.1}s)",
+        story.agents.len(),
+        t.elapsed().as_secs_f64()
+    ));
+    story.setup = started.elapsed();
+    narrator.say(format!("  fleet up in {:.1}s", story.setup.as_secs_f64()));
+    Ok((story, cast, repo))
 }
 
 fn people(url: &str, admin_password: &str, password: &str, narrator: &Narrator) -> Result<Cast> {
