@@ -20,6 +20,9 @@ use super::*;
 /// failed (the agent sends one right after its report; this covers an agent that died).
 pub const VERIFY_TIMEOUT: SignedDuration = SignedDuration::from_mins(3);
 
+/// How long after a job's end the server waits for the agent's own inventory before asking.
+pub(super) const INVENTORY_GRACE: SignedDuration = SignedDuration::from_secs(10);
+
 /// How often a host waiting for a reboot is asked for an inventory again.
 pub(super) const REBOOT_POLL: SignedDuration = SignedDuration::from_secs(60);
 
@@ -296,7 +299,12 @@ pub(super) fn fold_jobs(
                             }
                         }
                         loaded.runtime.verifying.insert(host.clone(), at);
-                        decision.inventories.insert(host.clone());
+                        loaded.runtime.unchanged.remove(&host);
+                        loaded.runtime.inventory_asked.remove(&host);
+                        if report.outcome == JobOutcome::AlreadyCompliant {
+                            // Nothing changed: the inventory on record is as good as a new one.
+                            loaded.runtime.unchanged.insert(host.clone());
+                        }
                         decision.write.events.push(event(
                             "host-updated",
                             json!({"host": host, "job": job_id, "outcome": report.outcome.as_str(), "versions": report.versions_after}),
@@ -497,7 +505,9 @@ pub(super) async fn verify(
                 .received_at
                 .parse::<Timestamp>()
                 .ok()
-                .filter(|received| *received >= since)
+                .filter(|received| {
+                    *received >= since || (!rebooting && loaded.runtime.unchanged.contains(&host))
+                })
                 .map(|_| (inventory.reboot_required, packages)),
             None => None,
         };
@@ -509,6 +519,7 @@ pub(super) async fn verify(
                 }
             } else if now.duration_since(since) >= VERIFY_TIMEOUT {
                 loaded.runtime.verifying.remove(&host);
+                loaded.runtime.inventory_asked.remove(&host);
                 let note = format!(
                     "verification: no fresh inventory within {} of the job's end",
                     VERIFY_TIMEOUT
@@ -520,6 +531,12 @@ pub(super) async fn verify(
                     true,
                 ));
                 apply_logged(loaded, &Observation::HostFailed { host, at: now }, decision);
+            } else if now.duration_since(since) >= INVENTORY_GRACE
+                && loaded.runtime.inventory_asked.insert(host.clone())
+            {
+                // The agent sends one after every job that changed something; ask once when
+                // it has not come.
+                decision.inventories.insert(host);
             }
             continue;
         };
@@ -528,8 +545,8 @@ pub(super) async fn verify(
             .map(|p| (p.name, Some(p.version)))
             .collect();
         loaded.runtime.verifying.remove(&host);
-        // Already here: no need to ask for another.
-        decision.inventories.remove(&host);
+        loaded.runtime.unchanged.remove(&host);
+        loaded.runtime.inventory_asked.remove(&host);
         if let Some(wrong) = wrong_versions(
             &loaded.stored_plan.targets,
             &installed,

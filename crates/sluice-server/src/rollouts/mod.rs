@@ -511,8 +511,9 @@ pub async fn drive(state: AppState) {
         }
         tokio::select! {
             () = state.rollouts.wake.notified() => {
-                // Reports tend to come in bursts (a batch finishing): take them together.
-                tokio::time::sleep(Duration::from_millis(30)).await;
+                // Reports of one batch tend to come together, and an agent's fresh inventory
+                // follows its report within a few milliseconds: take them in one advance.
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             () = tokio::time::sleep(sleep) => {}
         }

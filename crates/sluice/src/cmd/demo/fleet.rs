@@ -345,7 +345,14 @@ impl Server {
 }
 
 /// Starts the agent of `host` with a one-time enrollment token; its output goes to `log`.
-pub fn start_agent(url: &str, host: &Host, token: &str, log: &Path) -> Result<Process> {
+/// Without `refresh` it runs no `apt-get update` before a job's dry run.
+pub fn start_agent(
+    url: &str,
+    host: &Host,
+    token: &str,
+    refresh: bool,
+    log: &Path,
+) -> Result<Process> {
     let state = host.state.display().to_string();
     let root = host.root.display().to_string();
     let labels = format!("env={},tz={}", host.env, host.site.tz);
@@ -364,6 +371,9 @@ pub fn start_agent(url: &str, host: &Host, token: &str, log: &Path) -> Result<Pr
         "--poll-wait",
         "5",
     ])?;
+    if !refresh {
+        command.arg("--no-refresh");
+    }
     command
         .env("SLUICE_ENROLL_TOKEN", token)
         .stdout(log_file(log)?)

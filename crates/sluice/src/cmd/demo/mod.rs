@@ -45,6 +45,10 @@ pub struct DemoArgs {
     /// saying where everything is, and wait for SIGTERM or Ctrl-C; no story.
     #[arg(long, hide = true, conflicts_with_all = ["headless", "output"])]
     fleet_only: bool,
+    /// With --fleet-only: agents do not run `apt-get update` before a job's dry run
+    /// (`sluice agent --no-refresh`), so they do what the Ansible playbook does.
+    #[arg(long, hide = true, requires = "fleet_only")]
+    no_refresh: bool,
 }
 
 /// Output formats of `sluice demo`.
@@ -64,7 +68,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let (dir, temporary) = workspace(args.dir.as_deref())?;
     narrate::watch_ctrl_c();
     if args.fleet_only {
-        return fleet_only(&dir, temporary, usize::from(args.agents));
+        return fleet_only(&dir, temporary, usize::from(args.agents), !args.no_refresh);
     }
     let narrator = Narrator::new(args.headless, json);
     narrator.say(format!(
@@ -127,13 +131,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
 
 /// `sluice demo --fleet-only`: the fleet up, one JSON line on standard output (narration on
 /// standard error), then running until SIGTERM, SIGHUP or Ctrl-C.
-fn fleet_only(dir: &Path, temporary: bool, agents: usize) -> Result<ExitCode> {
+fn fleet_only(dir: &Path, temporary: bool, agents: usize, refresh: bool) -> Result<ExitCode> {
     let narrator = Narrator::new(true, true);
     narrator.say(format!(
         "sluice demo --fleet-only: {agents} hosts in prod, working in {}",
         dir.display()
     ));
-    let brought = story::bring_up(dir, agents, &["prod"], &narrator);
+    let brought = story::bring_up(dir, agents, &["prod"], refresh, &narrator);
     let (story, _cast, repo) = match brought {
         Ok(up) => up,
         Err(error) => {

@@ -157,7 +157,7 @@ impl Cast {
 
 /// Runs the whole story.
 pub fn run(dir: &Path, agents: usize, narrator: &Narrator) -> Result<Story> {
-    let (mut story, cast, _repo) = bring_up(dir, agents, &fleet::ENVIRONMENTS, narrator)?;
+    let (mut story, cast, _repo) = bring_up(dir, agents, &fleet::ENVIRONMENTS, true, narrator)?;
     for env in fleet::ENVIRONMENTS {
         let names: Vec<&str> = story
             .hosts
@@ -261,6 +261,7 @@ pub fn bring_up(
     dir: &Path,
     agents: usize,
     environments: &[&'static str],
+    refresh: bool,
     narrator: &Narrator,
 ) -> Result<(Story, Cast, PathBuf)> {
     let started = Instant::now();
@@ -326,7 +327,7 @@ pub fn bring_up(
         dir.display()
     ));
     let t = Instant::now();
-    start_agents(&cast, &mut story, &logs, narrator)?;
+    start_agents(&cast, &mut story, &logs, refresh, narrator)?;
     narrator.say(format!(
         "  {} agents enrolled with one-time tokens; inventories in the CMDB ({:.1}s)",
         story.agents.len(),
@@ -385,7 +386,13 @@ fn import_assets(cast: &Cast, hosts: &[Host], narrator: &Narrator) -> Result<()>
     Ok(())
 }
 
-fn start_agents(cast: &Cast, story: &mut Story, logs: &Path, narrator: &Narrator) -> Result<()> {
+fn start_agents(
+    cast: &Cast,
+    story: &mut Story,
+    logs: &Path,
+    refresh: bool,
+    narrator: &Narrator,
+) -> Result<()> {
     let bar = narrator.bar(story.hosts.len() as u64, "agents");
     bar.set_message("enrolling");
     for host in &story.hosts {
@@ -400,6 +407,7 @@ fn start_agents(cast: &Cast, story: &mut Story, logs: &Path, narrator: &Narrator
             &story.server.url,
             host,
             token,
+            refresh,
             &logs.join(format!("agent-{}.log", host.name)),
         )?);
     }
