@@ -142,7 +142,7 @@ def breakdown(url, token, rollout, out_path):
     print(f"rollout {rollout}: {result['server_seconds']:.3f} s on the server's clock "
           f"(created -> finished); start request -> first batch {ms(result['request_to_first_batch'])} ms")
     print("per batch, the host that finished last (ms): wake = job queued -> claimed by the agent;"
-          " apt = inspect + dry-run (with apt-get update) + apply + verify steps; agent = the job's other"
+          " apt = inspect + dry-run (with apt-get update under REFRESH=1) + apply + verify steps; agent = the job's other"
           " steps and gaps (journal, preflight, save-config, checks); report = last step -> report stored;"
           " fold = report -> folded by the rollout; verify = folded -> verified by a fresh inventory;"
           " next = -> next batch started")

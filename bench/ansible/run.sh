@@ -21,6 +21,9 @@
 #   FLOOR_ROOTS=N    hosts timed one at a time per floor round (default 5; 2N more in pairs)
 #   KEEP=1           keep the working directory (logs, server database) for a look afterwards
 #   OUT=FILE         also write the results as JSON to FILE
+#   REFRESH=1        agents run `apt-get update` before each dry run, their default in production
+#                    (default 0: like the playbook, neither side refreshes the package lists, so
+#                    both do the same work)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -95,8 +98,10 @@ sluice_version=$("$sluice" --version | awk 'NR == 1 {print $2}')
 cores=$(nproc)
 
 # 2. The fleet: server, users, repository, 20 roots on 1.0 in env=prod, agents enrolled.
-say "bringing up the fleet: sluice demo --fleet-only --agents $hosts"
-"$sluice" demo --fleet-only --agents "$hosts" --dir "$work/fleet" \
+refresh_flag=--no-refresh
+[ "${REFRESH:-0}" = 1 ] && refresh_flag=""
+say "bringing up the fleet: sluice demo --fleet-only --agents $hosts $refresh_flag"
+"$sluice" demo --fleet-only $refresh_flag --agents "$hosts" --dir "$work/fleet" \
     >"$work/fleet.json" 2>"$work/fleet.log" &
 fleet_pid=$!
 for _ in $(seq 600); do

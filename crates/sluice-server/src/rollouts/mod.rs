@@ -513,7 +513,7 @@ pub async fn drive(state: AppState) {
             () = state.rollouts.wake.notified() => {
                 // Reports of one batch tend to come together, and an agent's fresh inventory
                 // follows its report within a few milliseconds: take them in one advance.
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
             () = tokio::time::sleep(sleep) => {}
         }
