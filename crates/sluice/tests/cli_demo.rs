@@ -62,6 +62,10 @@ fn the_demo_tells_the_whole_story_and_leaves_the_machine_alone() {
     assert!(report["breaker_trips"].as_u64().unwrap() >= 1, "{report:#}");
     assert!(report["rollbacks"].as_u64().unwrap() >= 1, "{report:#}");
     assert_eq!(report["audit_verified"], true, "{report:#}");
+    // The first change's findings were closed by the hosts' fresh inventories.
+    assert_eq!(report["findings"]["opened"], 6, "{report:#}");
+    assert_eq!(report["findings"]["resolved"], 6, "{report:#}");
+    assert_eq!(report["findings"]["open_after_rollout"], 0, "{report:#}");
     assert!(report["duration_s"].as_f64().unwrap() > 0.0);
 
     // The audit check is the CLI's own, on the database the demo left behind.

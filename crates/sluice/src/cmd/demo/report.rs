@@ -56,8 +56,9 @@ pub fn verify_audit(data_dir: &Path) -> Result<Audit> {
     })
 }
 
-/// What the story should have ended with, and what differs: the fix completed, the bad
-/// release rolled back, every host on the fixed version, the breaker tripped, the chain intact.
+/// What the story should have ended with, and what differs: the fix completed, its findings
+/// resolved, the bad release rolled back, every host on the fixed version, the breaker tripped,
+/// the chain intact.
 pub fn surprises(story: &Story, audit: &Audit) -> Vec<String> {
     let mut problems = Vec::new();
     let expected = [
@@ -93,6 +94,13 @@ pub fn surprises(story: &Story, audit: &Audit) -> Vec<String> {
         .sum();
     if trips == 0 {
         problems.push("the breaker never tripped".to_owned());
+    }
+    let findings = story.findings;
+    if findings.opened == 0 || findings.open > 0 || findings.resolved != findings.opened {
+        problems.push(format!(
+            "of {} known-exploited findings, {} were resolved and {} are still open",
+            findings.opened, findings.resolved, findings.open
+        ));
     }
     if !audit.verified {
         problems.push(audit.message.clone());
@@ -176,6 +184,11 @@ pub fn json(story: &Story, audit: &Audit, duration_s: f64, dir: &Path, kept: boo
         "hosts": hosts,
         "breaker_trips": trips,
         "rollbacks": rollbacks,
+        "findings": {
+            "opened": story.findings.opened,
+            "open_after_rollout": story.findings.open,
+            "resolved": story.findings.resolved,
+        },
         "audit_verified": audit.verified,
         "audit": {"events": audit.events, "message": audit.message},
         "setup_s": story.setup.as_secs_f64(),

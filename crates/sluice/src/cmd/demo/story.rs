@@ -78,6 +78,20 @@ pub struct Story {
     pub user_password: String,
     /// How long the fleet took to come up (repository, roots, enrollment).
     pub setup: Duration,
+    /// The known-exploited findings: how many the feeds opened, and how many stayed open and
+    /// were resolved once the first change was rolled out.
+    pub findings: FindingsOutcome,
+}
+
+/// What became of the findings the first change was made for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FindingsOutcome {
+    /// Opened when the feeds were loaded.
+    pub opened: usize,
+    /// Still open after the first rollout.
+    pub open: usize,
+    /// Resolved by the hosts' fresh inventories after the first rollout.
+    pub resolved: usize,
 }
 
 impl Story {
@@ -173,54 +187,36 @@ pub fn run(dir: &Path, agents: usize, narrator: &Narrator) -> Result<Story> {
 
     narrator.section("Advisories and findings");
     feeds(&cast, dir, narrator)?;
-    findings(&cast, narrator)?;
+    story.findings.opened = findings(&cast, narrator)?;
 
     narrator.section("Change 1: fix the known-exploited vulnerability");
     let first = fix_change(&cast, narrator)?;
     schedule(&cast, &first, narrator)?;
-    let policy = json!({
-        "ring_order": fleet::ENVIRONMENTS,
-        "canary": {"count": 1},
-        "batch": {"percent": 50},
-        "max_concurrency": 4,
-        "breaker": {"per_batch": {"count": 1}, "per_ring": {"percent": 50}},
-        "on_trip": "rollback-batch",
-        "soak": "0s",
-        "manual_gate": false,
-        "follow_the_sun": true
-    });
-    let outcome = rollout::run(
-        &cast.get("alice")?.client,
+    // Follow the sun in the first; the second stops at the first failure in any ring.
+    let outcome = roll_out(
+        &cast,
+        &story,
         &first,
         packages::FIXED,
-        policy,
-        &story.hosts,
+        json!({"percent": 50}),
+        true,
         narrator,
     )?;
     story
         .changes
         .push(finish(&cast, &first, packages::FIXED, outcome, narrator)?);
+    story.findings = resolved(&cast, story.findings.opened, narrator)?;
 
     narrator.section("Change 2: a bad release meets the circuit breaker");
     let second = release_change(&cast, narrator)?;
     schedule(&cast, &second, narrator)?;
-    let policy = json!({
-        "ring_order": fleet::ENVIRONMENTS,
-        "canary": {"count": 1},
-        "batch": {"percent": 50},
-        "max_concurrency": 4,
-        "breaker": {"per_batch": {"count": 1}, "per_ring": {"count": 1}},
-        "on_trip": "rollback-batch",
-        "soak": "0s",
-        "manual_gate": false,
-        "follow_the_sun": false
-    });
-    let outcome = rollout::run(
-        &cast.get("alice")?.client,
+    let outcome = roll_out(
+        &cast,
+        &story,
         &second,
         packages::BAD,
-        policy,
-        &story.hosts,
+        json!({"count": 1}),
+        false,
         narrator,
     )?;
     story
@@ -292,6 +288,7 @@ pub fn bring_up(
         admin_password,
         user_password,
         setup: Duration::ZERO,
+        findings: FindingsOutcome::default(),
     };
     let url = story.server.url.clone();
     let cast = people(&url, &story.admin_password, &story.user_password, narrator)?;
@@ -558,7 +555,62 @@ fn feeds(cast: &Cast, dir: &Path, narrator: &Narrator) -> Result<()> {
     Ok(())
 }
 
-fn findings(cast: &Cast, narrator: &Narrator) -> Result<()> {
+/// Rolls `change` out canary-first in batches of half a ring, at most 4 hosts at once, rolling
+/// a batch back at its first failure; `per_ring` is the ring's breaker threshold.
+fn roll_out(
+    cast: &Cast,
+    story: &Story,
+    change: &str,
+    target: &str,
+    per_ring: Value,
+    follow_the_sun: bool,
+    narrator: &Narrator,
+) -> Result<RolloutOutcome> {
+    let policy = json!({
+        "ring_order": fleet::ENVIRONMENTS,
+        "canary": {"count": 1},
+        "batch": {"percent": 50},
+        "max_concurrency": 4,
+        "breaker": {"per_batch": {"count": 1}, "per_ring": per_ring},
+        "on_trip": "rollback-batch",
+        "soak": "0s",
+        "manual_gate": false,
+        "follow_the_sun": follow_the_sun
+    });
+    rollout::run(
+        &cast.get("alice")?.client,
+        change,
+        target,
+        policy,
+        &story.hosts,
+        narrator,
+    )
+}
+
+/// The known-exploited findings after the first rollout: each host's fresh inventory resolved
+/// its finding, or it is still open.
+fn resolved(cast: &Cast, opened: usize, narrator: &Narrator) -> Result<FindingsOutcome> {
+    let client = &cast.get("alice")?.client;
+    let count = |status: &str| -> Result<usize> {
+        let page = client.get(&format!(
+            "/api/v1/findings?kev=true&status={status}&limit=1000"
+        ))?;
+        Ok(page["items"].as_array().map_or(0, Vec::len))
+    };
+    let outcome = FindingsOutcome {
+        opened,
+        open: count("open")?,
+        resolved: count("resolved")?,
+    };
+    narrator.say(format!(
+        "  findings: {} of {} known-exploited findings resolved by the hosts' fresh inventories; {} still open",
+        outcome.resolved, outcome.opened, outcome.open
+    ));
+    Ok(outcome)
+}
+
+/// Shows the known-exploited findings the feeds opened; returns how many.
+fn findings(cast: &Cast, narrator: &Narrator) -> Result<usize> {
     let page = cast
         .get("alice")?
         .client
@@ -595,7 +647,7 @@ fn findings(cast: &Cast, narrator: &Narrator) -> Result<()> {
             hosts.join(", ")
         ));
     }
-    Ok(())
+    Ok(items.len())
 }
 
 fn plan(implementation: &[&str], verification: &[&str]) -> Value {
