@@ -135,6 +135,38 @@ async fn refusals(server: &Server) {
         )
         .await
         .refused(StatusCode::FORBIDDEN);
+    // An approved emergency change starts without a schedule: past the state check, it is
+    // refused only for its host's missing agent.
+    server.with_findings().await;
+    let emergency = id(&server
+        .create(
+            "alice",
+            json!({"title": "KEV fixes on web1", "type": "emergency",
+                   "from_findings": {"host": "web1", "kev": true},
+                   "justification": "actively exploited", "plan": common::plan()}),
+        )
+        .await);
+    for (who, action) in [
+        ("alice", json!({"action": "submit"})),
+        ("olga", json!({"action": "start-review"})),
+        ("erin", json!({"action": "approve"})),
+    ] {
+        server.act(&emergency, who, action).await.ok(StatusCode::OK);
+    }
+    let no_agent = server
+        .call(
+            Method::POST,
+            "/api/v1/rollouts",
+            "olga",
+            Some(json!({"change": emergency})),
+        )
+        .await
+        .refused(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        no_agent.contains("web1") && no_agent.contains("agent"),
+        "{no_agent}"
+    );
+
     // Alertmanager payloads of another version are refused naming it.
     let old = server
         .call(

@@ -34,7 +34,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sluice_core::access::{Actor as Person, Role};
-use sluice_core::change::{Action as ChangeAction, ChangeRequest, ChangeState};
+use sluice_core::change::{
+    Action as ChangeAction, ChangeRequest, ChangeState, ChangeType, Schedule,
+};
 use sluice_core::rollout::{
     HostInfo, Observation, RolledBackVersions, RolloutState, Service, Size, plan_change,
 };
@@ -47,6 +49,9 @@ pub use advance::VERIFY_TIMEOUT;
 use advance::*;
 pub use model::*;
 pub use signals::fold_alerts;
+
+/// How long an approved emergency change without a schedule may take to roll out.
+pub const EMERGENCY_HORIZON: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 
 /// How often every open rollout is advanced even when nothing woke the task.
 const TICK: Duration = Duration::from_secs(3);
@@ -145,12 +150,17 @@ pub async fn start(
         )));
     }
     let change = &stored_change.change;
-    if !matches!(
-        change.state,
-        ChangeState::Scheduled | ChangeState::Implementing
-    ) {
+    // An emergency change may start as soon as the e-CAB approved it, without a schedule.
+    let emergency_now =
+        change.kind == ChangeType::Emergency && change.state == ChangeState::Approved;
+    if !emergency_now
+        && !matches!(
+            change.state,
+            ChangeState::Scheduled | ChangeState::Implementing
+        )
+    {
         return Err(ApiError::conflict(format!(
-            "change {} is {}: only a scheduled (or implementing) change is rolled out",
+            "change {} is {}: only a scheduled (or implementing) change is rolled out, or an approved emergency change",
             change.id,
             change.state.as_str()
         )));
@@ -168,6 +178,14 @@ pub async fn start(
     // Planned as implementing: the schedule is what limits it either way.
     let mut planning = change.clone();
     planning.state = ChangeState::Implementing;
+    if planning.schedule.is_none() {
+        // An unscheduled emergency change: its hosts' windows and freezes still hold, within a
+        // day from now.
+        planning.schedule = Some(Schedule {
+            start: now,
+            end: now + EMERGENCY_HORIZON,
+        });
+    }
     let plan = plan_change(
         &planning,
         hosts,
@@ -194,7 +212,7 @@ pub async fn start(
     );
     let rollout_state = RolloutState::new(&plan);
 
-    if change.state == ChangeState::Scheduled {
+    if change.state == ChangeState::Scheduled || emergency_now {
         crate::api::changes::take_action(
             state,
             &stored_change,
