@@ -400,6 +400,12 @@ fn twenty_agents_canary_first_in_batches_every_host_verified() {
         narration.contains("gate passed: on to ring 2 (prod)"),
         "{narration}"
     );
+    for ring in ["dev", "test", "prod"] {
+        assert!(
+            narration.contains(&format!("ring {ring} compared with its baseline")),
+            "{narration}"
+        );
+    }
 
     let view = fleet.finished(&rollout);
     assert_eq!(view["outcome"], "completed", "{view}");

@@ -105,6 +105,7 @@ pub(super) async fn advance_once(
         }
     }
     restore_canary_weights(state, &mut loaded, false, &mut decision).await;
+    compare_rings(state, &mut loaded, &mut decision).await?;
 
     // 5. After an abort: cancel what no agent took; roll back what an operator asked.
     if loaded.state.aborted.is_some() {
@@ -740,6 +741,149 @@ pub(super) fn carry_out(
     Ok(moved)
 }
 
+/// Each ring the rollout moved past (or every ring, once all hosts succeeded) is compared
+/// with its pre-update baseline once: the median probe latency and the 1-minute load over the
+/// ring's hosts, before and after their updates. A ring whose probes got slower than the
+/// change's latency factor (×2 without one) is flagged.
+pub(super) async fn compare_rings(
+    state: &AppState,
+    loaded: &mut Loaded,
+    decision: &mut Decision,
+) -> Result<(), ApiError> {
+    let done = |r: usize| {
+        r < loaded.state.ring
+            || loaded.state.phase() == sluice_core::rollout::RolloutPhase::Completed
+    };
+    let due: Vec<usize> = (0..loaded.plan.rings.len())
+        .filter(|r| done(*r) && !loaded.runtime.compared.contains(r))
+        .collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    let jobs = state.store.rollout_jobs(&loaded.stored.id, false).await?;
+    let limit = loaded
+        .stored_plan
+        .max_latency_factor
+        .unwrap_or(DEFAULT_LATENCY_FACTOR);
+    for r in due {
+        loaded.runtime.compared.insert(r);
+        let ring = &loaded.plan.rings[r];
+        let hosts: BTreeSet<&String> = ring.hosts().collect();
+        let reports: Vec<&JobReport> = jobs
+            .iter()
+            .filter(|j| j.kind == "update" && hosts.contains(&j.job.hostname))
+            .filter(|j| loaded.runtime.jobs.get(&j.job.hostname) == Some(&j.job.job.id))
+            .filter_map(|j| j.job.report.as_ref())
+            .collect();
+        let baseline = ring_baseline(&reports, limit);
+        let mut detail = json!({"ring": r, "environment": ring.environment, "hosts": hosts.len()});
+        if let Some(baseline) = &baseline {
+            detail["measured"] = json!(baseline.measured);
+            detail["probe_ms_before"] = json!(baseline.probe_before);
+            detail["probe_ms_after"] = json!(baseline.probe_after);
+            detail["load1_before"] = json!(baseline.load_before);
+            detail["load1_after"] = json!(baseline.load_after);
+            detail["regression"] = json!(baseline.regression.is_some());
+            if let Some(regression) = &baseline.regression {
+                loaded
+                    .runtime
+                    .regressions
+                    .push(format!("ring {}: {regression}", ring.environment));
+            }
+        }
+        decision
+            .write
+            .events
+            .push(event("ring-baseline", detail, true));
+    }
+    Ok(())
+}
+
+/// A ring's measurements against its baseline.
+#[derive(Debug, PartialEq)]
+pub(super) struct RingBaseline {
+    /// Hosts with measurements before and after.
+    pub(super) measured: usize,
+    /// Median probe latency before the updates, ms.
+    pub(super) probe_before: Option<f64>,
+    /// Median probe latency after, ms.
+    pub(super) probe_after: Option<f64>,
+    /// Mean 1-minute load before.
+    pub(super) load_before: Option<f64>,
+    /// Mean 1-minute load after.
+    pub(super) load_after: Option<f64>,
+    /// The probes got slower than the limit allows, in words.
+    pub(super) regression: Option<String>,
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// The ring's median probe latency and mean load, before and after, from its jobs' reports;
+/// `None` when no report carries measurements from both sides.
+pub(super) fn ring_baseline(reports: &[&JobReport], limit: f64) -> Option<RingBaseline> {
+    let measured: Vec<_> = reports
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.measurements_before.as_ref()?,
+                r.measurements_after.as_ref()?,
+            ))
+        })
+        .collect();
+    if measured.is_empty() {
+        return None;
+    }
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for (b, a) in &measured {
+        for (pb, pa) in b.probes.iter().zip(&a.probes) {
+            if let (Some(mb), Some(ma)) = (pb.millis, pa.millis) {
+                before.push(mb);
+                after.push(ma);
+            }
+        }
+    }
+    let loads =
+        |pick: fn(
+            &(
+                &sluice_core::job::Measurements,
+                &sluice_core::job::Measurements,
+            ),
+        ) -> Option<f64>| { mean(&measured.iter().filter_map(pick).collect::<Vec<_>>()) };
+    let probe_before = median(before);
+    let probe_after = median(after);
+    let regression = match (probe_before, probe_after) {
+        (Some(b), Some(a)) if b > 0.0 && a / b > limit => Some(format!(
+            "median probe {b:.1} ms → {a:.1} ms (×{:.1}, limit ×{limit})",
+            a / b
+        )),
+        _ => None,
+    };
+    Some(RingBaseline {
+        measured: measured.len(),
+        probe_before,
+        probe_after,
+        load_before: loads(|(b, _)| b.load.map(|l| l[0])),
+        load_after: loads(|(_, a)| a.load.map(|l| l[0])),
+        regression,
+    })
+}
+
 /// The update job for `host`: the bundle's packages installed there, at their targets.
 pub(super) fn update_job(loaded: &mut Loaded, host: &str) -> Option<Job> {
     let installed = loaded.stored_plan.hosts.get(host)?;
@@ -1058,6 +1202,50 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_ring_is_compared_with_its_baseline_by_median_probe_and_mean_load() {
+        let report = |before: &[Option<f64>], after: &[Option<f64>], load: (f64, f64)| {
+            let mut b = measured(before);
+            b.load = Some([load.0, 0.0, 0.0]);
+            let mut a = measured(after);
+            a.load = Some([load.1, 0.0, 0.0]);
+            JobReport {
+                job_id: "j".into(),
+                idempotency_key: "k".into(),
+                outcome: JobOutcome::Succeeded,
+                steps: Vec::new(),
+                versions_before: BTreeMap::new(),
+                versions_after: BTreeMap::new(),
+                unsettled: BTreeMap::new(),
+                measurements_before: Some(b),
+                measurements_after: Some(a),
+                interrupted_at: None,
+            }
+        };
+        let reports = [
+            report(&[Some(10.0)], &[Some(30.0)], (0.5, 1.5)),
+            report(&[Some(12.0)], &[Some(26.0)], (0.7, 0.9)),
+            report(&[Some(8.0), None], &[Some(25.0), Some(99.0)], (0.3, 0.6)),
+        ];
+        let refs: Vec<&JobReport> = reports.iter().collect();
+        let ring = ring_baseline(&refs, 2.0).unwrap();
+        assert_eq!(ring.measured, 3);
+        assert_eq!(ring.probe_before, Some(10.0));
+        assert_eq!(ring.probe_after, Some(26.0));
+        assert!((ring.load_before.unwrap() - 0.5).abs() < 1e-9);
+        assert!((ring.load_after.unwrap() - 1.0).abs() < 1e-9);
+        assert_eq!(
+            ring.regression.as_deref(),
+            Some("median probe 10.0 ms → 26.0 ms (×2.6, limit ×2)")
+        );
+        assert_eq!(ring_baseline(&refs, 3.0).unwrap().regression, None);
+        let unmeasured = JobReport {
+            measurements_after: None,
+            ..reports[0].clone()
+        };
+        assert_eq!(ring_baseline(&[&unmeasured], 2.0), None);
     }
 
     #[test]

@@ -271,6 +271,8 @@ pub struct Runtime {
     pub rollback_requested: Option<String>,
     /// Latency regressions seen against the pre-update baseline.
     pub regressions: Vec<String>,
+    /// Rings already compared with their baseline.
+    pub compared: BTreeSet<usize>,
     /// HAProxy servers whose weight is lowered now.
     pub lowered: BTreeSet<String>,
     /// When the Prometheus query last ran.

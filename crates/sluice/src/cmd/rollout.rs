@@ -443,6 +443,27 @@ pub fn describe(kind: &str, detail: &Value) -> String {
             text(&detail["outcome"]),
             text(&detail["reason"])
         ),
+        "ring-baseline" => {
+            let number = |key: &str| detail[key].as_f64();
+            let probes = match (number("probe_ms_before"), number("probe_ms_after")) {
+                (Some(b), Some(a)) => format!("median probe {b:.1} → {a:.1} ms"),
+                _ => "no probe measured".to_owned(),
+            };
+            let load = match (number("load1_before"), number("load1_after")) {
+                (Some(b), Some(a)) => format!("load {b:.2} → {a:.2}"),
+                _ => "no load measured".to_owned(),
+            };
+            format!(
+                "ring {} compared with its baseline ({} hosts measured): {probes}, {load}{}",
+                text(&detail["environment"]),
+                text(&detail["measured"]),
+                if detail["regression"] == Value::Bool(true) {
+                    " — REGRESSION"
+                } else {
+                    ""
+                }
+            )
+        }
         "alert-firing" => format!("alert firing: {}", text(&detail["description"])),
         "alert-resolved" => format!("alert resolved: {}", text(&detail["alert"])),
         "haproxy-weight" => format!(
