@@ -1146,3 +1146,45 @@ fn a_host_whose_agent_is_revoked_mid_rollout_fails_instead_of_waiting() {
         Some("1.0")
     );
 }
+
+#[test]
+fn a_services_disruption_budget_holds_inside_a_batch() {
+    let fleet = Fleet::new(&[
+        ("web1", "prod"),
+        ("web2", "prod"),
+        ("web3", "prod"),
+        ("web4", "prod"),
+    ]);
+    // The CMDB says web1..web4 run the service "shop", of which one host at most may be down.
+    let token = fleet
+        .olga
+        .ok(&["token", "create", "--name", "cmdb", "--role", "operator"]);
+    let (code, body) = common::http(
+        &fleet.server.url,
+        "PUT",
+        "/api/v1/services/shop",
+        Some(token.trim()),
+        Some(&json!({"members": ["web1", "web2", "web3", "web4"], "disruption_budget": "1"})),
+    );
+    assert!(code == 200 || code == 201, "{code} {body}");
+    let change = fleet.approved_change("1.1");
+    // One batch of the whole ring, ten at once: only the budget holds them back.
+    let mut wide = policy(1, json!({"percent": 100}), "pause", false);
+    wide.as_object_mut().unwrap().remove("canary");
+    let rollout = fleet.start_rollout(&change, wide);
+    let watched = fleet.olga.run(&["rollout", "watch", &rollout]);
+    let narration = String::from_utf8_lossy(&watched.stderr).into_owned();
+    assert!(watched.status.success(), "{narration}");
+    let starts: Vec<&str> = narration
+        .lines()
+        .filter(|l| l.contains(": started "))
+        .collect();
+    assert_eq!(starts.len(), 4, "one host at a time: {narration}");
+    for line in starts {
+        assert!(
+            !line.contains(','),
+            "never two of the service at once: {line}"
+        );
+    }
+    assert_eq!(fleet.versions(), vec![Some("1.1".to_owned()); 4]);
+}
