@@ -31,6 +31,37 @@ macro_rules! lock_writes {
 }
 pub(crate) use lock_writes;
 
+/// Held while a change's schedule is checked against the calendar and written, so that two
+/// changes on the same hosts are never both checked before either is written. On PostgreSQL it
+/// is a session advisory lock on a connection of its own, shared by every replica; the
+/// connection is closed when the lock is dropped, which releases it even if the holder died.
+/// On SQLite (one process) the server's own mutex is enough and this holds nothing.
+pub struct SchedulingLock {
+    _connection: Option<sqlx::PgConnection>,
+}
+
+/// The advisory lock's key: "sluice scheduling" in ASCII, as a number.
+const SCHEDULING_LOCK_KEY: i64 = 0x736c_7563_6573_6368;
+
+impl Store {
+    /// Takes the scheduling lock, waiting for another replica that holds it.
+    pub async fn lock_scheduling(&self) -> Result<SchedulingLock> {
+        match &self.pools {
+            crate::Pools::Sqlite(_) => Ok(SchedulingLock { _connection: None }),
+            crate::Pools::Postgres(pool) => {
+                let mut connection = pool.acquire().await?.detach();
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(SCHEDULING_LOCK_KEY)
+                    .execute(&mut connection)
+                    .await?;
+                Ok(SchedulingLock {
+                    _connection: Some(connection),
+                })
+            }
+        }
+    }
+}
+
 /// A time as stored: RFC 3339 UTC with six fractional digits, so stored times compare as text.
 pub(crate) fn stamp(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()

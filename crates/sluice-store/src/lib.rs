@@ -28,7 +28,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use accounts::{NewToken, NewUser, Token, User};
 pub use agents::{Agent, EnrollRefusal, StoredJob};
 pub use calendars::{ExceptionState, StoredFreeze, StoredFreezeException, StoredWindow};
-pub use changes::{ChangeEvent, ChangesPage, ChangesQuery, StoredChange};
+pub use changes::{ChangeEvent, ChangesPage, ChangesQuery, SchedulingLock, StoredChange};
 pub use cmdb::{Change, ImportSummary};
 pub use deferrals::{DeferralsQuery, StoredDeferral};
 pub use findings::{

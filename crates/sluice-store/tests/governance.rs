@@ -375,3 +375,29 @@ async fn policies_on_both_backends() {
 async fn deferrals_on_both_backends() {
     on_both!(deferrals_are_stored_and_audited);
 }
+
+/// Two replicas on one PostgreSQL database take turns at scheduling: the second waits for the
+/// first's lock, and gets it once the first lets go (or its connection dies).
+#[tokio::test]
+async fn replicas_take_turns_at_scheduling_on_postgresql() {
+    let db = common::TestDb::postgres().await;
+    let other = sluice_store::Store::connect(&db.raw_url).await.unwrap();
+    let held = db.store.lock_scheduling().await.unwrap();
+    let waiting = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        other.lock_scheduling(),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "the second replica waits while the first holds the lock"
+    );
+    drop(held);
+    let taken = tokio::time::timeout(std::time::Duration::from_secs(5), other.lock_scheduling())
+        .await
+        .expect("the lock is free once the first lets go")
+        .unwrap();
+    drop(taken);
+    other.close().await;
+    db.finish().await;
+}

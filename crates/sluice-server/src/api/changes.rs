@@ -841,10 +841,14 @@ pub(crate) async fn take_action(
     now: jiff::Timestamp,
 ) -> Result<StoredChange, ApiError> {
     let id = stored.change.id.clone();
-    // Scheduling checks other changes' windows, then writes its own: on this replica two
-    // changes are never checked against each other at the same time.
+    // Scheduling checks other changes' windows, then writes its own: two changes are never
+    // checked against each other at the same time, on this replica (the mutex) or across
+    // replicas sharing a PostgreSQL database (the store's advisory lock).
     let _scheduling = match &action {
-        Action::Schedule { .. } => Some(state.schedule_lock.lock().await),
+        Action::Schedule { .. } => Some((
+            state.schedule_lock.lock().await,
+            state.store.lock_scheduling().await?,
+        )),
         _ => None,
     };
     let policy = current_policy::<CabPolicy>(&state.store).await?.policy;
