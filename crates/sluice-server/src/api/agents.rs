@@ -424,7 +424,7 @@ pub async fn put_inventory(
     )
     .await?;
     state.store.inventory_received(&principal.agent.id).await?;
-    state.rollouts.wake();
+    state.rollouts.inventory_of(&principal.agent.hostname);
     Ok(Json(report))
 }
 
@@ -506,7 +506,7 @@ pub async fn patch_inventory(
     )
     .await?;
     state.store.inventory_received(&principal.agent.id).await?;
-    state.rollouts.wake();
+    state.rollouts.inventory_of(&principal.agent.hostname);
     Ok(Json(report))
 }
 

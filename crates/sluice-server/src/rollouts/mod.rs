@@ -63,6 +63,9 @@ pub struct RolloutHub {
     moved: tokio::sync::broadcast::Sender<String>,
     /// Serialises advances on this replica (other replicas are kept out by versions).
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// Per open rollout, the hosts whose inventory it waits for (jobs running, verification,
+    /// reboots): only their inventories wake the task, not every push of a large fleet.
+    watched: Arc<std::sync::Mutex<BTreeMap<String, BTreeSet<String>>>>,
 }
 
 impl Default for RolloutHub {
@@ -72,14 +75,48 @@ impl Default for RolloutHub {
             wake: Arc::default(),
             moved,
             lock: Arc::default(),
+            watched: Arc::default(),
         }
     }
 }
 
 impl RolloutHub {
-    /// Something happened that may move a rollout (a job report, an inventory).
+    /// Something happened that may move a rollout (a job report).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// An inventory of `host` arrived: wakes the task if an open rollout waits for it.
+    pub fn inventory_of(&self, host: &str) {
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if watched.values().any(|hosts| hosts.contains(host)) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Records which hosts a rollout waits for now (none once it finished).
+    fn watch(&self, loaded: &Loaded) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if loaded.stored.finished_at.is_some() {
+            watched.remove(&loaded.stored.id);
+            return;
+        }
+        let runtime = &loaded.runtime;
+        let hosts: BTreeSet<String> = loaded
+            .state
+            .hosts
+            .iter()
+            .filter(|(host, run)| {
+                run.status.in_flight()
+                    || runtime.verifying.contains_key(*host)
+                    || runtime
+                        .rollback_jobs
+                        .get(*host)
+                        .is_some_and(|j| !j.is_empty())
+            })
+            .map(|(host, _)| host.clone())
+            .collect();
+        watched.insert(loaded.stored.id.clone(), hosts);
     }
 
     /// Rollout ids as they move, for event streams.
@@ -466,10 +503,14 @@ pub async fn advance(state: &AppState, id: &str) -> Result<StoredRollout, ApiErr
         let _guard = state.rollouts.lock.lock().await;
         let loaded = load(state, id).await?;
         if loaded.stored.finished_at.is_some() {
+            state.rollouts.watch(&loaded);
             return Ok(loaded.stored);
         }
         match advance_once(state, loaded).await {
             Ok(stored) => {
+                if let Ok(advanced) = decode(stored.clone()) {
+                    state.rollouts.watch(&advanced);
+                }
                 state.rollouts.moved(id);
                 return Ok(stored);
             }
