@@ -975,6 +975,7 @@ fn alerts_pause_the_rollout_and_canary_traffic_is_shifted_through_haproxy() {
         "{narration}"
     );
     fleet.audit_verified();
+    fleet.host_dpkg.assert_untouched();
 }
 
 #[test]
@@ -1029,6 +1030,8 @@ fn a_host_that_needs_a_reboot_stays_pending_until_one_is_seen() {
         narration.contains("web1: updated, waiting for a reboot"),
         "{narration}"
     );
+    fleet.audit_verified();
+    fleet.host_dpkg.assert_untouched();
 }
 
 #[test]
@@ -1111,6 +1114,7 @@ fn operators_pause_resume_retry_reset_the_breaker_and_abort() {
     assert_eq!(done["outcome"], "completed", "{done}");
     assert_eq!(fleet.versions(), vec![Some("1.1".to_owned()); 3]);
     fleet.audit_verified();
+    fleet.host_dpkg.assert_untouched();
 }
 
 #[test]
@@ -1145,6 +1149,8 @@ fn a_host_whose_agent_is_revoked_mid_rollout_fails_instead_of_waiting() {
         fleet.fixtures[1].installed("sluice-demo").as_deref(),
         Some("1.0")
     );
+    fleet.audit_verified();
+    fleet.host_dpkg.assert_untouched();
 }
 
 #[test]
@@ -1187,4 +1193,6 @@ fn a_services_disruption_budget_holds_inside_a_batch() {
         );
     }
     assert_eq!(fleet.versions(), vec![Some("1.1".to_owned()); 4]);
+    fleet.audit_verified();
+    fleet.host_dpkg.assert_untouched();
 }
