@@ -12,7 +12,7 @@ mod common;
 mod fixture;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::{PASSWORD, Running, ok, sluice};
@@ -26,24 +26,7 @@ fn start_agent(
     token: Option<&str>,
     failpoint: Option<&str>,
 ) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command
-        .args([
-            "agent",
-            "--server",
-            url,
-            "--hostname",
-            host,
-            "--poll-wait",
-            "2",
-        ])
-        .args(["--state-dir", fx.state.to_str().unwrap()])
-        .args(["--root", fx.root_dir.to_str().unwrap()])
-        .args(["--labels", "env=test"])
-        .env_remove("SLUICE_AGENT_FAILPOINT")
-        .env_remove("SLUICE_ENROLL_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = common::agent_command(url, host, &fx.state, &fx.root_dir, "env=test");
     if let Some(token) = token {
         command.args(["--enroll-token", token]);
     }

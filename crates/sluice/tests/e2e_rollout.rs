@@ -18,12 +18,11 @@ mod common;
 #[path = "../../sluice-agent/tests/common/mod.rs"]
 mod fixture;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, Person, free_port, ok, sluice};
+use common::{PASSWORD, Person, Running, free_port, ok, sluice};
 use fixture::{Fixture, HostDpkg};
 use serde_json::{Value, json};
 
@@ -32,7 +31,7 @@ const USER_PASSWORD: &str = "a long enough password";
 /// A server process on a fixed port and data directory, so it can be killed and started again
 /// where the agents expect it.
 struct Server {
-    child: Child,
+    running: Running,
     url: String,
     port: u16,
     data: PathBuf,
@@ -42,30 +41,11 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, database: &[String], port: u16) -> Server {
-        let listen = format!("127.0.0.1:{port}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("server")
-            .args(["--listen", &listen])
-            .args(database)
-            .env("SLUICE_ADMIN_PASSWORD", PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("listening") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(60))
-            .expect("the server starts listening");
+        let args: Vec<&str> = database.iter().map(String::as_str).collect();
+        let running = Running::start_on(port, &args, &[]);
         Server {
-            child,
-            url: format!("http://{listen}"),
+            url: running.url.clone(),
+            running,
             port,
             data: data.to_owned(),
             database: database.to_vec(),
@@ -73,15 +53,15 @@ impl Server {
     }
 
     fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.running.child.kill().unwrap();
+        self.running.child.wait().unwrap();
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.running.child.kill();
+        let _ = self.running.child.wait();
     }
 }
 
@@ -104,17 +84,7 @@ fn start_agent(
     token: Option<&str>,
     failpoint: Option<&str>,
 ) -> Agent {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command
-        .args(["agent", "--server", url, "--hostname", host])
-        .args(["--poll-wait", "2"])
-        .args(["--state-dir", fx.state.to_str().unwrap()])
-        .args(["--root", fx.root_dir.to_str().unwrap()])
-        .args(["--labels", labels])
-        .env_remove("SLUICE_AGENT_FAILPOINT")
-        .env_remove("SLUICE_ENROLL_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = common::agent_command(url, host, &fx.state, &fx.root_dir, labels);
     if let Some(token) = token {
         command.args(["--enroll-token", token]);
     }

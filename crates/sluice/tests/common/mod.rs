@@ -31,7 +31,12 @@ impl Running {
 
     /// Like [`Running::start`], with environment variables set (`Some`) or removed (`None`).
     pub fn start_with_env(args: &[&str], env: &[(&str, Option<&str>)]) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), args, env)
+    }
+
+    /// Like [`Running::start_with_env`] on a given port (to start a server again where its
+    /// agents expect it).
+    pub fn start_on(port: u16, args: &[&str], env: &[(&str, Option<&str>)]) -> Self {
         let listen = format!("127.0.0.1:{port}");
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
@@ -198,4 +203,21 @@ impl Person {
         assert_eq!(output.status.code(), Some(2), "{args:?} should be refused");
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
+}
+
+/// `sluice agent` for `host` on a private root, polling every 2 s, quiet, with no enrollment
+/// token or failpoint from the environment: callers add `--enroll-token` or a failpoint.
+pub fn agent_command(url: &str, host: &str, state: &Path, root: &Path, labels: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(["agent", "--server", url, "--hostname", host])
+        .args(["--poll-wait", "2"])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["--root", root.to_str().unwrap()])
+        .args(["--labels", labels])
+        .env_remove("SLUICE_AGENT_FAILPOINT")
+        .env_remove("SLUICE_ENROLL_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
 }
