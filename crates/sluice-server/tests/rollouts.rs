@@ -37,18 +37,31 @@ async fn approved(server: &Server, scope: &str) -> String {
     change
 }
 
+/// POSTs `body` to `path` as `who` and returns the refusal's detail, after checking its status.
+async fn post_refused(
+    server: &Server,
+    who: &str,
+    path: &str,
+    body: serde_json::Value,
+    status: StatusCode,
+) -> String {
+    server
+        .call(Method::POST, path, who, Some(body))
+        .await
+        .refused(status)
+}
+
 async fn refusals(server: &Server) {
     let change = approved(server, "host=db1").await;
     // Approved but not scheduled: 409, and the change stays as it was.
-    let early = server
-        .call(
-            Method::POST,
-            "/api/v1/rollouts",
-            "olga",
-            Some(json!({"change": change})),
-        )
-        .await
-        .refused(StatusCode::CONFLICT);
+    let early = post_refused(
+        server,
+        "olga",
+        "/api/v1/rollouts",
+        json!({"change": change}),
+        StatusCode::CONFLICT,
+    )
+    .await;
     assert!(
         early.contains("approved") && early.contains("scheduled"),
         "{early}"
@@ -59,15 +72,14 @@ async fn refusals(server: &Server) {
         "start": start.to_string(), "end": (start + jiff::SignedDuration::from_hours(2)).to_string()}});
     server.act(&change, "olga", window).await.ok(StatusCode::OK);
     // db1 has no agent: nothing can carry the jobs. 422 naming the host; nothing written.
-    let orphan = server
-        .call(
-            Method::POST,
-            "/api/v1/rollouts",
-            "olga",
-            Some(json!({"change": change})),
-        )
-        .await
-        .refused(StatusCode::UNPROCESSABLE_ENTITY);
+    let orphan = post_refused(
+        server,
+        "olga",
+        "/api/v1/rollouts",
+        json!({"change": change}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(
         orphan.contains("db1") && orphan.contains("agent"),
         "{orphan}"
@@ -80,25 +92,23 @@ async fn refusals(server: &Server) {
     );
 
     // A policy field that does not exist, a size of zero: named.
-    let typo = server
-        .call(
-            Method::POST,
-            "/api/v1/rollouts",
-            "olga",
-            Some(json!({"change": change, "policy": {"batch": {"count": 1}, "max_concurency": 3}})),
-        )
-        .await
-        .refused(StatusCode::UNPROCESSABLE_ENTITY);
+    let typo = post_refused(
+        server,
+        "olga",
+        "/api/v1/rollouts",
+        json!({"change": change, "policy": {"batch": {"count": 1}, "max_concurency": 3}}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(typo.contains("max_concurency"), "{typo}");
-    let unknown = server
-        .call(
-            Method::POST,
-            "/api/v1/rollouts",
-            "olga",
-            Some(json!({"change": "CHG-99"})),
-        )
-        .await
-        .refused(StatusCode::NOT_FOUND);
+    let unknown = post_refused(
+        server,
+        "olga",
+        "/api/v1/rollouts",
+        json!({"change": "CHG-99"}),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     assert!(unknown.contains("CHG-99"), "{unknown}");
 
     // Unknown rollouts; an action that is not one.
@@ -106,35 +116,32 @@ async fn refusals(server: &Server) {
         .call(Method::GET, "/api/v1/rollouts/RO-7", "victor", None)
         .await
         .refused(StatusCode::NOT_FOUND);
-    server
-        .call(
-            Method::POST,
-            "/api/v1/rollouts/RO-7/actions",
-            "olga",
-            Some(json!({"action": "pause", "reason": "x"})),
-        )
-        .await
-        .refused(StatusCode::NOT_FOUND);
-    let bad = server
-        .call(
-            Method::POST,
-            "/api/v1/rollouts/RO-7/actions",
-            "olga",
-            Some(json!({"action": "skip-ahead"})),
-        )
-        .await
-        .refused(StatusCode::UNPROCESSABLE_ENTITY);
+    post_refused(
+        server,
+        "olga",
+        "/api/v1/rollouts/RO-7/actions",
+        json!({"action": "pause", "reason": "x"}),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let bad = post_refused(
+        server,
+        "olga",
+        "/api/v1/rollouts/RO-7/actions",
+        json!({"action": "skip-ahead"}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(bad.contains("skip-ahead"), "{bad}");
     // A viewer reads, never starts.
-    server
-        .call(
-            Method::POST,
-            "/api/v1/rollouts",
-            "victor",
-            Some(json!({"change": change})),
-        )
-        .await
-        .refused(StatusCode::FORBIDDEN);
+    post_refused(
+        server,
+        "victor",
+        "/api/v1/rollouts",
+        json!({"change": change}),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     // An approved emergency change starts without a schedule: past the state check, it is
     // refused only for its host's missing agent.
     server.with_findings().await;
@@ -153,30 +160,28 @@ async fn refusals(server: &Server) {
     ] {
         server.act(&emergency, who, action).await.ok(StatusCode::OK);
     }
-    let no_agent = server
-        .call(
-            Method::POST,
-            "/api/v1/rollouts",
-            "olga",
-            Some(json!({"change": emergency})),
-        )
-        .await
-        .refused(StatusCode::UNPROCESSABLE_ENTITY);
+    let no_agent = post_refused(
+        server,
+        "olga",
+        "/api/v1/rollouts",
+        json!({"change": emergency}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(
         no_agent.contains("web1") && no_agent.contains("agent"),
         "{no_agent}"
     );
 
     // Alertmanager payloads of another version are refused naming it.
-    let old = server
-        .call(
-            Method::POST,
-            "/api/v1/alerts/alertmanager",
-            "olga",
-            Some(json!({"version": "3", "status": "firing", "alerts": []})),
-        )
-        .await
-        .refused(StatusCode::UNPROCESSABLE_ENTITY);
+    let old = post_refused(
+        server,
+        "olga",
+        "/api/v1/alerts/alertmanager",
+        json!({"version": "3", "status": "firing", "alerts": []}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(old.contains("version"), "{old}");
     server.assert_chain_intact().await;
 }
