@@ -22,4 +22,5 @@ pub mod job;
 pub mod matching;
 pub mod priority;
 pub mod rollout;
+pub mod text;
 pub mod version;

@@ -99,6 +99,15 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "Conflict", detail)
     }
 
+    /// Any status, for answers made outside a handler (an extractor's or the router's own).
+    pub fn with_status(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self::new(
+            status,
+            status.canonical_reason().unwrap_or("Error"),
+            detail,
+        )
+    }
+
     /// 429 with Retry-After.
     pub fn too_many(detail: impl Into<String>, retry_after: u64) -> Self {
         Self {
@@ -129,14 +138,30 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The longest `detail` an answer carries: a bad value is named, never echoed whole (an 8 MiB host
+/// name must not come back in the 422).
+pub const MAX_DETAIL_CHARS: usize = 512;
+
+/// `text` cut to at most `max` characters, on a character boundary, with `…` when cut.
+pub fn truncated(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &text[..end])),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The title is the status's own reason phrase, so a 413 never says "Bad Request".
+        let title = self.status.canonical_reason().unwrap_or(self.title);
         let body = Problem {
             kind: "about:blank".to_owned(),
-            title: self.title.to_owned(),
+            title: title.to_owned(),
             status: self.status.as_u16(),
-            detail: self.detail,
-            field: self.field,
+            detail: truncated(&self.detail, MAX_DETAIL_CHARS).into_owned(),
+            field: self
+                .field
+                .map(|f| truncated(&f, MAX_DETAIL_CHARS).into_owned()),
         };
         let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().insert(
@@ -188,22 +213,52 @@ where
                 }
                 other => ApiError::bad_request(other.body_text()),
             })?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(&mut deserializer) {
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|inner| ApiError::bad_request(format!("the body is not valid JSON: {inner}")))?;
+        if let Err((path, what)) = refused_text(&value, "") {
+            return Err(ApiError::invalid_field(
+                &path,
+                format!("{path}: {what} is not accepted in text"),
+            ));
+        }
+        match serde_path_to_error::deserialize(value) {
             Ok(value) => Ok(Self(value)),
             Err(error) => {
                 let path = error.path().to_string();
                 let inner = error.into_inner();
-                let mut problem = if inner.is_syntax() || inner.is_eof() {
-                    ApiError::bad_request(format!("the body is not valid JSON: {inner}"))
-                } else {
-                    ApiError::invalid_field(&path, format!("{path}: {inner}"))
-                };
+                let mut problem = ApiError::invalid_field(&path, format!("{path}: {inner}"));
                 if path == "." {
                     problem.field = None;
                 }
                 Err(problem)
             }
         }
+    }
+}
+
+/// The first string (value or key) in a JSON document holding a character that free text may not
+/// contain (`sluice_core::text`): its path, and what was found where, without the text itself.
+fn refused_text(value: &serde_json::Value, path: &str) -> Result<(), (String, String)> {
+    let here = |path: &str| if path.is_empty() { ".".to_owned() } else { path.to_owned() };
+    let check = |path: &str, text: &str| match sluice_core::text::first_refused(text) {
+        Some((index, what)) => Err((here(path), format!("{what} at character {}", index + 1))),
+        None => Ok(()),
+    };
+    match value {
+        serde_json::Value::String(text) => check(path, text),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| refused_text(item, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().try_for_each(|(key, item)| {
+            let inner = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            check(path, key).map_err(|(at, what)| (at, format!("a key with {what}")))?;
+            refused_text(item, &inner)
+        }),
+        _ => Ok(()),
     }
 }

@@ -7,9 +7,11 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod connections;
 pub mod error;
 pub mod governance;
 pub mod haproxy;
+pub mod hardening;
 pub mod idempotency;
 pub mod intel;
 pub mod rollouts;
@@ -17,7 +19,6 @@ pub mod settings;
 pub mod state;
 pub mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -57,9 +58,7 @@ pub enum ServerError {
 pub async fn open_store(settings: &Settings) -> Result<Store, ServerError> {
     let store = match &settings.database {
         Database::Sqlite(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
+            hardening::private_database_file(path)?;
             Store::open_sqlite(path).await?
         }
         Database::Postgres(url) => Store::connect(url.expose()).await?,
@@ -162,8 +161,16 @@ pub fn app_with_clock(
             state.clone(),
             auth::authorize,
         ))
+        // Every error answer is a problem document, whoever made it (an extractor's rejection,
+        // the router's own 405), not only those handlers return.
+        .layer(axum::middleware::from_fn(hardening::problem_for_every_error))
         // Outside `authorize`, so refusals are counted too.
         .layer(axum::middleware::from_fn(observe))
+        .layer(axum::middleware::from_fn(hardening::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(settings.clone()),
+            hardening::check_host,
+        ))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -215,6 +222,7 @@ pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> 
     if let Some(path) = &settings.ca_file {
         tls::trust_ca_file(path.clone()).map_err(ServerError::Other)?;
     }
+    let limits = connections::fit_descriptor_limit(settings.connections);
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let address = listener.local_addr()?;
     let intel = intel::IntelHandle::default();
@@ -258,13 +266,8 @@ pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> 
         })
     };
     let app = app_with_clock(store.clone(), settings, metrics_recorder(), intel, clock)?;
-    tracing::info!(%address, "sluice server listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    tracing::info!(%address, max_connections = limits.max_total, "sluice server listening");
+    connections::serve(listener, app, limits, shutdown_signal()).await?;
     scheduler.abort();
     store.close().await;
     tracing::info!("sluice server stopped");

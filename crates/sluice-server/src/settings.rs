@@ -61,6 +61,17 @@ pub struct SettingsLayer {
     pub fake_now: Option<String>,
     /// Extra trusted CA certificates (PEM) for HTTPS feeds: a private CA, a mirror, a proxy.
     pub ca_file: Option<PathBuf>,
+    /// Open connections served at once; more are closed as they arrive.
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address at once (0: no per-address limit, for a
+    /// server that only a proxy talks to).
+    pub max_connections_per_client: Option<usize>,
+    /// Time a client has to send a request's headers, and to start its next request on a
+    /// kept-alive connection, e.g. `10s`.
+    pub header_read_timeout: Option<String>,
+    /// Host names (with or without port) the server answers to; others get 421. Empty: any
+    /// name, except that a server listening on loopback answers only to loopback names.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 impl SettingsLayer {
@@ -106,6 +117,25 @@ impl SettingsLayer {
                 "LOGIN_WINDOW" => layer.login_window = Some(value),
                 "FAKE_NOW" => layer.fake_now = Some(value),
                 "CA_FILE" => layer.ca_file = Some(PathBuf::from(value)),
+                "MAX_CONNECTIONS" => {
+                    layer.max_connections =
+                        Some(value.parse().map_err(|_| bad("expected a whole number"))?);
+                }
+                "MAX_CONNECTIONS_PER_CLIENT" => {
+                    layer.max_connections_per_client =
+                        Some(value.parse().map_err(|_| bad("expected a whole number"))?);
+                }
+                "HEADER_READ_TIMEOUT" => layer.header_read_timeout = Some(value),
+                "ALLOWED_HOSTS" => {
+                    layer.allowed_hosts = Some(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|h| !h.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    );
+                }
                 // Client-side variables (the CLI's server URL and token) share the prefix, and
                 // the log filter is read by the binary before settings are.
                 "SERVER" | "TOKEN" | "CONFIG" | "LOG" => {}
@@ -129,6 +159,12 @@ impl SettingsLayer {
             login_window: over.login_window.or(self.login_window),
             fake_now: over.fake_now.or(self.fake_now),
             ca_file: over.ca_file.or(self.ca_file),
+            max_connections: over.max_connections.or(self.max_connections),
+            max_connections_per_client: over
+                .max_connections_per_client
+                .or(self.max_connections_per_client),
+            header_read_timeout: over.header_read_timeout.or(self.header_read_timeout),
+            allowed_hosts: over.allowed_hosts.or(self.allowed_hosts),
         }
     }
 }
@@ -175,6 +211,62 @@ pub struct Settings {
     pub fake_now: Option<jiff::Timestamp>,
     /// Extra trusted CA certificates (PEM) for outgoing HTTPS.
     pub ca_file: Option<PathBuf>,
+    /// How many connections are served, and how long a client may dawdle.
+    pub connections: ConnectionLimits,
+    /// Host names the server answers to (lower case, without port); empty: see
+    /// [`Settings::host_allowed`].
+    pub allowed_hosts: Vec<String>,
+}
+
+/// Limits on connections, so idle or half-sent requests cannot exhaust file descriptors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections at once.
+    pub max_total: usize,
+    /// Open connections from one client address (0: no limit).
+    pub max_per_client: usize,
+    /// Time to send a request's headers, and to start the next request on an idle connection.
+    pub header_read_timeout: Duration,
+}
+
+impl Settings {
+    /// Whether a request's `Host` (name or address, port ignored) may be answered. With no
+    /// `allowed_hosts`, a server listening on a loopback address answers only to loopback names,
+    /// so a web page cannot reach it through a rebound DNS name; any other server answers to
+    /// every name. A request without a host (HTTP/1.0) is answered: browsers always send one.
+    pub fn host_allowed(&self, host: Option<&str>) -> bool {
+        let Some(host) = host.map(host_without_port) else {
+            return true;
+        };
+        let host = host.to_ascii_lowercase();
+        if !self.allowed_hosts.is_empty() {
+            return self.allowed_hosts.iter().any(|allowed| *allowed == host);
+        }
+        if !self.listen.ip().is_loopback() {
+            return true;
+        }
+        host == "localhost"
+            || host.ends_with(".localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// `example.org:8470` → `example.org`; `[::1]:8470` → `[::1]`; `::1` stays.
+fn host_without_port(host: &str) -> &str {
+    let host = host.trim();
+    if let Some(end) = host.find(']') {
+        return &host[..=end];
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
 }
 
 impl Settings {
@@ -222,6 +314,20 @@ impl Settings {
                 })
             })
             .transpose()?;
+        let max_connections = layer.max_connections.unwrap_or(4096);
+        if max_connections < 16 {
+            return Err(SettingsError("max_connections: at least 16".to_owned()));
+        }
+        let header_read_timeout = parse_duration(
+            "header_read_timeout",
+            layer.header_read_timeout.as_deref().unwrap_or("10s"),
+        )?;
+        let allowed_hosts = layer
+            .allowed_hosts
+            .unwrap_or_default()
+            .iter()
+            .map(|host| host_without_port(host).to_ascii_lowercase())
+            .collect();
         Ok(Self {
             listen,
             data_dir,
@@ -234,6 +340,12 @@ impl Settings {
             login_window,
             fake_now,
             ca_file: layer.ca_file,
+            connections: ConnectionLimits {
+                max_total: max_connections,
+                max_per_client: layer.max_connections_per_client.unwrap_or(256),
+                header_read_timeout,
+            },
+            allowed_hosts,
         })
     }
 }
@@ -303,6 +415,31 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("Secret(***)"));
+    }
+
+    #[test]
+    fn loopback_servers_answer_only_to_loopback_names() {
+        let on = |listen: &str, allowed: Option<Vec<String>>| {
+            Settings::from_layer(SettingsLayer {
+                listen: Some(listen.to_owned()),
+                allowed_hosts: allowed,
+                ..SettingsLayer::default()
+            })
+            .unwrap()
+        };
+        let local = on("127.0.0.1:8470", None);
+        for host in ["127.0.0.1:8470", "localhost", "LOCALHOST:1", "[::1]:8470", "::1", "127.9.9.9"] {
+            assert!(local.host_allowed(Some(host)), "{host}");
+        }
+        for host in ["evil.example:8470", "10.0.0.1", "[2001:db8::1]:80"] {
+            assert!(!local.host_allowed(Some(host)), "{host}");
+        }
+        assert!(local.host_allowed(None));
+        let public = on("0.0.0.0:8470", None);
+        assert!(public.host_allowed(Some("sluice.corp:8470")));
+        let named = on("0.0.0.0:8470", Some(vec!["Sluice.Corp:8470".to_owned()]));
+        assert!(named.host_allowed(Some("sluice.corp")));
+        assert!(!named.host_allowed(Some("localhost:8470")));
     }
 
     #[test]

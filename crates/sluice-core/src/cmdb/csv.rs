@@ -111,6 +111,8 @@ pub fn import(source_name: &str, text: &str) -> Result<Vec<Asset>, CmdbError> {
         }
         let mut asset = Asset::new(hostname).map_err(|err| column_fail(host_index, err))?;
         for (index, (column, cell)) in columns.iter().zip(record.iter()).enumerate() {
+            // A cell this module's export neutralised for spreadsheets reads back as written.
+            let cell = crate::text::from_spreadsheet_cell(cell);
             match column {
                 Column::Hostname => {}
                 Column::Field(field) => asset
@@ -168,12 +170,14 @@ pub fn export<'a>(assets: impl IntoIterator<Item = &'a Asset>) -> String {
     out
 }
 
-/// One RFC 4180 row; cells with separators, quotes, line breaks or edge spaces are quoted.
+/// One RFC 4180 row; cells with separators, quotes, line breaks or edge spaces are quoted, and
+/// cells a spreadsheet would run as formulas are neutralised (`text::spreadsheet_cell`).
 fn write_row<'a>(out: &mut String, cells: impl Iterator<Item = &'a str>) {
     for (i, cell) in cells.enumerate() {
         if i > 0 {
             out.push(',');
         }
+        let cell = crate::text::spreadsheet_cell(cell);
         let quote = cell.contains([',', '"', '\n', '\r'])
             || cell.starts_with(char::is_whitespace)
             || cell.ends_with(char::is_whitespace);
@@ -182,7 +186,7 @@ fn write_row<'a>(out: &mut String, cells: impl Iterator<Item = &'a str>) {
             out.push_str(&cell.replace('"', "\"\""));
             out.push('"');
         } else {
-            out.push_str(cell);
+            out.push_str(&cell);
         }
     }
     out.push('\n');
@@ -270,6 +274,17 @@ mod tests {
                 line: 4,
             }
         );
+    }
+
+    #[test]
+    fn export_neutralises_formulas_and_round_trips() {
+        let mut a = Asset::new("web1").unwrap();
+        a.set_pairs(["var.note==HYPERLINK(\"http://evil\")", "var.dash=-2+3", "var.q='x"])
+            .unwrap();
+        let text = export([&a]);
+        assert!(text.contains("'=HYPERLINK"), "{text}");
+        assert!(text.contains(",'-2+3") && text.contains(",''x"), "{text}");
+        assert_eq!(import("out.csv", &text).unwrap(), vec![a]);
     }
 
     #[test]

@@ -221,6 +221,9 @@ pub async fn ingest(
     reboot_required: bool,
     actor: &sluice_store::Actor,
 ) -> Result<PushReport, ApiError> {
+    // A report that no package manager could have written stores nothing.
+    sluice_core::inventory::check_packages(ecosystem.scheme(), &packages)
+        .map_err(|e| ApiError::invalid_field(&format!("packages[{}]", e.index), e.to_string()))?;
     let eco_name = ecosystem.osv_name();
     // The host appears in (or updates) the CMDB, with the release it runs.
     let mut asset = match state.store.asset(&hostname).await? {

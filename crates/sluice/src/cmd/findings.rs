@@ -356,7 +356,9 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                 "deferral",
             ])?;
             for f in &items {
-                writer.write_record([
+                // Cells a spreadsheet would evaluate as formulas are written as text.
+                writer.write_record(
+                    [
                     text(&f["hostname"]),
                     text(&f["score"]),
                     text(&f["decision"]),
@@ -370,7 +372,10 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                     text(&f["resolved_at"]),
                     text(&f["standing"]),
                     text(&f["deferral"]),
-                ])?;
+                ]
+                    .iter()
+                    .map(|cell| sluice_core::text::spreadsheet_cell(cell).into_owned()),
+                )?;
             }
             writer.flush()?;
         }

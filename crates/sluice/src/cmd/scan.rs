@@ -387,7 +387,8 @@ fn write_csv(out: &mut impl Write, findings: &[Finding]) -> Result<()> {
         "epss",
     ])?;
     for f in findings {
-        writer.write_record([
+        // Cells a spreadsheet would evaluate as formulas are written as text.
+        let cells = [
             format!("{:.1}", f.score),
             f.decision.to_string(),
             f.due.to_string(),
@@ -414,7 +415,12 @@ fn write_csv(out: &mut impl Write, findings: &[Finding]) -> Result<()> {
             f.severity.map(|s| s.to_string()).unwrap_or_default(),
             f.kev.to_string(),
             f.epss.map(|e| e.to_string()).unwrap_or_default(),
-        ])?;
+        ];
+        writer.write_record(
+            cells
+                .iter()
+                .map(|cell| sluice_core::text::spreadsheet_cell(cell).into_owned()),
+        )?;
     }
     writer.flush()?;
     Ok(())
