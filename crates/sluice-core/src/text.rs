@@ -67,7 +67,10 @@ mod tests {
         assert_eq!(first_refused("two\nlines\tand\r\n"), None);
         assert_eq!(first_refused("café ☕ 東京"), None);
         assert_eq!(first_refused("ab\0c"), Some((2, "a NUL character")));
-        assert_eq!(first_refused("\u{1b}[31m"), Some((0, "a control character")));
+        assert_eq!(
+            first_refused("\u{1b}[31m"),
+            Some((0, "a control character"))
+        );
         assert_eq!(first_refused("x\u{7f}"), Some((1, "a control character")));
         assert_eq!(first_refused("x\u{85}"), Some((1, "a control character")));
         assert_eq!(

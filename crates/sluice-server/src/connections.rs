@@ -82,7 +82,10 @@ struct ClientSlot {
 
 impl PerClient {
     fn take(&self, ip: IpAddr, max: usize) -> Option<ClientSlot> {
-        let mut table = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut table = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let open = table.entry(ip).or_insert(0);
         if max > 0 && *open >= max {
             return None;
@@ -159,16 +162,14 @@ pub async fn serve(
         };
         // Small answers go out at once rather than waiting for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let service = app
-            .clone()
-            .map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+        let service = app.clone().map_request(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
-            });
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service),
+            },
         );
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         metrics::gauge!("sluice_connections_open").increment(1.0);
         tokio::spawn(async move {
@@ -205,7 +206,10 @@ mod tests {
         assert!(table.take(ip, 2).is_none(), "a third connection is refused");
         assert!(table.take(other, 2).is_some(), "another address is not");
         drop(first);
-        assert!(table.take(ip, 2).is_some(), "a closed connection frees its place");
+        assert!(
+            table.take(ip, 2).is_some(),
+            "a closed connection frees its place"
+        );
         assert!(table.take(ip, 0).is_some(), "0 means no per-address limit");
     }
 }

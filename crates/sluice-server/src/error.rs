@@ -101,11 +101,7 @@ impl ApiError {
 
     /// Any status, for answers made outside a handler (an extractor's or the router's own).
     pub fn with_status(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self::new(
-            status,
-            status.canonical_reason().unwrap_or("Error"),
-            detail,
-        )
+        Self::new(status, title_of(status).unwrap_or("Error"), detail)
     }
 
     /// 429 with Retry-After.
@@ -150,10 +146,19 @@ pub fn truncated(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A status's reason phrase as RFC 9110 names it (the `http` crate keeps two older names).
+fn title_of(status: StatusCode) -> Option<&'static str> {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => Some("Content Too Large"),
+        StatusCode::UNPROCESSABLE_ENTITY => Some("Unprocessable Content"),
+        other => other.canonical_reason(),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The title is the status's own reason phrase, so a 413 never says "Bad Request".
-        let title = self.status.canonical_reason().unwrap_or(self.title);
+        let title = title_of(self.status).unwrap_or(self.title);
         let body = Problem {
             kind: "about:blank".to_owned(),
             title: title.to_owned(),
@@ -213,8 +218,9 @@ where
                 }
                 other => ApiError::bad_request(other.body_text()),
             })?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|inner| ApiError::bad_request(format!("the body is not valid JSON: {inner}")))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|inner| {
+            ApiError::bad_request(format!("the body is not valid JSON: {inner}"))
+        })?;
         if let Err((path, what)) = refused_text(&value, "") {
             return Err(ApiError::invalid_field(
                 &path,
@@ -239,7 +245,13 @@ where
 /// The first string (value or key) in a JSON document holding a character that free text may not
 /// contain (`sluice_core::text`): its path, and what was found where, without the text itself.
 fn refused_text(value: &serde_json::Value, path: &str) -> Result<(), (String, String)> {
-    let here = |path: &str| if path.is_empty() { ".".to_owned() } else { path.to_owned() };
+    let here = |path: &str| {
+        if path.is_empty() {
+            ".".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
     let check = |path: &str, text: &str| match sluice_core::text::first_refused(text) {
         Some((index, what)) => Err((here(path), format!("{what} at character {}", index + 1))),
         None => Ok(()),

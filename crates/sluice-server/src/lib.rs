@@ -163,7 +163,9 @@ pub fn app_with_clock(
         ))
         // Every error answer is a problem document, whoever made it (an extractor's rejection,
         // the router's own 405), not only those handlers return.
-        .layer(axum::middleware::from_fn(hardening::problem_for_every_error))
+        .layer(axum::middleware::from_fn(
+            hardening::problem_for_every_error,
+        ))
         // Outside `authorize`, so refusals are counted too.
         .layer(axum::middleware::from_fn(observe))
         .layer(axum::middleware::from_fn(hardening::security_headers))

@@ -428,7 +428,14 @@ mod tests {
             .unwrap()
         };
         let local = on("127.0.0.1:8470", None);
-        for host in ["127.0.0.1:8470", "localhost", "LOCALHOST:1", "[::1]:8470", "::1", "127.9.9.9"] {
+        for host in [
+            "127.0.0.1:8470",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:8470",
+            "::1",
+            "127.9.9.9",
+        ] {
             assert!(local.host_allowed(Some(host)), "{host}");
         }
         for host in ["evil.example:8470", "10.0.0.1", "[2001:db8::1]:80"] {

@@ -19,7 +19,12 @@ fn server_with_1024_files(port: u16, env: &[(&str, &str)]) -> Child {
     let data = tempfile::tempdir().unwrap().keep();
     let mut command = Command::new("prlimit");
     command
-        .args(["--nofile=1024:", "--", env!("CARGO_BIN_EXE_sluice"), "server"])
+        .args([
+            "--nofile=1024:",
+            "--",
+            env!("CARGO_BIN_EXE_sluice"),
+            "server",
+        ])
         .args(["--listen", &listen, "--data-dir"])
         .arg(&data)
         .env("SLUICE_ADMIN_PASSWORD", common::PASSWORD)
@@ -147,7 +152,10 @@ async fn half_sent_requests_cannot_starve_login() {
             Err(_) => still_open += 1,
         }
     }
-    assert_eq!(still_open, 0, "half-sent requests still open after the timeout");
+    assert_eq!(
+        still_open, 0,
+        "half-sent requests still open after the timeout"
+    );
     drop(slow);
 
     server.kill().unwrap();

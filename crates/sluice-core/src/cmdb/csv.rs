@@ -279,8 +279,12 @@ mod tests {
     #[test]
     fn export_neutralises_formulas_and_round_trips() {
         let mut a = Asset::new("web1").unwrap();
-        a.set_pairs(["var.note==HYPERLINK(\"http://evil\")", "var.dash=-2+3", "var.q='x"])
-            .unwrap();
+        a.set_pairs([
+            "var.note==HYPERLINK(\"http://evil\")",
+            "var.dash=-2+3",
+            "var.q='x",
+        ])
+        .unwrap();
         let text = export([&a]);
         assert!(text.contains("'=HYPERLINK"), "{text}");
         assert!(text.contains(",'-2+3") && text.contains(",''x"), "{text}");

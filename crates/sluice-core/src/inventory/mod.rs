@@ -66,7 +66,10 @@ pub struct PackageRecordError {
 /// versions parse in the host's version scheme. The file parsers above check the same as they
 /// read; a JSON report skips them, so without this a report could store `::::` as a version or
 /// a NUL in a name.
-pub fn check_packages(scheme: Scheme, packages: &[InstalledPackage]) -> Result<(), PackageRecordError> {
+pub fn check_packages(
+    scheme: Scheme,
+    packages: &[InstalledPackage],
+) -> Result<(), PackageRecordError> {
     for (index, package) in packages.iter().enumerate() {
         let fail = |reason: String| PackageRecordError { index, reason };
         for (field, value) in [
@@ -97,7 +100,9 @@ pub fn check_packages(scheme: Scheme, packages: &[InstalledPackage]) -> Result<(
 fn is_package_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     name.len() <= 256
-        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'_' | b'-' | b'~'))
 }
 
@@ -117,17 +122,33 @@ mod tests {
 
     #[test]
     fn reported_packages_must_be_ones_a_package_manager_writes() {
-        let good = [package("libssl3", "3.0.11-1~deb12u2"), package("g++-12", "1:12.2.0-14")];
+        let good = [
+            package("libssl3", "3.0.11-1~deb12u2"),
+            package("g++-12", "1:12.2.0-14"),
+        ];
         assert_eq!(check_packages(Scheme::Deb, &good), Ok(()));
-        let rpm = [package("NetworkManager", "1:1.42.2-1.el9"), package("python3_x", "3.9.18-1.el9")];
+        let rpm = [
+            package("NetworkManager", "1:1.42.2-1.el9"),
+            package("python3_x", "3.9.18-1.el9"),
+        ];
         assert_eq!(check_packages(Scheme::Rpm, &rpm), Ok(()));
-        let err = check_packages(Scheme::Deb, &[good[0].clone(), package("x", "::::")]).unwrap_err();
+        let err =
+            check_packages(Scheme::Deb, &[good[0].clone(), package("x", "::::")]).unwrap_err();
         assert_eq!(err.index, 1);
-        assert!(err.to_string().starts_with("packages[1]: version of x"), "{err}");
+        assert!(
+            err.to_string().starts_with("packages[1]: version of x"),
+            "{err}"
+        );
         let err = check_packages(Scheme::Deb, &[package("lib\0ssl", "1.0")]).unwrap_err();
-        assert!(err.reason.starts_with("name is not a package name"), "{err}");
+        assert!(
+            err.reason.starts_with("name is not a package name"),
+            "{err}"
+        );
         for bad in ["", "-x", "a b", "a/b", &"a".repeat(257)] {
-            assert!(check_packages(Scheme::Deb, &[package(bad, "1.0")]).is_err(), "{bad:?}");
+            assert!(
+                check_packages(Scheme::Deb, &[package(bad, "1.0")]).is_err(),
+                "{bad:?}"
+            );
         }
         let mut odd_arch = package("x", "1.0");
         odd_arch.arch = Some("amd64\n".to_owned());

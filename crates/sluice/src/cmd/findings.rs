@@ -359,20 +359,20 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                 // Cells a spreadsheet would evaluate as formulas are written as text.
                 writer.write_record(
                     [
-                    text(&f["hostname"]),
-                    text(&f["score"]),
-                    text(&f["decision"]),
-                    text(&f["due"]),
-                    text(&f["package"]),
-                    text(&f["installed"]),
-                    text(&f["fixed"]),
-                    text(&f["advisory"]),
-                    text(&f["kev"]),
-                    text(&f["first_seen"]),
-                    text(&f["resolved_at"]),
-                    text(&f["standing"]),
-                    text(&f["deferral"]),
-                ]
+                        text(&f["hostname"]),
+                        text(&f["score"]),
+                        text(&f["decision"]),
+                        text(&f["due"]),
+                        text(&f["package"]),
+                        text(&f["installed"]),
+                        text(&f["fixed"]),
+                        text(&f["advisory"]),
+                        text(&f["kev"]),
+                        text(&f["first_seen"]),
+                        text(&f["resolved_at"]),
+                        text(&f["standing"]),
+                        text(&f["deferral"]),
+                    ]
                     .iter()
                     .map(|cell| sluice_core::text::spreadsheet_cell(cell).into_owned()),
                 )?;
