@@ -15,7 +15,7 @@ use crate::advisory::{Advisory, Epss, Event, Kev, LoadIssue, RangeKind};
 use crate::cvss::{Cvss, CvssVersion};
 use crate::ecosystem::EcosystemKey;
 use crate::priority::VulnerabilityFacts;
-use crate::version::Version;
+use crate::version::{Scheme, Version};
 
 /// Position of an advisory in the index.
 pub type AdvisoryId = u32;
@@ -37,16 +37,52 @@ enum EventKind {
     Limit,
 }
 
+/// Where a range event sits in its scheme's order.
+///
+/// OSV's two sentinels are positions, not versions: `introduced: "0"` is before every version and
+/// a `limit` with `*` after every version, in every scheme. Read as the version `0`, the start
+/// would leave out what dpkg and rpm sort below it (`0~git20230101-1`, `0~rc1`, rpm's `~1`).
+#[derive(Clone, Debug)]
+enum Bound {
+    /// Before every version (`introduced: "0"`).
+    Start,
+    /// A version of the ecosystem's scheme.
+    At(Version),
+    /// After every version (`limit: "*"`).
+    End,
+}
+
+impl Bound {
+    /// Orders two bounds; versions by their scheme's rules.
+    fn compare(&self, other: &Bound) -> Ordering {
+        match (self, other) {
+            (Bound::At(a), Bound::At(b)) => a.compare(b),
+            (Bound::Start, Bound::Start) | (Bound::End, Bound::End) => Ordering::Equal,
+            (Bound::Start, _) | (_, Bound::End) => Ordering::Less,
+            (_, Bound::Start) | (Bound::End, _) => Ordering::Greater,
+        }
+    }
+
+    /// How `installed` orders against this bound.
+    fn place(&self, installed: &Version) -> Ordering {
+        match self {
+            Bound::Start => Ordering::Greater,
+            Bound::At(version) => installed.compare(version),
+            Bound::End => Ordering::Less,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct CompiledEvent {
     kind: EventKind,
-    /// `None` for the unbounded limit `*`.
-    version: Option<Version>,
+    bound: Bound,
 }
 
 #[derive(Clone, Debug)]
 struct CompiledAffected {
     advisory: AdvisoryId,
+    /// Each range's events, sorted by bound.
     ranges: Vec<Vec<CompiledEvent>>,
     versions: Vec<Version>,
 }
@@ -417,29 +453,7 @@ fn compile(
         if range.kind != RangeKind::Ecosystem {
             continue;
         }
-        let mut events = Vec::new();
-        for event in &range.events {
-            let kind = match event {
-                Event::Introduced(_) => EventKind::Introduced,
-                Event::Fixed(_) => EventKind::Fixed,
-                Event::LastAffected(_) => EventKind::LastAffected,
-                Event::Limit(_) => EventKind::Limit,
-            };
-            let version = match (kind, event.version()) {
-                (EventKind::Limit, "*") => None,
-                // Loading already validated every version; anything else is left out.
-                (_, text) => Some(Version::parse(scheme, text).ok()?),
-            };
-            events.push(CompiledEvent { kind, version });
-        }
-        // OSV evaluates events in version order; "*" sorts last.
-        events.sort_by(|a, b| match (&a.version, &b.version) {
-            (Some(x), Some(y)) => x.compare(y),
-            (None, None) => Ordering::Equal,
-            (None, Some(_)) => Ordering::Greater,
-            (Some(_), None) => Ordering::Less,
-        });
-        ranges.push(events);
+        ranges.push(compile_events(scheme, &range.events)?);
     }
     let versions = affected
         .versions
@@ -454,6 +468,32 @@ fn compile(
         ranges,
         versions,
     })
+}
+
+/// One range's events in evaluation order; `None` when a version does not parse (loading already
+/// validated every version, so such a range is left out rather than guessed at).
+fn compile_events(scheme: Scheme, events: &[Event]) -> Option<Vec<CompiledEvent>> {
+    let mut compiled = Vec::with_capacity(events.len());
+    for event in events {
+        let kind = match event {
+            Event::Introduced(_) => EventKind::Introduced,
+            Event::Fixed(_) => EventKind::Fixed,
+            Event::LastAffected(_) => EventKind::LastAffected,
+            Event::Limit(_) => EventKind::Limit,
+        };
+        let bound = if event.is_start() {
+            Bound::Start
+        } else if event.is_unlimited() {
+            Bound::End
+        } else {
+            Bound::At(Version::parse(scheme, event.version()).ok()?)
+        };
+        compiled.push(CompiledEvent { kind, bound });
+    }
+    // OSV evaluates events in version order; the sort is stable, so events at equal versions
+    // keep the feed's order.
+    compiled.sort_by(|a, b| a.bound.compare(&b.bound));
+    Some(compiled)
 }
 
 /// `None` when not affected; `Some(fixed)` when affected, with the fixing version if known.
@@ -475,23 +515,26 @@ fn entry_affects(entry: &CompiledAffected, installed: &Version) -> Option<Option
     result
 }
 
-/// OSV's evaluation over events sorted by version.
+/// OSV's evaluation over events sorted by bound: the installed version must lie below some
+/// `limit` (none means no limit), and the last `introduced`, `fixed` or `last_affected` at or
+/// below it must be `introduced`.
 fn range_affects(events: &[CompiledEvent], installed: &Version) -> Option<Option<Version>> {
+    let mut limits = events.iter().filter(|e| e.kind == EventKind::Limit);
+    let has_limits = limits.clone().next().is_some();
+    if has_limits && !limits.any(|e| e.bound.place(installed) == Ordering::Less) {
+        return None;
+    }
     let mut affected = false;
     for event in events {
-        let Some(version) = &event.version else {
-            // Unbounded limit: no effect.
-            continue;
-        };
-        let order = installed.compare(version);
+        let order = event.bound.place(installed);
         if order == Ordering::Less {
             break;
         }
         match event.kind {
             EventKind::Introduced => affected = true,
-            EventKind::Fixed | EventKind::Limit => affected = false,
+            EventKind::Fixed => affected = false,
             EventKind::LastAffected if order == Ordering::Greater => affected = false,
-            EventKind::LastAffected => {}
+            EventKind::LastAffected | EventKind::Limit => {}
         }
     }
     if !affected {
@@ -501,15 +544,16 @@ fn range_affects(events: &[CompiledEvent], installed: &Version) -> Option<Option
     // version; only a fix names a fixed version.
     let closing = events.iter().find(|e| {
         e.kind != EventKind::Introduced
-            && e.version
-                .as_ref()
-                .is_some_and(|v| installed.compare(v) != Ordering::Greater)
+            && !matches!(e.bound, Bound::End)
+            && e.bound.place(installed) != Ordering::Greater
     });
-    Some(
-        closing
-            .filter(|e| e.kind == EventKind::Fixed)
-            .and_then(|e| e.version.clone()),
-    )
+    match closing {
+        Some(CompiledEvent {
+            kind: EventKind::Fixed,
+            bound: Bound::At(version),
+        }) => Some(Some(version.clone())),
+        _ => Some(None),
+    }
 }
 
 fn lower_fix(a: Option<Version>, b: Option<Version>) -> Option<Version> {
@@ -714,5 +758,165 @@ mod tests {
             fleet.rows[0][0].fixed.as_ref().map(Version::as_str),
             one[0].fixed.as_ref().map(Version::as_str)
         );
+    }
+
+    #[test]
+    fn introduced_zero_covers_snapshots_below_zero() {
+        // The issue's case: a snapshot version sorts below "0" in dpkg's order, yet OSV's
+        // "introduced": "0" means every version.
+        let text = r#"{"id": "DSA-9999-1", "affected": [{"package": {"ecosystem": "Debian:12", "name": "snap"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0-1"}]}]}]}"#;
+        let idx = index(text);
+        let key: EcosystemKey = "Debian:12".parse().unwrap();
+        let installed = Version::parse(Scheme::Deb, "0~git20230101-1").unwrap();
+        let matches = idx.match_package(&key, "snap", &installed);
+        assert_eq!(matches.len(), 1, "0~git20230101-1 is affected");
+        assert_eq!(
+            matches[0].fixed.as_ref().map(Version::as_str),
+            Some("1.0-1")
+        );
+        let fixed = Version::parse(Scheme::Deb, "1.0-1").unwrap();
+        assert!(idx.match_package(&key, "snap", &fixed).is_empty());
+    }
+
+    #[test]
+    fn the_start_sentinel_holds_in_every_scheme() {
+        let deb = index(&record(
+            "A-8",
+            "Debian:12",
+            r#"{"introduced": "0"}, {"fixed": "1.0-1"}"#,
+        ));
+        for below_zero in ["0~rc1", "0:0~beta2", "0-~1", "0-0~1", "0~~", "0~"] {
+            assert_eq!(
+                fixed_for(&deb, "Debian:12", below_zero),
+                Some(Some("1.0-1".into())),
+                "{below_zero}"
+            );
+        }
+        let rpm = index(&record(
+            "A-9",
+            "AlmaLinux:9",
+            r#"{"introduced": "0"}, {"fixed": "1.0-1.el9"}"#,
+        ));
+        for below_zero in ["~1", "0~rc1-1", "0:0~git20230101-1", "^1", "a1-1"] {
+            assert_eq!(
+                fixed_for(&rpm, "AlmaLinux:9", below_zero),
+                Some(Some("1.0-1.el9".into())),
+                "{below_zero}"
+            );
+        }
+        // The semver-like order has versions below "0" too: pre-releases of 0.
+        let events = [
+            Event::introduced_at_start(),
+            Event::Fixed("1.0.0".to_owned()),
+        ];
+        let generic = compile_events(Scheme::Generic, &events).unwrap();
+        let pre_release = Version::parse(Scheme::Generic, "0-rc.1").unwrap();
+        assert!(
+            pre_release.compare(&Version::parse(Scheme::Generic, "0").unwrap()) == Ordering::Less
+        );
+        assert!(range_affects(&generic, &pre_release).is_some());
+    }
+
+    #[test]
+    fn other_introduced_values_keep_their_meaning() {
+        // "0~" and "0.0" are versions, not the sentinel.
+        let tilde = index(&record(
+            "A-10",
+            "Debian:12",
+            r#"{"introduced": "0~"}, {"fixed": "1.0"}"#,
+        ));
+        assert_eq!(fixed_for(&tilde, "Debian:12", "0~~"), None, "0~~ < 0~");
+        assert_eq!(
+            fixed_for(&tilde, "Debian:12", "0~rc1"),
+            Some(Some("1.0".into()))
+        );
+        let dotted = index(&record(
+            "A-11",
+            "Debian:12",
+            r#"{"introduced": "0.0"}, {"fixed": "1.0"}"#,
+        ));
+        assert_eq!(fixed_for(&dotted, "Debian:12", "0~rc1"), None);
+        assert_eq!(fixed_for(&dotted, "Debian:12", "0"), None, "0 < 0.0");
+        assert_eq!(
+            fixed_for(&dotted, "Debian:12", "0.0.1"),
+            Some(Some("1.0".into()))
+        );
+        // A fix below "0" is still above the start.
+        let low_fix = index(&record(
+            "A-12",
+            "Debian:12",
+            r#"{"fixed": "0~rc1"}, {"introduced": "0"}"#,
+        ));
+        assert_eq!(
+            fixed_for(&low_fix, "Debian:12", "0~beta"),
+            Some(Some("0~rc1".into()))
+        );
+        assert_eq!(fixed_for(&low_fix, "Debian:12", "0"), None);
+        // last_affected "0" is the version 0.
+        let last = index(&record(
+            "A-13",
+            "Debian:12",
+            r#"{"introduced": "0"}, {"last_affected": "0"}"#,
+        ));
+        assert_eq!(fixed_for(&last, "Debian:12", "0~rc1"), Some(None));
+        assert_eq!(fixed_for(&last, "Debian:12", "0"), Some(None));
+        assert_eq!(fixed_for(&last, "Debian:12", "0-1"), None);
+    }
+
+    #[test]
+    fn limits_follow_the_osv_evaluation() {
+        // "*" (or any limit containing it) is no limit at all; a fix above it is still named.
+        let unlimited = index(&record(
+            "A-14",
+            "Debian:12",
+            r#"{"introduced": "0"}, {"limit": "*"}, {"fixed": "2.0"}"#,
+        ));
+        assert_eq!(
+            fixed_for(&unlimited, "Debian:12", "0~rc1"),
+            Some(Some("2.0".into()))
+        );
+        assert_eq!(fixed_for(&unlimited, "Debian:12", "2.0"), None);
+        let starred = index(&record(
+            "A-15",
+            "Debian:12",
+            r#"{"introduced": "1.0"}, {"limit": "1.*"}"#,
+        ));
+        assert_eq!(fixed_for(&starred, "Debian:12", "99"), Some(None));
+        // Several limits: below any of them is in scope, above all of them never is, even
+        // after a later introduced.
+        let limited = index(&record(
+            "A-16",
+            "Debian:12",
+            r#"{"introduced": "0"}, {"limit": "2.0"}, {"limit": "5.0"}, {"introduced": "6.0"}"#,
+        ));
+        assert_eq!(fixed_for(&limited, "Debian:12", "0~rc1"), Some(None));
+        assert_eq!(fixed_for(&limited, "Debian:12", "3.0"), Some(None));
+        assert_eq!(fixed_for(&limited, "Debian:12", "5.0"), None);
+        assert_eq!(fixed_for(&limited, "Debian:12", "7.0"), None);
+    }
+
+    #[test]
+    fn the_dsa_lists_implicit_start_is_the_sentinel() {
+        let list = "[29 Mar 2023] DSA-5380-1 snap - security update\n\
+                    \t[bookworm] - snap 1.0-1\n\
+                    [30 Mar 2023] DSA-5381-1 snap - security update\n\
+                    \t[bookworm] - snap <unfixed>\n";
+        let feed = crate::advisory::debian_list::parse("DSA-list", list).unwrap();
+        assert!(feed.issues.is_empty(), "{:?}", feed.issues);
+        let idx = AdvisoryIndex::build(feed.advisories, None, None);
+        let key: EcosystemKey = "Debian:12".parse().unwrap();
+        let installed = Version::parse(Scheme::Deb, "0~git20230101-1").unwrap();
+        let matches = idx.match_package(&key, "snap", &installed);
+        let found: Vec<_> = matches
+            .iter()
+            .map(|m| {
+                (
+                    idx.advisory(m.advisory).id.as_str(),
+                    m.fixed.as_ref().map(Version::as_str),
+                )
+            })
+            .collect();
+        assert_eq!(found, [("DSA-5380-1", Some("1.0-1")), ("DSA-5381-1", None)]);
     }
 }

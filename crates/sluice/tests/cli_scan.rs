@@ -294,6 +294,72 @@ fn alma_findings_are_below_their_fix_per_rpm() {
 }
 
 #[test]
+fn a_snapshot_below_zero_is_found_by_ranges_from_zero() {
+    // Issue 20: dpkg sorts 0~git20230101-1 below "0", yet an OSV range starting at
+    // "introduced": "0" (and a DSA list line, whose start is the same sentinel) covers it.
+    assert!(
+        dpkg_lt("0~git20230101-1", "0"),
+        "the case is below 0 for dpkg"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let osv = dir.path().join("osv.json");
+    std::fs::write(
+        &osv,
+        r#"{"id": "OSV-ZERO-1", "affected": [{"package": {"ecosystem": "Debian:12", "name": "snap"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0-1"}]}]}]}"#,
+    )
+    .unwrap();
+    let dsa = dir.path().join("DSA-list");
+    std::fs::write(
+        &dsa,
+        "[29 Mar 2023] DSA-9000-1 snap - security update\n\t[bookworm] - snap 1.0-1\n",
+    )
+    .unwrap();
+    let status = dir.path().join("status");
+    std::fs::write(
+        &status,
+        "Package: snap\nStatus: install ok installed\nVersion: 0~git20230101-1\nArchitecture: amd64\n",
+    )
+    .unwrap();
+    let report = json_of(&sluice(&[
+        "scan",
+        "--status",
+        status.to_str().unwrap(),
+        "--ecosystem",
+        "Debian:12",
+        "--feed",
+        osv.to_str().unwrap(),
+        "--feed",
+        dsa.to_str().unwrap(),
+        "--output",
+        "json",
+    ]));
+    let found: BTreeSet<(String, String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["advisory"].as_str().unwrap().to_owned(),
+                f["installed"].as_str().unwrap().to_owned(),
+                f["fixed"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String, String)> = ["OSV-ZERO-1", "DSA-9000-1"]
+        .into_iter()
+        .map(|a| {
+            (
+                a.to_owned(),
+                "0~git20230101-1".to_owned(),
+                "1.0-1".to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
 fn osv_directories_with_a_broken_record_still_load_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let feeds = dir.path().join("osv");

@@ -8,7 +8,8 @@
 //!     NOTE: fixed in testing at time of DSA
 //! ```
 //! Each `[release] - package version` line becomes one affected package in `Debian:N` (codenames
-//! mapped to release numbers) with the range `introduced 0, fixed version`. `<unfixed>`,
+//! mapped to release numbers) with the range `introduced 0, fixed version`, where `0` is OSV's
+//! start sentinel (every version, including `0~…` snapshots that sort below `0`). `<unfixed>`,
 //! `<end-of-life>`, `<postponed>` and `<ignored>` mean affected with no fix (the status is kept in
 //! `database_specific`); `<not-affected>` and `<removed>` mean the release is not affected. An
 //! urgency or bug number in parentheses goes to `ecosystem_specific`, notes to
@@ -235,7 +236,7 @@ fn parse_release_line(line: &str) -> Result<Option<Affected>, String> {
     let (events, status) = match state {
         "<not-affected>" | "<removed>" => return Ok(None),
         "<unfixed>" | "<end-of-life>" | "<postponed>" | "<ignored>" => (
-            vec![Event::Introduced("0".to_owned())],
+            vec![Event::introduced_at_start()],
             Some(state.trim_matches(['<', '>'])),
         ),
         other if other.starts_with('<') => return Err(format!("unknown status {other:?}")),
@@ -244,7 +245,7 @@ fn parse_release_line(line: &str) -> Result<Option<Affected>, String> {
                 .map_err(|e| format!("{package} in {codename}: {e}"))?;
             (
                 vec![
-                    Event::Introduced("0".to_owned()),
+                    Event::introduced_at_start(),
                     Event::Fixed(version.to_owned()),
                 ],
                 None,

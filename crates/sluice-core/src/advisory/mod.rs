@@ -118,22 +118,43 @@ pub enum RangeKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
-    /// Versions from this one on are affected.
+    /// Versions from this one on are affected; `"0"` means every version (see
+    /// [`Event::is_start`]).
     Introduced(String),
     /// This version and later are fixed.
     Fixed(String),
     /// This is the last affected version; later ones are not affected (no fix named).
     LastAffected(String),
-    /// Versions from this one on are outside the range.
+    /// Versions from this one on are outside the range; a value containing `*` means no limit.
     Limit(String),
 }
 
+/// OSV's `introduced` value for "before every version": not the version `0`, which dpkg and rpm
+/// both sort above versions such as `0~rc1`.
+pub const INTRODUCED_AT_START: &str = "0";
+
 impl Event {
+    /// An `introduced` event at OSV's start sentinel: the range begins before every version.
+    pub fn introduced_at_start() -> Self {
+        Self::Introduced(INTRODUCED_AT_START.to_owned())
+    }
+
     /// The version the event names.
     pub fn version(&self) -> &str {
         match self {
             Self::Introduced(v) | Self::Fixed(v) | Self::LastAffected(v) | Self::Limit(v) => v,
         }
+    }
+
+    /// Whether this is `introduced: "0"`, which OSV defines as before every version. Only that
+    /// exact text is the sentinel: `0~`, `0.0` or `0:0` are versions like any other.
+    pub fn is_start(&self) -> bool {
+        matches!(self, Self::Introduced(v) if v == INTRODUCED_AT_START)
+    }
+
+    /// Whether this is a `limit` at infinity: OSV lets a limit containing `*` mean "no limit".
+    pub fn is_unlimited(&self) -> bool {
+        matches!(self, Self::Limit(v) if v.contains('*'))
     }
 }
 

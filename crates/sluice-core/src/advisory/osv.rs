@@ -291,10 +291,9 @@ fn convert_affected(index: usize, raw: RawAffected) -> Result<Affected, String> 
                 other => return Err(format!("{event_at}: unknown event {other:?}")),
             };
             if let (Some(key), RangeKind::Ecosystem) = (&key, kind) {
-                let text = event.version();
-                // OSV allows "*" for limit meaning "no limit".
-                if !(matches!(event, Event::Limit(_)) && text == "*") {
-                    Version::parse(key.scheme(), text).map_err(|e| {
+                // OSV's sentinels ("introduced": "0", a "limit" with "*") are not versions.
+                if !event.is_start() && !event.is_unlimited() {
+                    Version::parse(key.scheme(), event.version()).map_err(|e| {
                         format!("{event_at} ({} {}): {e}", package.ecosystem, package.name)
                     })?;
                 }
