@@ -61,6 +61,13 @@ pub struct SettingsLayer {
     pub fake_now: Option<String>,
     /// Extra trusted CA certificates (PEM) for HTTPS feeds: a private CA, a mirror, a proxy.
     pub ca_file: Option<PathBuf>,
+    /// Directories local feed sources may be read from (default: the data directory's
+    /// `feeds/` on SQLite, none on PostgreSQL).
+    pub feed_dirs: Option<Vec<PathBuf>>,
+    /// Largest feed content read from one source, in bytes.
+    pub feed_max_bytes: Option<u64>,
+    /// Whether HTTP feed sources may be link-local or cloud metadata addresses.
+    pub feed_allow_link_local: Option<bool>,
 }
 
 impl SettingsLayer {
@@ -106,6 +113,25 @@ impl SettingsLayer {
                 "LOGIN_WINDOW" => layer.login_window = Some(value),
                 "FAKE_NOW" => layer.fake_now = Some(value),
                 "CA_FILE" => layer.ca_file = Some(PathBuf::from(value)),
+                // A list like PATH: directories separated by ':'; empty means none.
+                "FEED_DIRS" => {
+                    layer.feed_dirs = Some(
+                        std::env::split_paths(&value)
+                            .filter(|p| !p.as_os_str().is_empty())
+                            .collect(),
+                    );
+                }
+                "FEED_MAX_BYTES" => {
+                    layer.feed_max_bytes = Some(
+                        value
+                            .parse()
+                            .map_err(|_| bad("expected a number of bytes"))?,
+                    );
+                }
+                "FEED_ALLOW_LINK_LOCAL" => {
+                    layer.feed_allow_link_local =
+                        Some(parse_bool(&value).ok_or_else(|| bad("expected true or false"))?);
+                }
                 // Client-side variables (the CLI's server URL and token) share the prefix, and
                 // the log filter is read by the binary before settings are.
                 "SERVER" | "TOKEN" | "CONFIG" | "LOG" => {}
@@ -129,6 +155,9 @@ impl SettingsLayer {
             login_window: over.login_window.or(self.login_window),
             fake_now: over.fake_now.or(self.fake_now),
             ca_file: over.ca_file.or(self.ca_file),
+            feed_dirs: over.feed_dirs.or(self.feed_dirs),
+            feed_max_bytes: over.feed_max_bytes.or(self.feed_max_bytes),
+            feed_allow_link_local: over.feed_allow_link_local.or(self.feed_allow_link_local),
         }
     }
 }
@@ -175,6 +204,26 @@ pub struct Settings {
     pub fake_now: Option<jiff::Timestamp>,
     /// Extra trusted CA certificates (PEM) for outgoing HTTPS.
     pub ca_file: Option<PathBuf>,
+    /// Where feeds may come from and how much of them is read.
+    pub feeds: FeedPolicy,
+}
+
+/// Where feed content may come from: a feed source names a file the server reads or a URL it
+/// fetches on behalf of `security` users, so both are fenced (see `intel::source`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedPolicy {
+    /// Local sources must lie inside one of these directories (after resolving symlinks).
+    pub dirs: Vec<PathBuf>,
+    /// No source is read beyond this many bytes.
+    pub max_bytes: u64,
+    /// Whether HTTP sources may resolve to link-local or cloud metadata addresses.
+    pub allow_link_local: bool,
+}
+
+impl FeedPolicy {
+    /// The default cap on one feed's content: the largest real feeds (an osv.dev ecosystem
+    /// zip) are tens of MiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 }
 
 impl Settings {
@@ -222,6 +271,21 @@ impl Settings {
                 })
             })
             .transpose()?;
+        let feed_dirs = match layer.feed_dirs {
+            Some(dirs) => dirs,
+            // Replicas on PostgreSQL share no data directory (nor a file system): local feed
+            // sources are off unless directories are named.
+            None => match database {
+                Database::Sqlite(_) => vec![data_dir.join("feeds")],
+                Database::Postgres(_) => Vec::new(),
+            },
+        };
+        let feed_max_bytes = layer
+            .feed_max_bytes
+            .unwrap_or(FeedPolicy::DEFAULT_MAX_BYTES);
+        if feed_max_bytes < 1024 {
+            return Err(SettingsError("feed_max_bytes: at least 1024".to_owned()));
+        }
         Ok(Self {
             listen,
             data_dir,
@@ -234,6 +298,11 @@ impl Settings {
             login_window,
             fake_now,
             ca_file: layer.ca_file,
+            feeds: FeedPolicy {
+                dirs: feed_dirs,
+                max_bytes: feed_max_bytes,
+                allow_link_local: layer.feed_allow_link_local.unwrap_or(false),
+            },
         })
     }
 }
@@ -286,6 +355,63 @@ mod tests {
         assert_eq!(
             settings.database,
             Database::Sqlite(PathBuf::from("./sluice-data/sluice.db"))
+        );
+    }
+
+    #[test]
+    fn feed_sources_default_to_the_data_directory_or_nowhere() {
+        let sqlite = Settings::from_layer(SettingsLayer {
+            data_dir: Some(PathBuf::from("/var/lib/sluice")),
+            ..SettingsLayer::default()
+        })
+        .unwrap();
+        assert_eq!(
+            sqlite.feeds,
+            FeedPolicy {
+                dirs: vec![PathBuf::from("/var/lib/sluice/feeds")],
+                max_bytes: 256 * 1024 * 1024,
+                allow_link_local: false,
+            }
+        );
+        // PostgreSQL replicas have no data directory of their own: no local sources.
+        let postgres = Settings::from_layer(SettingsLayer {
+            data_dir: Some(PathBuf::from("/var/lib/sluice")),
+            database_url: Some(Secret::new("postgres://db/sluice")),
+            ..SettingsLayer::default()
+        })
+        .unwrap();
+        assert!(postgres.feeds.dirs.is_empty());
+        let env = SettingsLayer::from_env([
+            (
+                "SLUICE_FEED_DIRS".to_owned(),
+                "/srv/feeds:/mnt/osv".to_owned(),
+            ),
+            ("SLUICE_FEED_MAX_BYTES".to_owned(), "1048576".to_owned()),
+            ("SLUICE_FEED_ALLOW_LINK_LOCAL".to_owned(), "yes".to_owned()),
+        ])
+        .unwrap();
+        let file: SettingsLayer =
+            toml::from_str("feed_dirs = []\nfeed_max_bytes = 2048\n").unwrap();
+        let merged = Settings::from_layer(file.overridden_by(env)).unwrap();
+        assert_eq!(
+            merged.feeds,
+            FeedPolicy {
+                dirs: vec![PathBuf::from("/srv/feeds"), PathBuf::from("/mnt/osv")],
+                max_bytes: 1024 * 1024,
+                allow_link_local: true,
+            }
+        );
+        let none: SettingsLayer = toml::from_str("feed_dirs = []").unwrap();
+        assert!(Settings::from_layer(none).unwrap().feeds.dirs.is_empty());
+        let err = Settings::from_layer(SettingsLayer {
+            feed_max_bytes: Some(10),
+            ..SettingsLayer::default()
+        })
+        .unwrap_err();
+        assert!(err.0.starts_with("feed_max_bytes"), "{err}");
+        assert!(
+            SettingsLayer::from_env([("SLUICE_FEED_MAX_BYTES".to_owned(), "lots".to_owned())])
+                .is_err()
         );
     }
 

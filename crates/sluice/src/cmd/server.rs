@@ -32,6 +32,10 @@ pub struct ServerArgs {
     /// Serve /metrics without authentication (default true).
     #[arg(long, value_name = "BOOL")]
     metrics_public: Option<bool>,
+    /// A directory local feed sources may be read from; repeat for several (default: the
+    /// data directory's feeds/; none with PostgreSQL).
+    #[arg(long = "feed-dir", value_name = "DIR")]
+    feed_dirs: Vec<PathBuf>,
 }
 
 impl DatabaseArgs {
@@ -65,6 +69,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
     let settings = args.database.settings(SettingsLayer {
         listen: args.listen,
         metrics_public: args.metrics_public,
+        feed_dirs: (!args.feed_dirs.is_empty()).then_some(args.feed_dirs),
         ..SettingsLayer::default()
     })?;
     tracing_subscriber::fmt()
