@@ -459,8 +459,13 @@ async fn resolve(
             .iter()
             .find_map(|a| forbidden(a.ip()).map(|what| (a.ip(), what)))
     {
+        let resolved = if bare.parse::<IpAddr>().is_ok() {
+            String::new()
+        } else {
+            format!(" resolves to {ip} and")
+        };
         return Err(not_allowed(format!(
-            "{source}: {host} is {ip}, {what}; feeds are not fetched from there unless feed_allow_link_local is set"
+            "{source}: {host}{resolved} is {what}; feeds are not fetched from there unless feed_allow_link_local is set"
         )));
     }
     Ok(addresses)
