@@ -132,6 +132,7 @@ async fn run(backend: &str, hosts: usize, clients: usize) {
         data_dir: Some(dir.path().to_owned()),
         admin_password: Some(Secret::new("bench-admin-password")),
         max_body_bytes: Some(64 * 1024 * 1024),
+        feed_dirs: Some(vec![dir.path().join("feeds")]),
         ..SettingsLayer::default()
     };
     let admin_url = std::env::var("SLUICE_TEST_POSTGRES_URL")
@@ -181,7 +182,8 @@ async fn run(backend: &str, hosts: usize, clients: usize) {
     let ops = login["token"].as_str().unwrap().to_owned();
 
     let mut rng = Rng(7);
-    let feed = dir.path().join("bench-osv.json");
+    let feed = dir.path().join("feeds/bench-osv.json");
+    std::fs::create_dir_all(dir.path().join("feeds")).unwrap();
     std::fs::write(&feed, advisories(&mut rng)).unwrap();
     call(
         &app,

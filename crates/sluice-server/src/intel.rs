@@ -4,11 +4,12 @@
 //! Matching and prioritisation are `sluice-core`'s (`AdvisoryIndex`, `scan_host_memoized`); this module
 //! only moves data between the store, the index and the network.
 
-use std::path::Path;
+pub mod source;
+
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use sluice_core::advisory::{self, Epss, Kev, LoadedFeed};
+use sluice_core::advisory::{self, DetectedFormat, Epss, Kev, LoadedFeed};
 use sluice_core::asset::AssetProfile;
 use sluice_core::ecosystem::EcosystemKey;
 use sluice_core::finding::{Finding, scan_host_memoized};
@@ -19,6 +20,8 @@ use sluice_store::{Actor, Feed, FeedKind, FindingsDiff, Store, SyncOutcome};
 use tokio::sync::{Mutex, RwLock};
 
 use crate::error::ApiError;
+use crate::settings::FeedPolicy;
+use source::{FaultKind, SourceError};
 
 /// The documented default due-date policy, parsed once.
 static DEFAULT_POLICY: std::sync::LazyLock<PriorityPolicy> =
@@ -107,33 +110,6 @@ pub async fn rebuild(store: &Store) -> Result<Intel, ApiError> {
     })
 }
 
-/// Reads a feed's source: a file, a directory of OSV JSON files (joined into one JSON array), or
-/// an http URL.
-pub async fn fetch(source: &str) -> Result<Vec<u8>, String> {
-    if source.starts_with("http://") || source.starts_with("https://") {
-        let response = crate::tls::client_builder()?
-            .timeout(std::time::Duration::from_secs(300))
-            .build()
-            .map_err(|e| e.to_string())?
-            .get(source)
-            .send()
-            .await
-            .map_err(|e| format!("cannot fetch {source}: {}", error_chain(&e)))?;
-        if !response.status().is_success() {
-            return Err(format!("{source} answered {}", response.status()));
-        }
-        return response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| format!("cannot read {source}: {}", error_chain(&e)));
-    }
-    let path = Path::new(source).to_owned();
-    tokio::task::spawn_blocking(move || read_path(&path))
-        .await
-        .map_err(|e| e.to_string())?
-}
-
 /// An error with its causes (reqwest's own message hides them: "error sending request" says
 /// nothing of the certificate that was refused).
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -150,60 +126,112 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn read_path(path: &Path) -> Result<Vec<u8>, String> {
-    if !path.is_dir() {
-        return std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+/// Checks that content is what the feed's kind says, returning (records, skipped). `name` is
+/// the feed's (the parsers label their findings with it); `source` is named in the error. The
+/// error says what was expected and where a parser stopped, never what it read: the core
+/// parsers' own messages may quote a line of the input, and the input may be anything.
+pub fn validate(
+    kind: FeedKind,
+    name: &str,
+    source: &str,
+    bytes: &[u8],
+) -> Result<(i64, i64), SourceError> {
+    let counts = validate_records(kind, name, source, bytes)?;
+    match counts {
+        // Nothing in it is a record of the kind: it is some other JSON or CSV (a credentials
+        // file in a feed directory, say), and is not stored.
+        (0, skipped) if skipped > 0 => Err(SourceError::new(
+            FaultKind::NotAFeed,
+            format!(
+                "not a recognised feed format at {source}: none of its {skipped} records is valid"
+            ),
+        )),
+        counts => Ok(counts),
     }
-    let mut files = Vec::new();
-    collect_json(path, &mut files)?;
-    files.sort();
-    if files.is_empty() {
-        return Err(format!(
-            "{}: the directory holds no .json files",
-            path.display()
-        ));
-    }
-    let mut records = Vec::with_capacity(files.len());
-    for file in files {
-        let text =
-            std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        match serde_json::from_slice::<serde_json::Value>(&text) {
-            Ok(serde_json::Value::Array(items)) => records.extend(items),
-            Ok(value) => records.push(value),
-            // A broken file is one malformed record; keep a marker so it is reported.
-            Err(e) => records.push(serde_json::json!({"id": null, "_unreadable": file.display().to_string(), "_error": e.to_string()})),
-        }
-    }
-    serde_json::to_vec(&records).map_err(|e| e.to_string())
 }
 
-fn collect_json(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> Result<(), String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-    for entry in entries {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.is_dir() {
-            collect_json(&path, files)?;
-        } else if path.extension().is_some_and(|e| e == "json") {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// Checks that content is what the feed's kind says, returning (records, skipped).
-pub fn validate(kind: FeedKind, name: &str, bytes: &[u8]) -> Result<(i64, i64), String> {
+fn validate_records(
+    kind: FeedKind,
+    name: &str,
+    source: &str,
+    bytes: &[u8],
+) -> Result<(i64, i64), SourceError> {
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let not_a_feed = |expected: &str, reason: Option<&str>| {
+        SourceError::new(
+            FaultKind::NotAFeed,
+            format!(
+                "not a recognised feed format at {source}: expected {expected}{}",
+                reason.map(position).unwrap_or_default()
+            ),
+        )
+    };
     match kind {
-        FeedKind::Advisories => advisory::parse_feed(name, bytes)
-            .map(|f| (count(f.advisories.len()), count(f.issues.len())))
-            .map_err(|e| e.to_string()),
+        FeedKind::Advisories => match advisory::detect(name, bytes) {
+            Err(_) => Err(not_a_feed(
+                "OSV JSON, an OSV zip, or a Debian DSA/DLA list",
+                None,
+            )),
+            Ok(DetectedFormat::Kev) => Err(SourceError::new(
+                FaultKind::NotAFeed,
+                format!(
+                    "{source} holds the CISA KEV catalog, not advisories: register it with kind kev"
+                ),
+            )),
+            Ok(DetectedFormat::Epss) => Err(SourceError::new(
+                FaultKind::NotAFeed,
+                format!(
+                    "{source} holds FIRST EPSS scores, not advisories: register it with kind epss"
+                ),
+            )),
+            Ok(format) => advisory::parse_feed(name, bytes)
+                .map(|f| (count(f.advisories.len()), count(f.issues.len())))
+                .map_err(|e| {
+                    let expected = match format {
+                        DetectedFormat::OsvZip => "an OSV zip",
+                        DetectedFormat::DebianDsa | DetectedFormat::DebianDla => {
+                            "a Debian DSA/DLA list"
+                        }
+                        _ => "OSV JSON",
+                    };
+                    not_a_feed(expected, Some(&e.reason))
+                }),
+        },
         FeedKind::Kev => Kev::parse(name, bytes)
             .map(|k| (count(k.len()), count(k.issues.len())))
-            .map_err(|e| e.to_string()),
+            .map_err(|e| not_a_feed("the CISA KEV catalog (JSON or CSV)", Some(&e.reason))),
         FeedKind::Epss => Epss::parse(name, bytes)
             .map(|e| (count(e.len()), count(e.issues.len())))
-            .map_err(|e| e.to_string()),
+            .map_err(|e| not_a_feed("a FIRST EPSS CSV", Some(&e.reason))),
+    }
+}
+
+/// Where a parser stopped, from its message: the numbers after "line" and "column", nothing
+/// else of it.
+fn position(reason: &str) -> String {
+    let number_after = |text: &str, at: usize| -> Option<u64> {
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    let Some(line_at) = reason
+        .rfind(" at line ")
+        .map(|at| at + " at line ".len())
+        .or_else(|| reason.find("line ").map(|at| at + "line ".len()))
+    else {
+        return String::new();
+    };
+    let Some(line) = number_after(reason, line_at) else {
+        return String::new();
+    };
+    let column = reason[line_at..]
+        .find(" column ")
+        .and_then(|at| number_after(reason, line_at + at + " column ".len()));
+    match column {
+        Some(column) => format!(" (stopped at line {line}, column {column})"),
+        None => format!(" (stopped at line {line})"),
     }
 }
 
@@ -218,32 +246,42 @@ pub struct SyncReport {
     pub findings: Option<FindingsDiff>,
 }
 
-/// Syncs one feed: fetch, validate, store when new; then rebuild the index and recompute every
-/// host's findings. A failed fetch or parse is recorded and leaves the stored content as it was.
+/// The recorded outcome of a sync that failed: the kind alone goes to the audit chain.
+fn failed(error: SourceError) -> SyncOutcome {
+    SyncOutcome::Failed {
+        reason: error.kind.as_str().to_owned(),
+        error: error.to_string(),
+    }
+}
+
+/// Syncs one feed: fetch (within the policy), validate, store when new; then rebuild the index
+/// and recompute every host's findings. A failed fetch or parse is recorded and leaves the
+/// stored content as it was.
 pub async fn sync_feed(
     store: &Store,
     intel: &IntelHandle,
     feed: &Feed,
+    policy: &FeedPolicy,
     actor: &Actor,
 ) -> Result<SyncReport, ApiError> {
     let _guard = intel.work.lock().await;
-    let outcome = match fetch(&feed.source).await {
-        Err(error) => SyncOutcome::Failed { error },
+    let outcome = match source::fetch(&feed.source, policy).await {
+        Err(error) => failed(error),
         Ok(bytes) => {
             let hash = sha256_hex(&bytes);
             if feed.content_hash.as_deref() == Some(hash.as_str()) {
                 SyncOutcome::Unchanged
             } else {
                 let kind = feed.kind;
-                let name = feed.name.clone();
+                let (name, source) = (feed.name.clone(), feed.source.clone());
                 let checked = tokio::task::spawn_blocking(move || {
-                    let result = validate(kind, &name, &bytes);
+                    let result = validate(kind, &name, &source, &bytes);
                     (bytes, result)
                 })
                 .await
                 .map_err(ApiError::internal)?;
                 match checked {
-                    (_, Err(error)) => SyncOutcome::Failed { error },
+                    (_, Err(error)) => failed(error),
                     (content, Ok((records, skipped))) => SyncOutcome::Updated {
                         content,
                         hash,
@@ -406,7 +444,11 @@ pub async fn load(store: &Store, intel: &IntelHandle) -> Result<(), ApiError> {
 }
 
 /// Syncs the feeds whose interval has passed; also picks up content another replica stored.
-pub async fn scheduled(store: &Store, intel: &IntelHandle) -> Result<(), ApiError> {
+pub async fn scheduled(
+    store: &Store,
+    intel: &IntelHandle,
+    policy: &FeedPolicy,
+) -> Result<(), ApiError> {
     let feeds = store.feeds().await?;
     let now = jiff::Timestamp::now();
     for feed in &feeds {
@@ -422,7 +464,7 @@ pub async fn scheduled(store: &Store, intel: &IntelHandle) -> Result<(), ApiErro
             Some(last) => now.duration_since(last).as_secs() >= interval,
         };
         if due {
-            sync_feed(store, intel, feed, &Actor::system()).await?;
+            sync_feed(store, intel, feed, policy, &Actor::system()).await?;
         }
     }
     let mut stored: Vec<String> = store
@@ -436,4 +478,44 @@ pub async fn scheduled(store: &Store, intel: &IntelHandle) -> Result<(), ApiErro
         load(store, intel).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_never_quote_the_content() {
+        let secret = "SLUICE_ADMIN_PASSWORD=hunter2";
+        for (kind, content) in [
+            (FeedKind::Advisories, format!("{secret}\n")),
+            (FeedKind::Advisories, format!("[{{\"id\": {secret}}}]")),
+            (FeedKind::Epss, format!("{secret},0.1\n")),
+            (
+                FeedKind::Kev,
+                format!("{{\"catalogVersion\": \"1\", \"vulnerabilities\": \"{secret}\"}}"),
+            ),
+            (FeedKind::Kev, format!("cveID,vendorProject\n\"{secret}")),
+        ] {
+            let error = validate(kind, "feed", "/srv/feeds/x", content.as_bytes()).unwrap_err();
+            assert_eq!(error.kind, FaultKind::NotAFeed);
+            let shown = error.to_string();
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.starts_with("not-a-feed: "), "{shown}");
+            assert!(shown.contains("/srv/feeds/x"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn positions_keep_numbers_only() {
+        assert_eq!(
+            position("invalid type: string \"line 9\", expected a sequence at line 1 column 52"),
+            " (stopped at line 1, column 52)"
+        );
+        assert_eq!(
+            position("line 3 should be the header \"cve,epss,percentile\", got \"x\""),
+            " (stopped at line 3)"
+        );
+        assert_eq!(position("no header line"), "");
+    }
 }

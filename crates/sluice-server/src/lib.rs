@@ -249,11 +249,12 @@ pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> 
     }
     let scheduler = {
         let (store, intel, clock) = (store.clone(), intel.clone(), clock.clone());
+        let feeds = settings.feeds.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             for minute in 0u64.. {
                 tick.tick().await;
-                if let Err(e) = intel::scheduled(&store, &intel).await {
+                if let Err(e) = intel::scheduled(&store, &intel, &feeds).await {
                     tracing::warn!(error = %e.detail, "scheduled feed sync failed");
                 }
                 if let Err(e) = governance::escalate_due(&store, clock.now()).await {

@@ -72,6 +72,13 @@ pub struct SettingsLayer {
     /// Host names (with or without port) the server answers to; others get 421. Empty: any
     /// name, except that a server listening on loopback answers only to loopback names.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Directories local feed sources may be read from (default: the data directory's
+    /// `feeds/` on SQLite, none on PostgreSQL).
+    pub feed_dirs: Option<Vec<PathBuf>>,
+    /// Largest feed content read from one source, in bytes.
+    pub feed_max_bytes: Option<u64>,
+    /// Whether HTTP feed sources may be link-local or cloud metadata addresses.
+    pub feed_allow_link_local: Option<bool>,
 }
 
 impl SettingsLayer {
@@ -136,6 +143,25 @@ impl SettingsLayer {
                             .collect(),
                     );
                 }
+                // A list like PATH: directories separated by ':'; empty means none.
+                "FEED_DIRS" => {
+                    layer.feed_dirs = Some(
+                        std::env::split_paths(&value)
+                            .filter(|p| !p.as_os_str().is_empty())
+                            .collect(),
+                    );
+                }
+                "FEED_MAX_BYTES" => {
+                    layer.feed_max_bytes = Some(
+                        value
+                            .parse()
+                            .map_err(|_| bad("expected a number of bytes"))?,
+                    );
+                }
+                "FEED_ALLOW_LINK_LOCAL" => {
+                    layer.feed_allow_link_local =
+                        Some(parse_bool(&value).ok_or_else(|| bad("expected true or false"))?);
+                }
                 // Client-side variables (the CLI's server URL and token) share the prefix, and
                 // the log filter is read by the binary before settings are.
                 "SERVER" | "TOKEN" | "CONFIG" | "LOG" => {}
@@ -165,6 +191,9 @@ impl SettingsLayer {
                 .or(self.max_connections_per_client),
             header_read_timeout: over.header_read_timeout.or(self.header_read_timeout),
             allowed_hosts: over.allowed_hosts.or(self.allowed_hosts),
+            feed_dirs: over.feed_dirs.or(self.feed_dirs),
+            feed_max_bytes: over.feed_max_bytes.or(self.feed_max_bytes),
+            feed_allow_link_local: over.feed_allow_link_local.or(self.feed_allow_link_local),
         }
     }
 }
@@ -216,6 +245,8 @@ pub struct Settings {
     /// Host names the server answers to (lower case, without port); empty: see
     /// [`Settings::host_allowed`].
     pub allowed_hosts: Vec<String>,
+    /// Where feeds may come from and how much of them is read.
+    pub feeds: FeedPolicy,
 }
 
 /// Limits on connections, so idle or half-sent requests cannot exhaust file descriptors.
@@ -267,6 +298,24 @@ fn host_without_port(host: &str) -> &str {
         }
         _ => host,
     }
+}
+
+/// Where feed content may come from: a feed source names a file the server reads or a URL it
+/// fetches on behalf of `security` users, so both are fenced (see `intel::source`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedPolicy {
+    /// Local sources must lie inside one of these directories (after resolving symlinks).
+    pub dirs: Vec<PathBuf>,
+    /// No source is read beyond this many bytes.
+    pub max_bytes: u64,
+    /// Whether HTTP sources may resolve to link-local or cloud metadata addresses.
+    pub allow_link_local: bool,
+}
+
+impl FeedPolicy {
+    /// The default cap on one feed's content: the largest real feeds (an osv.dev ecosystem
+    /// zip) are tens of MiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 }
 
 impl Settings {
@@ -328,6 +377,21 @@ impl Settings {
             .iter()
             .map(|host| host_without_port(host).to_ascii_lowercase())
             .collect();
+        let feed_dirs = match layer.feed_dirs {
+            Some(dirs) => dirs,
+            // Replicas on PostgreSQL share no data directory (nor a file system): local feed
+            // sources are off unless directories are named.
+            None => match database {
+                Database::Sqlite(_) => vec![data_dir.join("feeds")],
+                Database::Postgres(_) => Vec::new(),
+            },
+        };
+        let feed_max_bytes = layer
+            .feed_max_bytes
+            .unwrap_or(FeedPolicy::DEFAULT_MAX_BYTES);
+        if feed_max_bytes < 1024 {
+            return Err(SettingsError("feed_max_bytes: at least 1024".to_owned()));
+        }
         Ok(Self {
             listen,
             data_dir,
@@ -346,6 +410,11 @@ impl Settings {
                 header_read_timeout,
             },
             allowed_hosts,
+            feeds: FeedPolicy {
+                dirs: feed_dirs,
+                max_bytes: feed_max_bytes,
+                allow_link_local: layer.feed_allow_link_local.unwrap_or(false),
+            },
         })
     }
 }
@@ -398,6 +467,63 @@ mod tests {
         assert_eq!(
             settings.database,
             Database::Sqlite(PathBuf::from("./sluice-data/sluice.db"))
+        );
+    }
+
+    #[test]
+    fn feed_sources_default_to_the_data_directory_or_nowhere() {
+        let sqlite = Settings::from_layer(SettingsLayer {
+            data_dir: Some(PathBuf::from("/var/lib/sluice")),
+            ..SettingsLayer::default()
+        })
+        .unwrap();
+        assert_eq!(
+            sqlite.feeds,
+            FeedPolicy {
+                dirs: vec![PathBuf::from("/var/lib/sluice/feeds")],
+                max_bytes: 256 * 1024 * 1024,
+                allow_link_local: false,
+            }
+        );
+        // PostgreSQL replicas have no data directory of their own: no local sources.
+        let postgres = Settings::from_layer(SettingsLayer {
+            data_dir: Some(PathBuf::from("/var/lib/sluice")),
+            database_url: Some(Secret::new("postgres://db/sluice")),
+            ..SettingsLayer::default()
+        })
+        .unwrap();
+        assert!(postgres.feeds.dirs.is_empty());
+        let env = SettingsLayer::from_env([
+            (
+                "SLUICE_FEED_DIRS".to_owned(),
+                "/srv/feeds:/mnt/osv".to_owned(),
+            ),
+            ("SLUICE_FEED_MAX_BYTES".to_owned(), "1048576".to_owned()),
+            ("SLUICE_FEED_ALLOW_LINK_LOCAL".to_owned(), "yes".to_owned()),
+        ])
+        .unwrap();
+        let file: SettingsLayer =
+            toml::from_str("feed_dirs = []\nfeed_max_bytes = 2048\n").unwrap();
+        let merged = Settings::from_layer(file.overridden_by(env)).unwrap();
+        assert_eq!(
+            merged.feeds,
+            FeedPolicy {
+                dirs: vec![PathBuf::from("/srv/feeds"), PathBuf::from("/mnt/osv")],
+                max_bytes: 1024 * 1024,
+                allow_link_local: true,
+            }
+        );
+        let none: SettingsLayer = toml::from_str("feed_dirs = []").unwrap();
+        assert!(Settings::from_layer(none).unwrap().feeds.dirs.is_empty());
+        let err = Settings::from_layer(SettingsLayer {
+            feed_max_bytes: Some(10),
+            ..SettingsLayer::default()
+        })
+        .unwrap_err();
+        assert!(err.0.starts_with("feed_max_bytes"), "{err}");
+        assert!(
+            SettingsLayer::from_env([("SLUICE_FEED_MAX_BYTES".to_owned(), "lots".to_owned())])
+                .is_err()
         );
     }
 

@@ -137,6 +137,7 @@ async fn protocol(database_url: Option<String>) {
         database_url: database_url.map(Secret::new),
         admin_password: Some(Secret::new("first-admin-password")),
         max_body_bytes: Some(32 * 1024 * 1024),
+        feed_dirs: Some(vec![dir.path().join("feeds")]),
         ..SettingsLayer::default()
     })
     .unwrap();
@@ -156,7 +157,8 @@ async fn protocol(database_url: Option<String>) {
     let admin = login["token"].as_str().unwrap().to_owned();
 
     // A feed, so the agent's inventory has findings.
-    let feed = dir.path().join("DSA-list");
+    let feed = dir.path().join("feeds/DSA-list");
+    std::fs::create_dir_all(dir.path().join("feeds")).unwrap();
     std::fs::write(&feed, DSA).unwrap();
     call(
         &app,

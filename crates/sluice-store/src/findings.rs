@@ -113,7 +113,11 @@ pub enum SyncOutcome {
     Unchanged,
     /// The fetch or the parse failed; the stored content stays.
     Failed {
-        /// Why.
+        /// The kind of failure (`not-allowed`, `too-large`, `not-a-feed`, `unreachable`): the
+        /// only part of it written to the audit chain, which is kept forever.
+        reason: String,
+        /// What and where, for the feed's `last_error` (replaced by the next sync). It must
+        /// never quote the content read.
         error: String,
     },
 }
@@ -657,10 +661,10 @@ impl Store {
                     None,
                     serde_json::json!({"status": "unchanged"}),
                 ),
-                SyncOutcome::Failed { error } => (
+                SyncOutcome::Failed { reason, error } => (
                     "error",
                     Some(error.clone()),
-                    serde_json::json!({"status": "error", "error": error}),
+                    serde_json::json!({"status": "error", "reason": reason}),
                 ),
             };
             let updated = sqlx::query("UPDATE feeds SET last_sync_at = $1, last_status = $2, last_error = $3 WHERE id = $4")

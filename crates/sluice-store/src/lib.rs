@@ -154,6 +154,10 @@ pub enum StoreError {
     /// A database URL Sluice does not understand.
     #[error("{0}")]
     InvalidUrl(String),
+    /// No Sluice database where one was expected to exist already (a mistyped path, a
+    /// database whose schema was never created).
+    #[error("{0}")]
+    Missing(String),
 }
 
 /// Results of store operations.
@@ -241,6 +245,59 @@ impl Store {
             "unsupported database URL {:?}: use postgres://USER@HOST:PORT/DB or sqlite:PATH",
             redact_url(url)
         )))
+    }
+
+    /// Opens an existing SQLite database read-only, creating nothing: for commands that only
+    /// read the record (`sluice audit verify`), so a mistyped path fails instead of leaving an
+    /// empty database that "verifies". Checks that the schema is there.
+    pub async fn open_sqlite_read_only(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(StoreError::Missing(format!(
+                "no Sluice database at {}: check --data-dir (or the database URL)",
+                path.display()
+            )));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        let store = Self {
+            pools: Pools::Sqlite(pool),
+            package_cache: PackageCache::default(),
+        };
+        store.require_schema(&path.display().to_string()).await?;
+        Ok(store)
+    }
+
+    /// Connects to an existing PostgreSQL database without migrating it, and checks that the
+    /// schema is there: the read-only counterpart of [`Store::connect`] and [`Store::migrate`].
+    pub async fn connect_existing(url: &str) -> Result<Self> {
+        let store = Self::connect(url).await?;
+        store.require_schema(&redact_url(url)).await?;
+        Ok(store)
+    }
+
+    /// Fails unless Sluice's schema is in the database (`where` names it in the message).
+    async fn require_schema(&self, place: &str) -> Result<()> {
+        let found = on_pool!(self, |pool, pg| {
+            let sql = if pg {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name IN ('_sqlx_migrations', 'audit_events')"
+            } else {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('_sqlx_migrations', 'audit_events')"
+            };
+            sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?
+        });
+        if found < 2 {
+            return Err(StoreError::Missing(format!(
+                "{place} holds no Sluice schema: check the path or URL (`sluice db migrate` creates the schema)"
+            )));
+        }
+        Ok(())
     }
 
     /// Applies this backend's migrations that have not run yet.

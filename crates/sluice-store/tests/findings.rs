@@ -425,7 +425,9 @@ async fn a_failed_sync_keeps_the_content(db: &TestDb) {
         .record_feed_sync(
             &feed.id,
             SyncOutcome::Failed {
-                error: "unreachable".to_owned(),
+                reason: "unreachable".to_owned(),
+                error: "unreachable: cannot fetch https://feeds.example/x: connection refused"
+                    .to_owned(),
             },
             &actor,
         )
@@ -444,6 +446,20 @@ async fn a_failed_sync_keeps_the_content(db: &TestDb) {
         .map(|e| e.action)
         .collect();
     assert_eq!(actions, ["feed.create", "feed.sync", "feed.sync"]);
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("connection refused"))
+    );
+    // The audit chain keeps the kind of failure, never the message (which names what was read).
+    let events = store.audit_events(None).await.unwrap();
+    let after: serde_json::Value =
+        serde_json::from_str(events[2].after.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        after,
+        serde_json::json!({"status": "error", "reason": "unreachable"})
+    );
 }
 
 #[tokio::test]

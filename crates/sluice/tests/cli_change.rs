@@ -40,7 +40,14 @@ fn repo_file(path: &str) -> String {
 /// The server's settings file: the fake clock's start.
 fn settings(dir: &Path, fake_now: &str) -> PathBuf {
     let path = dir.join("sluice.toml");
-    std::fs::write(&path, format!("fake_now = \"{fake_now}\"\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "fake_now = \"{fake_now}\"\nfeed_dirs = [\"{}\"]\n",
+            repo_file("examples/feeds")
+        ),
+    )
+    .unwrap();
     path
 }
 

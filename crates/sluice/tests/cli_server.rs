@@ -281,7 +281,15 @@ fn repo_file(path: &str) -> String {
 fn feeds_inventories_and_findings_on_the_server_match_the_offline_scan() {
     let data = tempfile::tempdir().unwrap();
     let config = tempfile::tempdir().unwrap();
-    let server = Running::start(&["--data-dir", data.path().to_str().unwrap()]);
+    let feeds = repo_file("examples/feeds");
+    let server = Running::start(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--feed-dir",
+        &feeds,
+        "--feed-dir",
+        data.path().join("feeds").to_str().unwrap(),
+    ]);
     let url = server.url.clone();
     let run = |args: &[&str]| sluice(config.path(), args, None);
     ok(&sluice(
@@ -304,7 +312,8 @@ fn feeds_inventories_and_findings_on_the_server_match_the_offline_scan() {
         "--interval",
         "1d",
     ]));
-    let not_a_feed = data.path().join("notes.txt");
+    std::fs::create_dir(data.path().join("feeds")).unwrap();
+    let not_a_feed = data.path().join("feeds/notes.txt");
     std::fs::write(&not_a_feed, "hello\n").unwrap();
     ok(&run(&[
         "feeds",

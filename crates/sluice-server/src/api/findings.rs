@@ -27,13 +27,16 @@ pub struct CreateFeed {
     /// `advisories` (OSV file, directory or zip; DSA/DLA list), `kev` or `epss`.
     #[schema(value_type = String)]
     pub kind: FeedKind,
-    /// A path on the server's file system or an http URL.
+    /// An absolute path inside one of the server's feed directories (`feed_dirs`), or an
+    /// http(s) URL.
     pub source: String,
     /// Sync every so often (`6h`, `1d`); on demand only when left out.
     pub interval: Option<String>,
 }
 
-/// Registers a feed (security, admin). Sync it with `POST /api/v1/feeds/{name}/sync`.
+/// Registers a feed (security, admin). Sync it with `POST /api/v1/feeds/{name}/sync`. The
+/// source is checked now (422 naming the reason: outside the feed directories, not a regular
+/// file, a link-local address…) and again at every sync.
 #[utoipa::path(post, path = "/api/v1/feeds", tag = "findings", security(("token" = ["security", "admin"])), request_body = CreateFeed,
     params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses((status = 201, body = Object), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -54,9 +57,13 @@ pub async fn create_feed(
             "1 to 64 letters, digits, '-', '_' or '.'",
         ));
     }
-    if request.source.trim().is_empty() {
+    let source = request.source.trim();
+    if source.is_empty() {
         return Err(ApiError::invalid_field("source", "a path or URL is needed"));
     }
+    intel::source::check(source, &state.settings.feeds)
+        .await
+        .map_err(|e| ApiError::invalid_field("source", e.message))?;
     let interval_seconds = request
         .interval
         .as_deref()
@@ -71,7 +78,7 @@ pub async fn create_feed(
             NewFeed {
                 name: name.to_owned(),
                 kind: request.kind,
-                source: request.source.trim().to_owned(),
+                source: source.to_owned(),
                 interval_seconds,
             },
             &principal.actor(),
@@ -88,22 +95,32 @@ pub async fn list_feeds(State(state): State<AppState>) -> Result<Json<Vec<Feed>>
 
 /// Syncs a feed now; when its content changed, every host's findings are recomputed.
 #[utoipa::path(post, path = "/api/v1/feeds/{id}/sync", tag = "findings", security(("token" = ["security", "operator", "admin"])),
-    params(("id" = String, Path, description = "feed name"), ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    params(("id" = String, Path, description = "feed name or id"), ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses((status = 200, body = SyncReport), (status = 404, body = Problem)))]
 pub async fn sync_feed(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(name): Path<String>,
+    Path(key): Path<String>,
 ) -> Result<Json<SyncReport>, ApiError> {
     let feed = state
         .store
         .feeds()
         .await?
         .into_iter()
-        .find(|f| f.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("feed {name:?} not found")))?;
+        .find(|f| f.name == key || f.id == key)
+        .ok_or_else(|| {
+            let shown: String = key.chars().take(64).collect();
+            ApiError::not_found(format!("feed {shown:?} not found"))
+        })?;
     Ok(Json(
-        intel::sync_feed(&state.store, &state.intel, &feed, &principal.actor()).await?,
+        intel::sync_feed(
+            &state.store,
+            &state.intel,
+            &feed,
+            &state.settings.feeds,
+            &principal.actor(),
+        )
+        .await?,
     ))
 }
 

@@ -76,12 +76,24 @@ pub fn repo_file(path: &str) -> String {
 
 impl Server {
     pub async fn start(db: Db) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Like [`Server::start`], with settings adjusted. Local feeds may come from
+    /// `examples/feeds` and from the data directory's `feeds/` (made here) on both backends.
+    pub async fn start_with(db: Db, adjust: impl FnOnce(&mut SettingsLayer)) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("feeds")).unwrap();
         let mut layer = SettingsLayer {
             data_dir: Some(dir.path().to_owned()),
             admin_password: Some(Secret::new("first-admin-password")),
+            feed_dirs: Some(vec![
+                Path::new(&repo_file("examples/feeds")).to_owned(),
+                dir.path().join("feeds"),
+            ]),
             ..SettingsLayer::default()
         };
+        adjust(&mut layer);
         let mut pg = None;
         if db == Db::Postgres {
             let mut bytes = [0u8; 6];

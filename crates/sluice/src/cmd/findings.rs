@@ -13,13 +13,14 @@ use super::client::{Client, ServerArgs, print_table};
 /// Subcommands of `sluice feeds`.
 #[derive(Debug, clap::Subcommand)]
 pub enum FeedsCommand {
-    /// Register a feed: a path on the server or an http URL.
+    /// Register a feed: a path in the server's feed directories or an http(s) URL.
     Add {
         #[command(flatten)]
         server: ServerArgs,
         /// Unique name.
         name: String,
-        /// Path (file, directory, zip) on the server's file system, or URL.
+        /// Absolute path (file, directory, zip) inside one of the server's feed directories
+        /// (its `feed_dirs` setting), or an http(s) URL.
         #[arg(long)]
         source: String,
         /// advisories (OSV, DSA/DLA), kev or epss.
@@ -41,7 +42,7 @@ pub enum FeedsCommand {
     Sync {
         #[command(flatten)]
         server: ServerArgs,
-        /// Feed names.
+        /// Feed names (or ids).
         names: Vec<String>,
     },
 }

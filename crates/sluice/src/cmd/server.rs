@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use sluice_server::settings::{Secret, Settings, SettingsLayer};
+use sluice_server::settings::{Database, Secret, Settings, SettingsLayer};
 
 /// Where the records are: shared by the commands that open the store directly.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,6 +32,10 @@ pub struct ServerArgs {
     /// Serve /metrics without authentication (default true).
     #[arg(long, value_name = "BOOL")]
     metrics_public: Option<bool>,
+    /// A directory local feed sources may be read from; repeat for several (default: the
+    /// data directory's feeds/; none with PostgreSQL).
+    #[arg(long = "feed-dir", value_name = "DIR")]
+    feed_dirs: Vec<PathBuf>,
 }
 
 impl DatabaseArgs {
@@ -65,6 +69,7 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
     let settings = args.database.settings(SettingsLayer {
         listen: args.listen,
         metrics_public: args.metrics_public,
+        feed_dirs: (!args.feed_dirs.is_empty()).then_some(args.feed_dirs),
         ..SettingsLayer::default()
     })?;
     tracing_subscriber::fmt()
@@ -111,14 +116,19 @@ pub fn run_db(command: DbCommand) -> Result<ExitCode> {
     }
 }
 
-/// Opens the store named by the arguments, for offline commands such as `audit verify`.
+/// Opens the existing store named by the arguments read-only, for offline commands such as
+/// `audit verify`: nothing is created or migrated, so a mistyped `--data-dir` fails naming the
+/// path instead of reading an empty database it just made.
 pub fn with_store<T>(
     database: &DatabaseArgs,
     work: impl AsyncFnOnce(sluice_store::Store) -> Result<T>,
 ) -> Result<T> {
     let settings = database.settings(SettingsLayer::default())?;
     runtime()?.block_on(async {
-        let store = sluice_server::open_store(&settings).await?;
+        let store = match &settings.database {
+            Database::Sqlite(path) => sluice_store::Store::open_sqlite_read_only(path).await?,
+            Database::Postgres(url) => sluice_store::Store::connect_existing(url.expose()).await?,
+        };
         let result = work(store.clone()).await;
         store.close().await;
         result

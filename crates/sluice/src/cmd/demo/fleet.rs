@@ -289,9 +289,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `sluice server` on a free port with SQLite in `data_dir`, the first admin's
-    /// password given, and waits until it listens.
-    pub fn start(data_dir: &Path, log: &Path, admin_password: &str) -> Result<Server> {
+    /// Starts `sluice server` on a free port with SQLite in `data_dir`, local feeds read from
+    /// `feed_dir`, the first admin's password given, and waits until it listens.
+    pub fn start(
+        data_dir: &Path,
+        feed_dir: &Path,
+        log: &Path,
+        admin_password: &str,
+    ) -> Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .context("no free port on 127.0.0.1")?
@@ -299,7 +304,16 @@ impl Server {
         let listen = format!("127.0.0.1:{port}");
         fs::create_dir_all(data_dir)?;
         let data = data_dir.display().to_string();
-        let mut command = own_command(&["server", "--listen", &listen, "--data-dir", &data])?;
+        let feeds = feed_dir.display().to_string();
+        let mut command = own_command(&[
+            "server",
+            "--listen",
+            &listen,
+            "--data-dir",
+            &data,
+            "--feed-dir",
+            &feeds,
+        ])?;
         command
             .env("SLUICE_ADMIN_PASSWORD", admin_password)
             .stdout(log_file(log)?)

@@ -270,6 +270,7 @@ pub fn bring_up(
     let spinner = narrator.spinner("starting sluice server on SQLite");
     let server = Server::start(
         &dir.join("server"),
+        &dir.join("feeds"),
         &logs.join("server.log"),
         &admin_password,
     )?;
