@@ -67,7 +67,8 @@ pub struct SettingsLayer {
     /// server that only a proxy talks to).
     pub max_connections_per_client: Option<usize>,
     /// Time a client has to send a request's headers, and to start its next request on a
-    /// kept-alive connection, e.g. `10s`.
+    /// kept-alive connection, e.g. `30s` (keep it above clients' idle-connection reuse time:
+    /// Sluice's own clients reuse for 20 s).
     pub header_read_timeout: Option<String>,
     /// Host names (with or without port) the server answers to; others get 421. Empty: any
     /// name, except that a server listening on loopback answers only to loopback names.
@@ -369,7 +370,7 @@ impl Settings {
         }
         let header_read_timeout = parse_duration(
             "header_read_timeout",
-            layer.header_read_timeout.as_deref().unwrap_or("10s"),
+            layer.header_read_timeout.as_deref().unwrap_or("30s"),
         )?;
         let allowed_hosts = layer
             .allowed_hosts

@@ -38,11 +38,18 @@ fn certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Str
     Ok(certs)
 }
 
-/// A client builder with the provider installed and the extra CA certificates (the server's
-/// `ca_file` setting, else `SLUICE_CA_FILE`) trusted besides the system's.
+/// How long a client keeps an idle connection for reuse: less than the server's
+/// `header_read_timeout` default (30 s), after which the server closes idle connections, so a
+/// pooled connection is not reused just as the server closes it ("connection closed before
+/// message completed").
+pub const CLIENT_POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A client builder with the provider installed, idle connections dropped before the server
+/// would drop them ([`CLIENT_POOL_IDLE`]), and the extra CA certificates (the server's `ca_file`
+/// setting, else `SLUICE_CA_FILE`) trusted besides the system's.
 pub fn client_builder() -> Result<reqwest::ClientBuilder, String> {
     install_crypto_provider();
-    let mut builder = reqwest::Client::builder();
+    let mut builder = reqwest::Client::builder().pool_idle_timeout(CLIENT_POOL_IDLE);
     if let Some(path) = std::env::var_os(CA_FILE_ENV) {
         let pem = std::fs::read(&path)
             .map_err(|e| format!("{CA_FILE_ENV}={}: cannot read: {e}", path.to_string_lossy()))?;
