@@ -52,7 +52,8 @@ pub struct SettingsLayer {
     pub session_ttl: Option<String>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: Option<usize>,
-    /// Failed logins per user name (and per client address) allowed in the window.
+    /// Failed logins allowed in the window for one account from one client address (four times
+    /// as many for one account from anywhere, and for one address on any account).
     pub login_max_failures: Option<u32>,
     /// The login failure window, e.g. `15m`.
     pub login_window: Option<String>,
@@ -61,6 +62,8 @@ pub struct SettingsLayer {
     pub fake_now: Option<String>,
     /// Extra trusted CA certificates (PEM) for HTTPS feeds: a private CA, a mirror, a proxy.
     pub ca_file: Option<PathBuf>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl SettingsLayer {
@@ -106,6 +109,16 @@ impl SettingsLayer {
                 "LOGIN_WINDOW" => layer.login_window = Some(value),
                 "FAKE_NOW" => layer.fake_now = Some(value),
                 "CA_FILE" => layer.ca_file = Some(PathBuf::from(value)),
+                "TRUSTED_PROXIES" => {
+                    layer.trusted_proxies = Some(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    );
+                }
                 // Client-side variables (the CLI's server URL and token) share the prefix, and
                 // the log filter is read by the binary before settings are.
                 "SERVER" | "TOKEN" | "CONFIG" | "LOG" => {}
@@ -129,6 +142,7 @@ impl SettingsLayer {
             login_window: over.login_window.or(self.login_window),
             fake_now: over.fake_now.or(self.fake_now),
             ca_file: over.ca_file.or(self.ca_file),
+            trusted_proxies: over.trusted_proxies.or(self.trusted_proxies),
         }
     }
 }
@@ -175,6 +189,8 @@ pub struct Settings {
     pub fake_now: Option<jiff::Timestamp>,
     /// Extra trusted CA certificates (PEM) for outgoing HTTPS.
     pub ca_file: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` is believed (default none: the socket's peer is the client).
+    pub trusted_proxies: Vec<crate::auth::Cidr>,
 }
 
 impl Settings {
@@ -207,6 +223,24 @@ impl Settings {
             "login_window",
             layer.login_window.as_deref().unwrap_or("15m"),
         )?;
+        // Checked here, before anything is created: a refused password leaves no database behind.
+        if let Some(password) = &layer.admin_password
+            && let Err(why) = crate::auth::check_password(password.expose())
+        {
+            return Err(SettingsError(format!(
+                "admin_password (SLUICE_ADMIN_PASSWORD): {why}, like every password; leave it unset to have a random one printed once"
+            )));
+        }
+        let trusted_proxies = layer
+            .trusted_proxies
+            .iter()
+            .flatten()
+            .map(|entry| {
+                entry
+                    .parse::<crate::auth::Cidr>()
+                    .map_err(|e| SettingsError(format!("trusted_proxies: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let max_body_bytes = layer.max_body_bytes.unwrap_or(8 * 1024 * 1024);
         if max_body_bytes < 1024 {
             return Err(SettingsError("max_body_bytes: at least 1024".to_owned()));
@@ -234,6 +268,7 @@ impl Settings {
             login_window,
             fake_now,
             ca_file: layer.ca_file,
+            trusted_proxies,
         })
     }
 }
@@ -331,5 +366,50 @@ mod tests {
             parse_duration("x", "1h30m").unwrap(),
             Duration::from_secs(5400)
         );
+    }
+
+    #[test]
+    fn a_short_admin_password_is_refused_before_anything_starts() {
+        for bad in ["", "short", "elevenchars"] {
+            let err = Settings::from_layer(SettingsLayer {
+                admin_password: Some(Secret::new(bad)),
+                ..SettingsLayer::default()
+            })
+            .unwrap_err();
+            assert!(
+                err.0.contains("admin_password") && err.0.contains("12 characters"),
+                "{err}"
+            );
+        }
+        let env =
+            SettingsLayer::from_env([("SLUICE_ADMIN_PASSWORD".to_owned(), String::new())]).unwrap();
+        assert!(Settings::from_layer(env).is_err());
+        assert!(
+            Settings::from_layer(SettingsLayer {
+                admin_password: Some(Secret::new("twelve chars")),
+                ..SettingsLayer::default()
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_ranges() {
+        let settings = Settings::from_layer(SettingsLayer::default()).unwrap();
+        assert!(
+            settings.trusted_proxies.is_empty(),
+            "no proxy is trusted by default"
+        );
+        let env = SettingsLayer::from_env([(
+            "SLUICE_TRUSTED_PROXIES".to_owned(),
+            "10.0.0.0/8, ::1".to_owned(),
+        )])
+        .unwrap();
+        let settings = Settings::from_layer(env).unwrap();
+        assert_eq!(settings.trusted_proxies.len(), 2);
+        assert!(settings.trusted_proxies[0].contains("10.9.8.7".parse().unwrap()));
+        let file: SettingsLayer = toml::from_str("trusted_proxies = [\"10.0.0.0/99\"]").unwrap();
+        let err = Settings::from_layer(file).unwrap_err();
+        assert!(err.0.starts_with("trusted_proxies"), "{err}");
     }
 }
