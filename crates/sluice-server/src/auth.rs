@@ -587,7 +587,7 @@ pub struct Lock {
 }
 
 /// What the store says about recent failures relevant to one attempt: for each limit, the
-/// failure whose leaving the window lifts it (the limit-th most recent), if that many exist.
+/// failure whose leaving the window lifts it, if there are more than the limit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FailureRecord {
     /// This account from this address.
@@ -680,16 +680,24 @@ impl LoginLimiter {
             .max_by_key(|lock| lock.retry_after)
     }
 
-    /// Reads the record for `attempt` and decides.
-    pub async fn check(
+    /// Counts `attempt` as a failure, then decides with it counted: admitted (the answer is the
+    /// id of its row, which a success forgets and a failure keeps) or refused (its row is
+    /// forgotten: a refused attempt does not extend the lock). Counting before deciding means
+    /// concurrent guesses cannot all slip under a limit.
+    pub async fn admit(
         &self,
         store: &sluice_store::Store,
         attempt: &LoginAttempt,
         now: jiff::Timestamp,
-    ) -> Result<Option<Lock>, sluice_store::StoreError> {
+    ) -> Result<Result<String, Lock>, sluice_store::StoreError> {
         use sluice_store::LoginScope;
         let since = self.window_start(now);
         let address = attempt.address_text();
+        let id = store
+            .begin_login_attempt(&attempt.account, address, now, since)
+            .await?;
+        // With this attempt counted, a limit of N is exceeded when an (N+1)-th failure exists;
+        // it lifts when that one (the N-th before this attempt) leaves the window.
         let mut record = FailureRecord {
             account_address: store
                 .nth_recent_login_failure(
@@ -698,7 +706,7 @@ impl LoginLimiter {
                         address,
                     },
                     since,
-                    self.per_account_address,
+                    self.per_account_address.saturating_add(1),
                 )
                 .await?,
             ..FailureRecord::default()
@@ -713,7 +721,11 @@ impl LoginLimiter {
                 .await?;
             if !record.known_address {
                 record.address = store
-                    .nth_recent_login_failure(LoginScope::Address(address), since, self.per_address)
+                    .nth_recent_login_failure(
+                        LoginScope::Address(address),
+                        since,
+                        self.per_address.saturating_add(1),
+                    )
                     .await?;
             }
         }
@@ -722,30 +734,17 @@ impl LoginLimiter {
                 .nth_recent_login_failure(
                     LoginScope::Account(&attempt.account),
                     since,
-                    self.per_account,
+                    self.per_account.saturating_add(1),
                 )
                 .await?;
         }
-        Ok(self.verdict(&record, now))
-    }
-
-    /// Records a failure and its audit event, in one transaction.
-    pub async fn fail(
-        &self,
-        store: &sluice_store::Store,
-        attempt: &LoginAttempt,
-        now: jiff::Timestamp,
-        event: sluice_core::audit::NewAuditEvent,
-    ) -> Result<(), sluice_store::StoreError> {
-        store
-            .record_login_failure(
-                &attempt.account,
-                attempt.address_text(),
-                now,
-                self.window_start(now),
-                event,
-            )
-            .await
+        match self.verdict(&record, now) {
+            None => Ok(Ok(id)),
+            Some(lock) => {
+                store.forget_login_attempt(&id).await?;
+                Ok(Err(lock))
+            }
+        }
     }
 
     /// After a success: this account's failures from this address are forgotten, and the

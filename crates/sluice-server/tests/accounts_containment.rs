@@ -722,6 +722,84 @@ on_both!(
     admins_list_and_revoke_anyones_tokens
 );
 
+async fn the_store_issues_no_token_past_containment(db: Db) {
+    let server = Server::start(db, SettingsLayer::default()).await;
+    server.user("alice", &["operator"]).await;
+    let (alice, old_hash) = server.store.user_with_hash("alice").await.unwrap().unwrap();
+    let token = |name: &str, hash: &str| sluice_store::NewToken {
+        user_id: alice.id.clone(),
+        name: name.to_owned(),
+        token_hash: hash.to_owned(),
+        roles: [sluice_core::access::Role::Operator].into(),
+        expires_at: "2099-01-01T00:00:00.000000Z".to_owned(),
+    };
+    let actor = sluice_store::Actor::named("alice", None);
+    // A login that checked the password just before a reset gets no token.
+    server
+        .as_admin(
+            Method::POST,
+            "/api/v1/users/alice/password",
+            Some(json!({"password": "another long password"})),
+        )
+        .await
+        .ok(StatusCode::OK);
+    let stale = server
+        .store
+        .create_login_token(token("login", &"a".repeat(64)), &old_hash, &actor)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale, sluice_store::StoreError::Conflict(_)),
+        "{stale}"
+    );
+    // Nothing is minted under a revoked parent.
+    let parent = server
+        .store
+        .create_token(token("parent", &"b".repeat(64)), &actor)
+        .await
+        .unwrap();
+    server.store.revoke_token(&parent.id, &actor).await.unwrap();
+    let orphan = server
+        .store
+        .mint_token(token("child", &"c".repeat(64)), &parent.id, &actor)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(orphan, sluice_store::StoreError::Conflict(_)),
+        "{orphan}"
+    );
+    // Nor is anything issued to a disabled user.
+    server
+        .as_admin(Method::POST, "/api/v1/users/alice/disable", None)
+        .await
+        .ok(StatusCode::OK);
+    let disabled = server
+        .store
+        .create_token(token("late", &"d".repeat(64)), &actor)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(disabled, sluice_store::StoreError::Conflict(_)),
+        "{disabled}"
+    );
+    assert!(
+        server
+            .store
+            .list_tokens(Some(&alice.id))
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.revoked_at.is_some()),
+        "no live token was left behind"
+    );
+    server.finish().await;
+}
+on_both!(
+    the_store_issues_no_token_past_containment_on_sqlite,
+    the_store_issues_no_token_past_containment_on_postgres,
+    the_store_issues_no_token_past_containment
+);
+
 // ---- Item 5: login limits ----
 
 fn limits(max: u32) -> SettingsLayer {
@@ -944,6 +1022,58 @@ on_both!(
     one_address_trying_many_accounts_is_limited_on_postgres,
     one_address_trying_many_accounts_is_limited
 );
+
+async fn concurrent_guesses_cannot_slip_under_the_limit(db: Db) {
+    let server = Server::start(db, limits(3)).await;
+    server.user("alice", &["viewer"]).await;
+    let guesses = (0..12).map(|_| server.try_login("alice", "guess", Some("192.0.2.44")));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(|reply| reply.status)
+        .collect();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + refused, 12, "{statuses:?}");
+    assert!(
+        checked <= 3,
+        "{checked} passwords were checked: {statuses:?}"
+    );
+    // Refused attempts were not counted: guessing on, one at a time, reaches exactly the limit.
+    let mut later = 0;
+    for _ in 0..5 {
+        let reply = server.try_login("alice", "guess", Some("192.0.2.44")).await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            later += 1;
+        } else {
+            assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+        }
+    }
+    assert_eq!(checked + later, 3, "{statuses:?}, then {later}");
+    let locks = server
+        .as_admin(Method::GET, "/api/v1/login-locks", None)
+        .await;
+    let locks = locks.ok(StatusCode::OK).as_array().unwrap().clone();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(locks[0]["failures"], 3, "refused attempts are not counted");
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_cannot_slip_under_the_limit_on_sqlite() {
+    concurrent_guesses_cannot_slip_under_the_limit(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_cannot_slip_under_the_limit_on_postgres() {
+    concurrent_guesses_cannot_slip_under_the_limit(Db::Postgres).await;
+}
 
 #[tokio::test]
 async fn the_forwarded_address_counts_only_from_a_trusted_proxy() {

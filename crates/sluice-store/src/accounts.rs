@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use sluice_core::access::{Role, Roles, format_roles, parse_roles};
-use sluice_core::audit::NewAuditEvent;
 use sqlx::Row;
 
 use crate::audit::append_audit;
@@ -772,36 +771,52 @@ impl Store {
         })
     }
 
-    /// Records a failed login and its audit event in one transaction, pruning failures from
-    /// before `prune_before`.
-    pub async fn record_login_failure(
+    /// Counts a login attempt as a failure before its password is checked, pruning failures
+    /// from before `prune_before`; answers the row's id, to forget it if the attempt is refused.
+    /// Counting first means concurrent guesses each see the others: no more than the limit get
+    /// through, however many arrive at once.
+    pub async fn begin_login_attempt(
         &self,
         account: &str,
         address: &str,
         at: jiff::Timestamp,
         prune_before: jiff::Timestamp,
-        event: NewAuditEvent,
-    ) -> Result<()> {
+    ) -> Result<String> {
+        let id = new_id();
         on_pool!(self, |pool, pg| {
             let mut tx = begin_write!(pool, pg);
             sqlx::query("DELETE FROM login_failures WHERE at < $1")
                 .bind(stamp(prune_before))
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO login_failures (account, address, at) VALUES ($1, $2, $3)")
-                .bind(account)
-                .bind(address)
-                .bind(stamp(at))
-                .execute(&mut *tx)
-                .await?;
-            append_audit!(tx, pg, event);
+            sqlx::query(
+                "INSERT INTO login_failures (id, account, address, at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&id)
+            .bind(account)
+            .bind(address)
+            .bind(stamp(at))
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    /// Forgets one counted attempt (it was refused before its password was checked).
+    pub async fn forget_login_attempt(&self, id: &str) -> Result<()> {
+        on_pool!(self, |pool, pg| {
+            sqlx::query("DELETE FROM login_failures WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?;
             Ok(())
         })
     }
 
-    /// After a successful login: forgets the failures of this account from this address and
-    /// remembers the address as the account's (unless unknown, `""`).
+    /// After a successful login: forgets the failures of this account from this address (the
+    /// attempt's own row with them) and remembers the address as the account's (unless unknown,
+    /// `""`).
     pub async fn record_login_success(
         &self,
         account: &str,

@@ -653,8 +653,29 @@ fn an_admin_contains_an_account_from_the_cli() {
     );
     ok(&create);
     let mallory = Person::login(&url, "mallory", "mallory's long password");
-    let secret = mallory.ok(&["token", "create", "--name", "ci", "--expires", "30d"]);
-    let secret = secret.trim().to_owned();
+    let capped = mallory.run(&["token", "create", "--name", "ci", "--expires", "30d"]);
+    let secret = ok(&capped).trim().to_owned();
+    assert!(
+        String::from_utf8_lossy(&capped.stderr).contains("capped at the expiry"),
+        "a token made with the login token expires with it, and the CLI says so"
+    );
+    // A long-lived one is made with the password.
+    let long = sluice(
+        mallory.config.path(),
+        &[
+            "token",
+            "create",
+            "--name",
+            "cron",
+            "--expires",
+            "30d",
+            "--password-stdin",
+        ],
+        Some("mallory's long password\n"),
+    );
+    assert!(!String::from_utf8_lossy(&long.stderr).contains("capped"));
+    let long = ok(&long).trim().to_owned();
+    assert!(long.starts_with("slc_"));
     let whoami = |token: &str| {
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["whoami", "--server", &url])
@@ -668,7 +689,9 @@ fn an_admin_contains_an_account_from_the_cli() {
     // The admin sees mallory's tokens: the login and the one made with it.
     let tokens = admin.json(&["token", "list", "--user", "mallory", "--output", "json"]);
     let tokens = tokens.as_array().unwrap();
-    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert_eq!(tokens.len(), 3, "{tokens:?}");
+    let cron = tokens.iter().find(|t| t["name"] == "cron").unwrap();
+    assert!(cron["parent_id"].is_null());
     let ci = tokens.iter().find(|t| t["name"] == "ci").unwrap();
     let login = tokens.iter().find(|t| t["name"] == "cli login").unwrap();
     assert_eq!(ci["parent_id"], login["id"]);
@@ -680,6 +703,7 @@ fn an_admin_contains_an_account_from_the_cli() {
 
     ok(&admin.run(&["users", "disable", "mallory"]));
     assert!(!whoami(&secret).status.success(), "cut off at once");
+    assert!(!whoami(&long).status.success());
     assert!(!mallory.run(&["whoami"]).status.success());
     let users = admin.ok(&["users", "list"]);
     assert!(

@@ -236,7 +236,7 @@ pub async fn login(
             request_id: request_id.clone(),
         }
     };
-    if let Some(lock) = state.limiter.check(&state.store, &attempt, now).await? {
+    if let Err(lock) = state.limiter.admit(&state.store, &attempt, now).await? {
         state
             .store
             .record(failure("rate limited", Some(lock.scope)))
@@ -265,10 +265,8 @@ pub async fn login(
             } else {
                 "bad credentials"
             };
-            state
-                .limiter
-                .fail(&state.store, &attempt, now, failure(reason, None))
-                .await?;
+            // The attempt was counted when admitted; it stays counted.
+            state.store.record(failure(reason, None)).await?;
             metrics::counter!("sluice_login_failures_total", "reason" => "bad_credentials")
                 .increment(1);
             return Err(ApiError::unauthenticated("wrong user name or password"));

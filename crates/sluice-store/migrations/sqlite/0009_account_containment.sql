@@ -7,8 +7,11 @@ CREATE INDEX tokens_parent ON tokens(parent_id);
 
 -- One row per failed login, shared by every replica. `account` is the lower-cased user name
 -- tried; `address` the client's address key (an IPv4 address or an IPv6 /64), '' when unknown.
--- Rows older than the login window are pruned as new failures arrive.
+-- A row is written before the password is checked (so concurrent guesses are counted before any
+-- of them is let through) and removed if the attempt is refused or succeeds. Rows older than the
+-- login window are pruned as new attempts arrive.
 CREATE TABLE login_failures (
+    id      TEXT PRIMARY KEY,
     account TEXT NOT NULL,
     address TEXT NOT NULL,
     at      TEXT NOT NULL
