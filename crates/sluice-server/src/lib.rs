@@ -68,11 +68,20 @@ pub async fn open_store(settings: &Settings) -> Result<Store, ServerError> {
 }
 
 /// On the first start (no users), creates `admin` with the configured password or a random one,
-/// returned so the caller can show it once. Audited like any other change.
+/// returned so the caller can show it once. Audited like any other change. A configured
+/// password must pass the rule every password passes (settings already check it; this holds
+/// for settings built another way too).
 pub async fn ensure_admin(
     store: &Store,
     settings: &Settings,
 ) -> Result<Option<String>, ServerError> {
+    if let Some(secret) = &settings.admin_password
+        && let Err(why) = auth::check_password(secret.expose())
+    {
+        return Err(ServerError::Other(format!(
+            "admin_password (SLUICE_ADMIN_PASSWORD): {why}"
+        )));
+    }
     if store.count_users().await? > 0 {
         return Ok(None);
     }

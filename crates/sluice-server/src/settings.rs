@@ -52,7 +52,8 @@ pub struct SettingsLayer {
     pub session_ttl: Option<String>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: Option<usize>,
-    /// Failed logins per user name (and per client address) allowed in the window.
+    /// Failed logins allowed in the window for one account from one client address (four times
+    /// as many for one account from anywhere, and for one address on any account).
     pub login_max_failures: Option<u32>,
     /// The login failure window, e.g. `15m`.
     pub login_window: Option<String>,
@@ -80,6 +81,8 @@ pub struct SettingsLayer {
     pub feed_max_bytes: Option<u64>,
     /// Whether HTTP feed sources may be link-local or cloud metadata addresses.
     pub feed_allow_link_local: Option<bool>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl SettingsLayer {
@@ -135,14 +138,10 @@ impl SettingsLayer {
                 }
                 "HEADER_READ_TIMEOUT" => layer.header_read_timeout = Some(value),
                 "ALLOWED_HOSTS" => {
-                    layer.allowed_hosts = Some(
-                        value
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|h| !h.is_empty())
-                            .map(str::to_owned)
-                            .collect(),
-                    );
+                    layer.allowed_hosts = Some(comma_list(&value));
+                }
+                "TRUSTED_PROXIES" => {
+                    layer.trusted_proxies = Some(comma_list(&value));
                 }
                 // A list like PATH: directories separated by ':'; empty means none.
                 "FEED_DIRS" => {
@@ -195,8 +194,18 @@ impl SettingsLayer {
             feed_dirs: over.feed_dirs.or(self.feed_dirs),
             feed_max_bytes: over.feed_max_bytes.or(self.feed_max_bytes),
             feed_allow_link_local: over.feed_allow_link_local.or(self.feed_allow_link_local),
+            trusted_proxies: over.trusted_proxies.or(self.trusted_proxies),
         }
     }
+}
+
+/// `a, b,,c` → `["a", "b", "c"]`: a list in one environment variable.
+fn comma_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -248,6 +257,8 @@ pub struct Settings {
     pub allowed_hosts: Vec<String>,
     /// Where feeds may come from and how much of them is read.
     pub feeds: FeedPolicy,
+    /// Peers whose `X-Forwarded-For` is believed (default none: the socket's peer is the client).
+    pub trusted_proxies: Vec<crate::auth::Cidr>,
 }
 
 /// Limits on connections, so idle or half-sent requests cannot exhaust file descriptors.
@@ -272,7 +283,7 @@ impl Settings {
         };
         let host = host.to_ascii_lowercase();
         if !self.allowed_hosts.is_empty() {
-            return self.allowed_hosts.iter().any(|allowed| *allowed == host);
+            return self.allowed_hosts.contains(&host);
         }
         if !self.listen.ip().is_loopback() {
             return true;
@@ -349,6 +360,24 @@ impl Settings {
             "login_window",
             layer.login_window.as_deref().unwrap_or("15m"),
         )?;
+        // Checked here, before anything is created: a refused password leaves no database behind.
+        if let Some(password) = &layer.admin_password
+            && let Err(why) = crate::auth::check_password(password.expose())
+        {
+            return Err(SettingsError(format!(
+                "admin_password (SLUICE_ADMIN_PASSWORD): {why}, like every password; leave it unset to have a random one printed once"
+            )));
+        }
+        let trusted_proxies = layer
+            .trusted_proxies
+            .iter()
+            .flatten()
+            .map(|entry| {
+                entry
+                    .parse::<crate::auth::Cidr>()
+                    .map_err(|e| SettingsError(format!("trusted_proxies: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let max_body_bytes = layer.max_body_bytes.unwrap_or(8 * 1024 * 1024);
         if max_body_bytes < 1024 {
             return Err(SettingsError("max_body_bytes: at least 1024".to_owned()));
@@ -416,6 +445,7 @@ impl Settings {
                 max_bytes: feed_max_bytes,
                 allow_link_local: layer.feed_allow_link_local.unwrap_or(false),
             },
+            trusted_proxies,
         })
     }
 }
@@ -602,5 +632,50 @@ mod tests {
             parse_duration("x", "1h30m").unwrap(),
             Duration::from_secs(5400)
         );
+    }
+
+    #[test]
+    fn a_short_admin_password_is_refused_before_anything_starts() {
+        for bad in ["", "short", "elevenchars"] {
+            let err = Settings::from_layer(SettingsLayer {
+                admin_password: Some(Secret::new(bad)),
+                ..SettingsLayer::default()
+            })
+            .unwrap_err();
+            assert!(
+                err.0.contains("admin_password") && err.0.contains("12 characters"),
+                "{err}"
+            );
+        }
+        let env =
+            SettingsLayer::from_env([("SLUICE_ADMIN_PASSWORD".to_owned(), String::new())]).unwrap();
+        assert!(Settings::from_layer(env).is_err());
+        assert!(
+            Settings::from_layer(SettingsLayer {
+                admin_password: Some(Secret::new("twelve chars")),
+                ..SettingsLayer::default()
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_ranges() {
+        let settings = Settings::from_layer(SettingsLayer::default()).unwrap();
+        assert!(
+            settings.trusted_proxies.is_empty(),
+            "no proxy is trusted by default"
+        );
+        let env = SettingsLayer::from_env([(
+            "SLUICE_TRUSTED_PROXIES".to_owned(),
+            "10.0.0.0/8, ::1".to_owned(),
+        )])
+        .unwrap();
+        let settings = Settings::from_layer(env).unwrap();
+        assert_eq!(settings.trusted_proxies.len(), 2);
+        assert!(settings.trusted_proxies[0].contains("10.9.8.7".parse().unwrap()));
+        let file: SettingsLayer = toml::from_str("trusted_proxies = [\"10.0.0.0/99\"]").unwrap();
+        let err = Settings::from_layer(file).unwrap_err();
+        assert!(err.0.starts_with("trusted_proxies"), "{err}");
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-pub use accounts::{NewToken, NewUser, Token, User};
+pub use accounts::{LoginFailureGroup, LoginScope, NewToken, NewUser, Token, User};
 pub use agents::{Agent, EnrollRefusal, StoredJob};
 pub use calendars::{ExceptionState, StoredFreeze, StoredFreezeException, StoredWindow};
 pub use changes::{ChangeEvent, ChangesPage, ChangesQuery, SchedulingLock, StoredChange};

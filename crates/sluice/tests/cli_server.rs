@@ -1,6 +1,7 @@
 //! `sluice server` as a real process over real HTTP, driven by the CLI a newcomer would use:
 //! login (token file mode 0600), tokens, users, graceful shutdown, and `sluice audit verify`
-//! catching rows edited behind the server's back on SQLite and PostgreSQL.
+//! catching rows edited behind the server's back on SQLite and PostgreSQL; a bad first admin
+//! password refused before anything is created, and an admin containing an account.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{PASSWORD, Running, http_get, ok, sluice};
+use common::{PASSWORD, Person, Running, free_port, http, http_get, ok, sluice};
 
 #[test]
 fn a_newcomer_logs_in_and_manages_tokens_and_users() {
@@ -589,4 +590,183 @@ fn feeds_inventories_and_findings_on_the_server_match_the_offline_scan() {
         data.path().to_str().unwrap(),
     ]));
     assert!(verify.contains("intact"));
+}
+
+#[test]
+fn a_bad_first_admin_password_stops_the_server_before_it_creates_anything() {
+    use std::io::Read;
+    for bad in ["", "short"] {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["server", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--data-dir", data.path().to_str().unwrap()])
+            .env("SLUICE_ADMIN_PASSWORD", bad)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("the server started with the admin password {bad:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains("admin_password") && stderr.contains("12 characters"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("shown this once"), "{stderr}");
+        assert!(
+            !data.path().join("sluice.db").exists(),
+            "no database, so no user, was created"
+        );
+    }
+    // A good one starts, and logs in.
+    let data = tempfile::tempdir().unwrap();
+    let server = Running::start(&["--data-dir", data.path().to_str().unwrap()]);
+    let (status, body) = http(
+        &server.url,
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(&serde_json::json!({"username": "admin", "password": PASSWORD})),
+    );
+    assert_eq!(status, 200, "{body}");
+    server.stop();
+}
+
+#[test]
+fn an_admin_contains_an_account_from_the_cli() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Running::start(&["--data-dir", data.path().to_str().unwrap()]);
+    let url = server.url.clone();
+    let admin = Person::login(&url, "admin", PASSWORD);
+    let create = sluice(
+        admin.config.path(),
+        &["users", "create", "mallory", "--role", "operator"],
+        Some("mallory's long password\n"),
+    );
+    ok(&create);
+    let mallory = Person::login(&url, "mallory", "mallory's long password");
+    let capped = mallory.run(&["token", "create", "--name", "ci", "--expires", "30d"]);
+    let secret = ok(&capped).trim().to_owned();
+    assert!(
+        String::from_utf8_lossy(&capped.stderr).contains("capped at the expiry"),
+        "a token made with the login token expires with it, and the CLI says so"
+    );
+    // A long-lived one is made with the password.
+    let long = sluice(
+        mallory.config.path(),
+        &[
+            "token",
+            "create",
+            "--name",
+            "cron",
+            "--expires",
+            "30d",
+            "--password-stdin",
+        ],
+        Some("mallory's long password\n"),
+    );
+    assert!(!String::from_utf8_lossy(&long.stderr).contains("capped"));
+    let long = ok(&long).trim().to_owned();
+    assert!(long.starts_with("slc_"));
+    let whoami = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["whoami", "--server", &url])
+            .env("SLUICE_TOKEN", token)
+            .env("XDG_CONFIG_HOME", tempfile::tempdir().unwrap().path())
+            .output()
+            .unwrap()
+    };
+    ok(&whoami(&secret));
+
+    // The admin sees mallory's tokens: the login and the one made with it.
+    let tokens = admin.json(&["token", "list", "--user", "mallory", "--output", "json"]);
+    let tokens = tokens.as_array().unwrap();
+    assert_eq!(tokens.len(), 3, "{tokens:?}");
+    let cron = tokens.iter().find(|t| t["name"] == "cron").unwrap();
+    assert!(cron["parent_id"].is_null());
+    let ci = tokens.iter().find(|t| t["name"] == "ci").unwrap();
+    let login = tokens.iter().find(|t| t["name"] == "cli login").unwrap();
+    assert_eq!(ci["parent_id"], login["id"]);
+    assert!(
+        mallory
+            .refused(&["token", "list", "--user", "admin"])
+            .contains("admin")
+    );
+
+    ok(&admin.run(&["users", "disable", "mallory"]));
+    assert!(!whoami(&secret).status.success(), "cut off at once");
+    assert!(!whoami(&long).status.success());
+    assert!(!mallory.run(&["whoami"]).status.success());
+    let users = admin.ok(&["users", "list"]);
+    assert!(
+        users
+            .lines()
+            .any(|l| l.starts_with("mallory") && l.contains("disabled")),
+        "{users}"
+    );
+    ok(&admin.run(&["users", "enable", "mallory"]));
+    let reset = admin.ok(&["users", "reset-password", "mallory", "--generate"]);
+    let password = reset.trim().to_owned();
+    assert!(password.len() >= 12, "{reset}");
+    let fresh = Person::login(&url, "mallory", &password);
+    ok(&fresh.run(&["whoami"]));
+
+    // Failed logins lock mallory from this address; the admin lifts the lock.
+    for _ in 0..5 {
+        let wrong = sluice(
+            tempfile::tempdir().unwrap().path(),
+            &[
+                "login",
+                "--server",
+                &url,
+                "--username",
+                "mallory",
+                "--password-stdin",
+            ],
+            Some("wrong guess\n"),
+        );
+        assert!(!wrong.status.success());
+    }
+    let locks = admin.json(&["users", "locks", "--output", "json"]);
+    assert!(
+        locks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["account"] == "mallory" && l["address"] == "127.0.0.1"),
+        "{locks}"
+    );
+    let locked = sluice(
+        tempfile::tempdir().unwrap().path(),
+        &[
+            "login",
+            "--server",
+            &url,
+            "--username",
+            "mallory",
+            "--password-stdin",
+        ],
+        Some(&format!("{password}\n")),
+    );
+    assert!(!locked.status.success());
+    ok(&admin.run(&["users", "unlock", "mallory", "--address", "127.0.0.1"]));
+    Person::login(&url, "mallory", &password);
+    server.stop();
 }

@@ -1,11 +1,14 @@
-//! Login, users and API tokens.
+//! Login, users and API tokens, and containing an account: disabling it, resetting its
+//! password, listing and revoking its tokens, lifting login locks (admin).
+//!
+//! Answers holding a secret (a token, a generated password) carry `Cache-Control: no-store`.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use sluice_core::access::{Role, Roles};
@@ -13,7 +16,7 @@ use sluice_core::audit::NewAuditEvent;
 use sluice_store::{Actor, NewToken, NewUser, Token, User};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{self, Principal, login_keys};
+use crate::auth::{self, CurrentLock, LockScope, LoginAttempt, Principal};
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::settings::parse_duration;
 use crate::state::AppState;
@@ -32,6 +35,15 @@ pub struct LoginRequest {
     /// What the token is for (default `login`).
     #[serde(default)]
     pub token_name: Option<String>,
+    /// Lifetime such as `30d` (at most 366 days; default the server's `session_ttl`). A token
+    /// made with a token never outlives it, so long-lived automation tokens are made here, with
+    /// the password.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+    /// Roles, at most the user's (default all of them).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub roles: Option<Vec<Role>>,
 }
 
 /// A newly issued token: the secret is shown this once.
@@ -61,6 +73,9 @@ pub struct TokenView {
     pub expires_at: String,
     /// Revoked, if it was.
     pub revoked_at: Option<String>,
+    /// The token it was made with, if any: revoking that one revokes this one.
+    #[serde(default)]
+    pub parent_id: Option<String>,
 }
 
 impl From<Token> for TokenView {
@@ -73,6 +88,7 @@ impl From<Token> for TokenView {
             created_at: token.created_at,
             expires_at: token.expires_at,
             revoked_at: token.revoked_at,
+            parent_id: token.parent_id,
         }
     }
 }
@@ -116,70 +132,170 @@ fn expiry_after(duration: std::time::Duration) -> Result<String, ApiError> {
     Ok(at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
 }
 
-/// Exchanges a user name and password for a session token.
+/// `body` with `Cache-Control: no-store`: it holds a secret no cache may keep.
+fn no_store(status: StatusCode, body: impl IntoResponse) -> Response {
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The request id the request-id layer gave this request.
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A name from the request as it may be shown: whole when short, cut otherwise.
+fn shown(name: &str) -> String {
+    const LONGEST: usize = 64;
+    if name.chars().count() <= LONGEST {
+        name.to_owned()
+    } else {
+        format!("{}…", name.chars().take(LONGEST).collect::<String>())
+    }
+}
+
+/// A requested token lifetime, checked.
+fn token_lifetime(expires_in: &str) -> Result<std::time::Duration, ApiError> {
+    let lifetime = parse_duration("expires_in", expires_in)
+        .map_err(|e| ApiError::invalid_field("expires_in", e.0))?;
+    if lifetime.as_secs() > MAX_TOKEN_DAYS * 86_400 {
+        return Err(ApiError::invalid_field("expires_in", "at most 366 days"));
+    }
+    Ok(lifetime)
+}
+
+/// The roles a new token carries: those requested, which `holder` must all hold, or all of
+/// the holder's.
+fn token_roles(
+    requested: Option<Vec<Role>>,
+    holder: &Roles,
+    holder_name: &str,
+) -> Result<Roles, ApiError> {
+    let roles: Roles = match requested {
+        None => holder.clone(),
+        Some(roles) => roles.into_iter().collect(),
+    };
+    if roles.is_empty() {
+        return Err(ApiError::invalid_field("roles", "at least one role"));
+    }
+    if let Some(extra) = roles.iter().find(|r| !holder.contains(r)) {
+        return Err(ApiError::invalid_field(
+            "roles",
+            format!("a token cannot carry the role {extra}, which {holder_name} does not hold"),
+        ));
+    }
+    Ok(roles)
+}
+
+/// Exchanges a user name and password for a session token. Failed attempts are limited per
+/// account and client address (see docs/security.md) and audited with the client's address.
 #[utoipa::path(post, path = "/api/v1/login", tag = "accounts", request_body = LoginRequest, responses(
-    (status = 200, body = IssuedToken),
+    (status = 200, body = IssuedToken, headers(("Cache-Control" = String, description = "no-store"))),
     (status = 401, body = Problem, description = "wrong user name or password"),
+    (status = 409, body = Problem, description = "the password was reset during the login"),
+    (status = 422, body = Problem),
     (status = 429, body = Problem, description = "too many failures; see Retry-After")
 ))]
 pub async fn login(
     State(state): State<AppState>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<LoginRequest>,
-) -> Result<Json<IssuedToken>, ApiError> {
-    let keys = login_keys(&request.username, connect.map(|c| c.0.0.ip()));
-    let now = Instant::now();
-    let failure = |reason: &str| NewAuditEvent {
-        actor: "anonymous".to_owned(),
-        action: "login.failure".to_owned(),
-        object: format!("user:{}", request.username),
-        before: None,
-        after: Some(serde_json::json!({ "reason": reason })),
-        request_id: None,
+) -> Result<Response, ApiError> {
+    let lifetime = match &request.expires_in {
+        Some(text) => token_lifetime(text)?,
+        None => state.settings.session_ttl,
     };
-    if let Some(wait) = state.limiter.blocked(&keys, now) {
-        state.store.record(failure("rate limited")).await?;
+    let client = auth::client_address(
+        connect.map(|c| c.0.0.ip()),
+        &headers,
+        &state.settings.trusted_proxies,
+    );
+    let attempt = LoginAttempt::new(&request.username, client);
+    let request_id = request_id(&headers);
+    let now = jiff::Timestamp::now();
+    let failure = |reason: &str, limit: Option<LockScope>| {
+        let mut after = serde_json::json!({
+            "reason": reason,
+            "client": client.map(|ip| ip.to_string()),
+        });
+        if let Some(limit) = limit {
+            after["limit"] = limit.as_str().into();
+        }
+        NewAuditEvent {
+            actor: "anonymous".to_owned(),
+            action: "login.failure".to_owned(),
+            object: format!("user:{}", shown(&request.username)),
+            before: None,
+            after: Some(after),
+            request_id: request_id.clone(),
+        }
+    };
+    if let Err(lock) = state.limiter.admit(&state.store, &attempt, now).await? {
+        state
+            .store
+            .record(failure("rate limited", Some(lock.scope)))
+            .await?;
         metrics::counter!("sluice_login_failures_total", "reason" => "rate_limited").increment(1);
         return Err(ApiError::too_many(
             "too many failed logins; try again later",
-            wait,
+            lock.retry_after,
         ));
     }
     let found = state.store.user_with_hash(&request.username).await?;
     let verified = match &found {
-        Some((user, hash)) => !user.disabled && auth::verify_password(&request.password, hash),
+        // The hash is checked for a disabled user too, so timing does not tell disabled users.
+        Some((_, hash)) => auth::verify_password(&request.password, hash),
         None => {
             // Spend the same time as a real check, so timing does not reveal user names.
             let _ = auth::verify_password(&request.password, &DUMMY_HASH);
             false
         }
     };
-    let Some((user, _)) = found.filter(|_| verified) else {
-        state.limiter.fail(&keys, now);
-        state.store.record(failure("bad credentials")).await?;
-        metrics::counter!("sluice_login_failures_total", "reason" => "bad_credentials")
-            .increment(1);
-        return Err(ApiError::unauthenticated("wrong user name or password"));
+    let (user, hash) = match found {
+        Some((user, hash)) if verified && !user.disabled => (user, hash),
+        _ => {
+            let reason = if verified {
+                "user disabled"
+            } else {
+                "bad credentials"
+            };
+            // The attempt was counted when admitted; it stays counted.
+            state.store.record(failure(reason, None)).await?;
+            metrics::counter!("sluice_login_failures_total", "reason" => "bad_credentials")
+                .increment(1);
+            return Err(ApiError::unauthenticated("wrong user name or password"));
+        }
     };
-    state.limiter.succeed(&keys[0]);
-    let (secret, hash) = auth::new_token()?;
+    state.limiter.succeed(&state.store, &attempt, now).await?;
+    let roles = token_roles(request.roles, &user.roles, "the user")?;
+    let (secret, token_hash) = auth::new_token()?;
     let token = state
         .store
-        .create_token(
+        .create_login_token(
             NewToken {
                 user_id: user.id.clone(),
                 name: request.token_name.unwrap_or_else(|| "login".to_owned()),
-                token_hash: hash,
-                roles: user.roles.clone(),
-                expires_at: expiry_after(state.settings.session_ttl)?,
+                token_hash,
+                roles,
+                expires_at: expiry_after(lifetime)?,
             },
-            &Actor::named(&user.username, None),
+            &hash,
+            &Actor::named(&user.username, request_id.as_deref()),
         )
         .await?;
-    Ok(Json(IssuedToken {
-        token: secret,
-        record: token.into(),
-    }))
+    Ok(no_store(
+        StatusCode::OK,
+        Json(IssuedToken {
+            token: secret,
+            record: token.into(),
+        }),
+    ))
 }
 
 /// An argon2id hash of a random password, verified against when the user does not exist.
@@ -259,12 +375,8 @@ pub async fn create_user(
             "use 1 to 64 lower-case letters, digits, '.', '_' or '-'",
         ));
     }
-    if request.password.chars().count() < 12 {
-        return Err(ApiError::invalid_field(
-            "password",
-            "at least 12 characters",
-        ));
-    }
+    auth::check_password(&request.password)
+        .map_err(|why| ApiError::invalid_field("password", why))?;
     if request.roles.is_empty() {
         return Err(ApiError::invalid_field("roles", "at least one role"));
     }
@@ -329,41 +441,26 @@ pub struct CreateToken {
     pub expires_in: String,
 }
 
-/// Creates a token for the caller, e.g. for automation.
+/// Creates a token for the caller with the caller's token, e.g. for automation. The new token
+/// carries at most that token's roles, expires no later than it, and is revoked with it.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "accounts", security(("token" = [])), request_body = CreateToken, responses(
-    (status = 201, body = IssuedToken),
+    (status = 201, body = IssuedToken, headers(("Cache-Control" = String, description = "no-store"))),
     (status = 422, body = Problem)
 ))]
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiJson(request): ApiJson<CreateToken>,
-) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
+) -> Result<Response, ApiError> {
     if request.name.trim().is_empty() || request.name.len() > 100 {
         return Err(ApiError::invalid_field("name", "1 to 100 characters"));
     }
-    let lifetime = parse_duration("expires_in", &request.expires_in)
-        .map_err(|e| ApiError::invalid_field("expires_in", e.0))?;
-    if lifetime.as_secs() > MAX_TOKEN_DAYS * 86_400 {
-        return Err(ApiError::invalid_field("expires_in", "at most 366 days"));
-    }
-    let roles: Roles = match request.roles {
-        None => principal.roles.clone(),
-        Some(roles) => roles.into_iter().collect(),
-    };
-    if roles.is_empty() {
-        return Err(ApiError::invalid_field("roles", "at least one role"));
-    }
-    if let Some(extra) = roles.iter().find(|r| !principal.has(**r)) {
-        return Err(ApiError::invalid_field(
-            "roles",
-            format!("a token cannot carry the role {extra}, which its owner does not hold"),
-        ));
-    }
+    let lifetime = token_lifetime(&request.expires_in)?;
+    let roles = token_roles(request.roles, &principal.roles, "the token creating it")?;
     let (secret, hash) = auth::new_token()?;
     let token = state
         .store
-        .create_token(
+        .mint_token(
             NewToken {
                 user_id: principal.user_id.clone(),
                 name: request.name,
@@ -371,10 +468,11 @@ pub async fn create_token(
                 roles,
                 expires_at: expiry_after(lifetime)?,
             },
+            &principal.token_id,
             &principal.actor(),
         )
         .await?;
-    Ok((
+    Ok(no_store(
         StatusCode::CREATED,
         Json(IssuedToken {
             token: secret,
@@ -383,7 +481,7 @@ pub async fn create_token(
     ))
 }
 
-/// Revokes a token: the caller's own, or anyone's for an admin.
+/// Revokes a token and every token made with it: the caller's own, or anyone's for an admin.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "accounts", security(("token" = [])),
     params(("id" = String, Path, description = "token id")),
     responses((status = 200, body = TokenView), (status = 404, body = Problem), (status = 409, body = Problem))
@@ -396,8 +494,241 @@ pub async fn revoke_token(
     let owner = (!principal.has(Role::Admin)).then_some(principal.user_id.as_str());
     let visible = state.store.list_tokens(owner).await?;
     if !visible.iter().any(|t| t.id == id) {
-        return Err(ApiError::not_found(format!("token {id} not found")));
+        return Err(ApiError::not_found(format!(
+            "token {} not found",
+            shown(&id)
+        )));
     }
     let token = state.store.revoke_token(&id, &principal.actor()).await?;
     Ok(Json(token.into()))
+}
+
+/// A user by name, or 404.
+async fn named_user(state: &AppState, name: &str) -> Result<User, ApiError> {
+    state
+        .store
+        .user(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {} not found", shown(name))))
+}
+
+/// A user's tokens (admin), live, expired and revoked, newest first.
+#[utoipa::path(get, path = "/api/v1/users/{name}/tokens", tag = "accounts", security(("token" = ["admin"])),
+    params(("name" = String, Path, description = "user name")),
+    responses((status = 200, body = Vec<TokenView>), (status = 404, body = Problem))
+)]
+pub async fn list_user_tokens(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    let user = named_user(&state, &name).await?;
+    let tokens = state.store.list_tokens(Some(&user.id)).await?;
+    Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
+}
+
+/// What a change to a user did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserChange {
+    /// The user after the change.
+    pub user: UserView,
+    /// Ids of the tokens the change revoked.
+    pub revoked_tokens: Vec<String>,
+}
+
+fn user_change(user: User, revoked: Vec<Token>) -> Json<UserChange> {
+    Json(UserChange {
+        user: user.into(),
+        revoked_tokens: revoked.into_iter().map(|t| t.id).collect(),
+    })
+}
+
+/// Disables a user (admin): they cannot log in, and every token of theirs is revoked at once.
+/// Refused for the last enabled admin.
+#[utoipa::path(post, path = "/api/v1/users/{name}/disable", tag = "accounts", security(("token" = ["admin"])),
+    params(("name" = String, Path, description = "user name")),
+    responses(
+        (status = 200, body = UserChange),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "already disabled, or the last enabled admin")
+    )
+)]
+pub async fn disable_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<UserChange>, ApiError> {
+    named_user(&state, &name).await?;
+    let (user, revoked) = state
+        .store
+        .set_user_disabled(&name, true, &principal.actor())
+        .await?;
+    Ok(user_change(user, revoked))
+}
+
+/// Enables a disabled user (admin). Their old tokens stay revoked.
+#[utoipa::path(post, path = "/api/v1/users/{name}/enable", tag = "accounts", security(("token" = ["admin"])),
+    params(("name" = String, Path, description = "user name")),
+    responses(
+        (status = 200, body = UserChange),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "already enabled")
+    )
+)]
+pub async fn enable_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<UserChange>, ApiError> {
+    named_user(&state, &name).await?;
+    let (user, revoked) = state
+        .store
+        .set_user_disabled(&name, false, &principal.actor())
+        .await?;
+    Ok(user_change(user, revoked))
+}
+
+/// A password reset.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
+    /// The new password (at least 12 characters); leave it out to have the server choose one.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// What a password reset did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PasswordReset {
+    /// The user.
+    pub user: UserView,
+    /// Ids of the tokens revoked: every token the user had.
+    pub revoked_tokens: Vec<String>,
+    /// The password the server chose, shown this once; absent when one was given.
+    pub password: Option<String>,
+}
+
+/// Sets a user's password (admin), given or chosen by the server, and revokes every token of
+/// theirs.
+#[utoipa::path(post, path = "/api/v1/users/{name}/password", tag = "accounts", security(("token" = ["admin"])),
+    params(("name" = String, Path, description = "user name")),
+    request_body = ResetPassword,
+    responses(
+        (status = 200, body = PasswordReset, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 404, body = Problem),
+        (status = 422, body = Problem)
+    )
+)]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<ResetPassword>,
+) -> Result<Response, ApiError> {
+    let (password, generated) = match request.password {
+        Some(password) => {
+            auth::check_password(&password)
+                .map_err(|why| ApiError::invalid_field("password", why))?;
+            (password, false)
+        }
+        None => (auth::new_password()?, true),
+    };
+    named_user(&state, &name).await?;
+    let (user, revoked) = state
+        .store
+        .reset_password(&name, &auth::hash_password(&password)?, &principal.actor())
+        .await?;
+    Ok(no_store(
+        StatusCode::OK,
+        Json(PasswordReset {
+            user: user.into(),
+            revoked_tokens: revoked.into_iter().map(|t| t.id).collect(),
+            password: generated.then_some(password),
+        }),
+    ))
+}
+
+/// The login limits reached now (admin): which accounts, addresses, or accounts from an address
+/// are refused, with their failures in the window.
+#[utoipa::path(get, path = "/api/v1/login-locks", tag = "accounts", security(("token" = ["admin"])),
+    responses((status = 200, body = Vec<CurrentLock>))
+)]
+pub async fn list_login_locks(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<CurrentLock>>, ApiError> {
+    let since = state.limiter.since(jiff::Timestamp::now());
+    let groups = state.store.login_failure_groups(since).await?;
+    Ok(Json(state.limiter.locks(&groups)))
+}
+
+/// Which failed logins to forget.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LockQuery {
+    /// An account: its failures from every address.
+    pub account: Option<String>,
+    /// A client address (`203.0.113.9`, or an IPv6 /64 as listed): its failures on every
+    /// account; with `account`, only that account's from there.
+    pub address: Option<String>,
+}
+
+/// Failed logins forgotten.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClearedLock {
+    /// The account, if one was named.
+    pub account: Option<String>,
+    /// The address key, if one was named.
+    pub address: Option<String>,
+    /// How many failures were forgotten.
+    pub failures_cleared: u64,
+}
+
+/// The key of an address as given: an address, or an IPv6 /64 as listings show it.
+fn address_param(text: &str) -> Result<String, ApiError> {
+    let text = text.trim();
+    let ip = text
+        .strip_suffix("/64")
+        .filter(|network| network.contains(':'))
+        .unwrap_or(text);
+    ip.parse::<IpAddr>().map(auth::address_key).map_err(|_| {
+        ApiError::invalid_field(
+            "address",
+            format!(
+                "{:?} is not an address such as 203.0.113.9 or 2001:db8:1:2::/64",
+                shown(text)
+            ),
+        )
+    })
+}
+
+/// Lifts a login lock (admin) by forgetting the failures of an account, an address, or an
+/// account from an address; audited as `login.unlock`.
+#[utoipa::path(delete, path = "/api/v1/login-locks", tag = "accounts", security(("token" = ["admin"])),
+    params(LockQuery),
+    responses(
+        (status = 200, body = ClearedLock),
+        (status = 404, body = Problem, description = "no failures recorded for it"),
+        (status = 422, body = Problem)
+    )
+)]
+pub async fn clear_login_lock(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<LockQuery>,
+) -> Result<Json<ClearedLock>, ApiError> {
+    let account = query.account.as_deref().map(auth::account_key);
+    let address = query.address.as_deref().map(address_param).transpose()?;
+    if account.is_none() && address.is_none() {
+        return Err(ApiError::unprocessable(
+            "name an account, an address or both (?account=NAME&address=ADDR)",
+        ));
+    }
+    let failures_cleared = state
+        .store
+        .clear_login_failures(account.as_deref(), address.as_deref(), &principal.actor())
+        .await?;
+    Ok(Json(ClearedLock {
+        account,
+        address,
+        failures_cleared,
+    }))
 }

@@ -59,6 +59,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::list_users, accounts::create_user))
         .routes(routes!(accounts::list_tokens, accounts::create_token))
         .routes(routes!(accounts::revoke_token))
+        .routes(routes!(accounts::list_user_tokens))
+        .routes(routes!(accounts::disable_user))
+        .routes(routes!(accounts::enable_user))
+        .routes(routes!(accounts::reset_password))
+        .routes(routes!(
+            accounts::list_login_locks,
+            accounts::clear_login_lock
+        ))
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::verify))
         .routes(routes!(findings::list_feeds, findings::create_feed))

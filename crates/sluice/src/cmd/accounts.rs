@@ -1,4 +1,5 @@
-//! `sluice login`, `sluice whoami`, `sluice token …`, `sluice users …`.
+//! `sluice login`, `sluice whoami`, `sluice token …`, `sluice users …` (including containing an
+//! account: disable, enable, reset-password, unlock).
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -6,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::client::{Client, Credentials, ServerArgs, print_table, save_credentials};
+use super::client::{
+    Client, Credentials, ServerArgs, load_credentials, print_table, save_credentials,
+};
 
 /// Output formats of listings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -114,22 +117,33 @@ pub enum TokenCommand {
         /// Roles (comma-separated), at most your own; default all of yours.
         #[arg(long, value_delimiter = ',')]
         role: Vec<String>,
-        /// Lifetime, e.g. 30d or 12h.
+        /// Lifetime, e.g. 30d or 12h. A token made with your login token expires with it at the
+        /// latest; use --password-stdin for a longer-lived one.
         #[arg(long, default_value = "30d")]
         expires: String,
+        /// Make the token with your password (first line of standard input) instead of your
+        /// token, so it may outlive your login session.
+        #[arg(long)]
+        password_stdin: bool,
+        /// With --password-stdin: whose token (default: the user you logged in as).
+        #[arg(long, requires = "password_stdin")]
+        username: Option<String>,
     },
-    /// List your tokens (all users' with --all, admin only).
+    /// List your tokens (all users' with --all, or one user's with --user; admin only).
     List {
         #[command(flatten)]
         server: ServerArgs,
         /// Every user's tokens.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "user")]
         all: bool,
+        /// One user's tokens.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
-    /// Revoke a token by id; it stops working at once.
+    /// Revoke a token by id, and every token made with it; they stop working at once.
     Revoke {
         #[command(flatten)]
         server: ServerArgs,
@@ -146,12 +160,37 @@ pub fn token(command: TokenCommand) -> Result<ExitCode> {
             name,
             role,
             expires,
+            password_stdin,
+            username,
         } => {
-            let mut body = json!({"name": name, "expires_in": expires});
-            if !role.is_empty() {
-                body["roles"] = json!(role);
-            }
-            let answer = Client::new(&server)?.post("/api/v1/tokens", &body)?;
+            let client = Client::new(&server)?;
+            let answer = if password_stdin {
+                let username = match username {
+                    Some(username) => username,
+                    None => load_credentials()?
+                        .map(|c| c.username)
+                        .context("whose token? pass --username NAME")?,
+                };
+                let password = first_line_of_stdin()?;
+                let mut body = json!({"username": username, "password": password,
+                                      "token_name": name, "expires_in": expires});
+                if !role.is_empty() {
+                    body["roles"] = json!(role);
+                }
+                client.post("/api/v1/login", &body)?
+            } else {
+                let mut body = json!({"name": name, "expires_in": expires});
+                if !role.is_empty() {
+                    body["roles"] = json!(role);
+                }
+                let answer = client.post("/api/v1/tokens", &body)?;
+                if expires_sooner_than_asked(&answer, &expires) {
+                    eprintln!(
+                        "note: capped at the expiry of the token that made it; use --password-stdin for a longer-lived one"
+                    );
+                }
+                answer
+            };
             eprintln!(
                 "token {} for {} ({}), expires {}; the secret is shown this once:",
                 answer["record"]["id"].as_str().unwrap_or("?"),
@@ -164,14 +203,15 @@ pub fn token(command: TokenCommand) -> Result<ExitCode> {
         TokenCommand::List {
             server,
             all,
+            user,
             output,
         } => {
-            let path = if all {
-                "/api/v1/tokens?all=true"
-            } else {
-                "/api/v1/tokens"
+            let path = match (&user, all) {
+                (Some(user), _) => format!("/api/v1/users/{}/tokens", encode(user)),
+                (None, true) => "/api/v1/tokens?all=true".to_owned(),
+                (None, false) => "/api/v1/tokens".to_owned(),
             };
-            let tokens = Client::new(&server)?.get(path)?;
+            let tokens = Client::new(&server)?.get(&path)?;
             if output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&tokens)?);
             } else {
@@ -197,7 +237,7 @@ pub fn token(command: TokenCommand) -> Result<ExitCode> {
             }
         }
         TokenCommand::Revoke { server, id } => {
-            let token = Client::new(&server)?.delete(&format!("/api/v1/tokens/{id}"))?;
+            let token = Client::new(&server)?.delete(&format!("/api/v1/tokens/{}", encode(&id)))?;
             eprintln!(
                 "revoked token {} at {}",
                 id,
@@ -232,6 +272,95 @@ pub enum UsersCommand {
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Disable a user (admin): they cannot log in and every token of theirs is revoked.
+    Disable {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// User name.
+        username: String,
+    },
+    /// Enable a disabled user again (admin); their old tokens stay revoked.
+    Enable {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// User name.
+        username: String,
+    },
+    /// Set a user's password (admin), read from standard input, or chosen by the server with
+    /// --generate and printed once; every token of theirs is revoked.
+    ResetPassword {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// User name.
+        username: String,
+        /// Let the server choose the password and print it.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Login limits reached now (admin).
+    Locks {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Lift a login lock (admin): forget the failed logins of an account, of an address
+    /// (--address), or of an account from an address.
+    Unlock {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// User name.
+        username: Option<String>,
+        /// Client address, as `sluice users locks` shows it.
+        #[arg(long, value_name = "ADDR")]
+        address: Option<String>,
+    },
+}
+
+/// The first line of standard input, or a prompt on a terminal.
+fn first_line_of_stdin() -> Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password: ")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    if password.is_empty() {
+        bail!("no password given");
+    }
+    Ok(password)
+}
+
+/// Whether a new token expires more than a minute before the lifetime asked for.
+fn expires_sooner_than_asked(answer: &Value, asked: &str) -> bool {
+    let Ok(lifetime) = sluice_server::settings::parse_duration("expires", asked) else {
+        return false;
+    };
+    let Some(expires) = answer["record"]["expires_at"]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    else {
+        return false;
+    };
+    let asked_for = jiff::SignedDuration::try_from(lifetime)
+        .ok()
+        .and_then(|span| jiff::Timestamp::now().checked_add(span).ok());
+    asked_for.is_some_and(|at| expires.duration_until(at).as_secs() > 60)
+}
+
+/// Percent-encodes a path segment or query value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Runs `sluice users …`.
@@ -275,11 +404,105 @@ pub fn users(command: UsersCommand) -> Result<ExitCode> {
                             roles_of(&u["roles"]),
                             roles_of(&u["groups"]),
                             u["created_at"].as_str().unwrap_or_default().to_owned(),
+                            if u["disabled"] == true {
+                                "disabled"
+                            } else {
+                                "enabled"
+                            }
+                            .to_owned(),
                         ]
                     })
                     .collect();
-                print_table(&["USER", "ROLES", "GROUPS", "CREATED"], &rows);
+                print_table(&["USER", "ROLES", "GROUPS", "CREATED", "STATE"], &rows);
             }
+        }
+        UsersCommand::Disable { server, username } => {
+            let change = Client::new(&server)?.post(
+                &format!("/api/v1/users/{}/disable", encode(&username)),
+                &json!({}),
+            )?;
+            eprintln!(
+                "disabled user {username}; {} token(s) revoked",
+                change["revoked_tokens"].as_array().map_or(0, Vec::len)
+            );
+        }
+        UsersCommand::Enable { server, username } => {
+            Client::new(&server)?.post(
+                &format!("/api/v1/users/{}/enable", encode(&username)),
+                &json!({}),
+            )?;
+            eprintln!("enabled user {username}");
+        }
+        UsersCommand::ResetPassword {
+            server,
+            username,
+            generate,
+        } => {
+            let body = if generate {
+                json!({})
+            } else {
+                json!({"password": first_line_of_stdin()?})
+            };
+            let reset = Client::new(&server)?.post(
+                &format!("/api/v1/users/{}/password", encode(&username)),
+                &body,
+            )?;
+            eprintln!(
+                "password of {username} reset; {} token(s) revoked",
+                reset["revoked_tokens"].as_array().map_or(0, Vec::len)
+            );
+            if let Some(password) = reset["password"].as_str() {
+                eprintln!("the new password, shown this once:");
+                println!("{password}");
+            }
+        }
+        UsersCommand::Locks { server, output } => {
+            let locks = Client::new(&server)?.get("/api/v1/login-locks")?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&locks)?);
+            } else {
+                let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+                let rows: Vec<Vec<String>> = locks
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| {
+                        vec![
+                            text(&l["scope"]),
+                            text(&l["account"]),
+                            text(&l["address"]),
+                            format!("{}/{}", l["failures"], l["limit"]),
+                            text(&l["last_failure_at"]),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["LIMIT", "ACCOUNT", "ADDRESS", "FAILURES", "LAST FAILURE"],
+                    &rows,
+                );
+            }
+        }
+        UsersCommand::Unlock {
+            server,
+            username,
+            address,
+        } => {
+            let mut query = Vec::new();
+            if let Some(username) = &username {
+                query.push(format!("account={}", encode(username)));
+            }
+            if let Some(address) = &address {
+                query.push(format!("address={}", encode(address)));
+            }
+            if query.is_empty() {
+                bail!("name a user, an --address, or both");
+            }
+            let cleared = Client::new(&server)?
+                .delete(&format!("/api/v1/login-locks?{}", query.join("&")))?;
+            eprintln!(
+                "forgot {} failed login(s)",
+                cleared["failures_cleared"].as_u64().unwrap_or(0)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
