@@ -1135,7 +1135,7 @@ impl<'a> Run<'a> {
             }
         }
         let detail = json!({ "request": {
-            "install": request.install.iter().map(|(p, v)| format!("{p}={v}")).collect::<Vec<_>>(),
+            "install": request.install.iter().map(|(p, v)| backend.spec(p, v)).collect::<Vec<_>>(),
             "remove": request.remove,
         }});
         if failures.is_empty() {
