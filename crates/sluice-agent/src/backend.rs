@@ -278,6 +278,14 @@ impl Backend {
         }
     }
 
+    /// The status and the package manager's own words, for a failed command.
+    pub fn describe(self, done: &Finished) -> String {
+        match self {
+            Backend::Apt => done.describe(),
+            Backend::Dnf => dnf::describe(done),
+        }
+    }
+
     /// The database's own consistency check before a change: `dpkg --audit` (nothing
     /// unfinished) or `dnf check` (no broken dependency, duplicate or obsoleted package).
     /// Returns the check's name, whether it passed, and what it said.
@@ -297,7 +305,7 @@ impl Backend {
                 Ok(done) if done.success() && done.stdout.trim().is_empty() => {
                     ("dnf check".to_owned(), true, "no problems".to_owned())
                 }
-                Ok(done) => ("dnf check".to_owned(), false, done.describe()),
+                Ok(done) => ("dnf check".to_owned(), false, dnf::describe(&done)),
             },
         }
     }

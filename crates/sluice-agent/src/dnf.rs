@@ -105,6 +105,32 @@ pub fn install(
     })
 }
 
+/// The status and dnf's own words: standard error's last lines (`Error: …`) and, from standard
+/// output, what explains them (`No match for argument: …`, `dnf check`'s problems), without
+/// the progress lines.
+pub fn describe(done: &Finished) -> String {
+    let mut text = done.describe();
+    let noise = [
+        "Last metadata expiration check",
+        "Dependencies resolved.",
+        "Nothing to do.",
+        "Complete!",
+        "Operation aborted.",
+    ];
+    let said: Vec<&str> = done
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !noise.iter().any(|n| l.starts_with(n)))
+        .filter(|l| !done.stderr.contains(*l))
+        .collect();
+    if !said.is_empty() && !said.iter().any(|l| l.starts_with("====")) {
+        text.push_str("; dnf said: ");
+        text.push_str(&said[said.len().saturating_sub(5)..].join(" | "));
+    }
+    text
+}
+
 /// `NAME-EVR`, the spec that names one build.
 pub fn spec(package: &str, version: &str) -> String {
     format!("{package}-{version}")

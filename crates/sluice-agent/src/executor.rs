@@ -692,7 +692,7 @@ impl<'a> Run<'a> {
                         Backend::Apt => "apt-get update",
                         Backend::Dnf => "dnf makecache",
                     };
-                    return Step::failed(format!("{what}: {}", done.describe()));
+                    return Step::failed(format!("{what}: {}", backend.describe(&done)));
                 }
                 Ok(_) => {}
             }
@@ -725,7 +725,7 @@ impl<'a> Run<'a> {
                 Backend::Apt => "apt-get -s install",
                 Backend::Dnf => "dnf --assumeno",
             };
-            return Step::failed(format!("{what}: {}", simulation.done.describe()));
+            return Step::failed(format!("{what}: {}", backend.describe(&simulation.done)));
         }
         let mut problems = Vec::new();
         for (package, version) in &request.install {
@@ -870,24 +870,30 @@ impl<'a> Run<'a> {
             Err(e) => return Step::failed(e.to_string()),
         };
         let seconds = started.elapsed().as_secs_f64();
-        if !done.success() {
-            let detail = json!({
-                "command": done.command,
-                "seconds": seconds,
-                "stdout_tail": done.tail_of_stdout(20),
-                "stderr_tail": done.tail_of_stderr(20),
-            });
-            return Step::failed(format!("{program} install: {}", done.describe())).detail(detail);
-        }
-        let notes: Vec<ConfigLeftover> =
-            dnf::config_notes(&format!("{}\n{}", done.stdout, done.stderr))
+        // rpm's words on configuration files it kept or replaced (apt keeps them all:
+        // `--force-confold`), also from a transaction that failed part way.
+        let notes: Vec<ConfigLeftover> = match backend {
+            Backend::Apt => Vec::new(),
+            Backend::Dnf => dnf::config_notes(&format!("{}\n{}", done.stdout, done.stderr))
                 .into_iter()
                 .filter(|n| self.root().path(&n.saved_as).exists())
                 .map(|note| ConfigLeftover {
                     created: !leftovers_before.contains(&note.saved_as),
                     note,
                 })
-                .collect();
+                .collect(),
+        };
+        if !done.success() {
+            let detail = json!({
+                "command": done.command,
+                "seconds": seconds,
+                "stdout_tail": done.tail_of_stdout(20),
+                "stderr_tail": done.tail_of_stderr(20),
+                "config_files": notes,
+            });
+            return Step::failed(format!("{program} install: {}", backend.describe(&done)))
+                .detail(detail);
+        }
         let detail = json!({ "command": done.command, "seconds": seconds, "config_files": notes });
         let mut message = format!(
             "{program} installed {} in {seconds:.2}s",
@@ -1072,7 +1078,10 @@ impl<'a> Run<'a> {
             match backend.install(root, &request, Mode::Rollback, self.exec.config.apt_timeout) {
                 Err(e) => failures.push(e.to_string()),
                 Ok(done) if !done.success() => {
-                    failures.push(format!("{program} install (rollback): {}", done.describe()));
+                    failures.push(format!(
+                        "{program} install (rollback): {}",
+                        backend.describe(&done)
+                    ));
                 }
                 Ok(_) => done_parts.push(format!(
                     "{program} restored {}",

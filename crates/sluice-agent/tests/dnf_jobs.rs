@@ -208,6 +208,12 @@ fn a_removal_in_the_dry_run_is_refused_before_anything_changes() {
         "{}",
         dry.message
     );
+    assert!(
+        dry.message
+            .contains("dnf said: No match for argument: sluice-demo-9.9-1"),
+        "{}",
+        dry.message
+    );
     fx.host.assert_untouched();
 }
 
@@ -464,6 +470,87 @@ fn a_private_rpm_root_refuses_unconfined_commands() {
     fx.root.prepare_rpm().unwrap();
     fx.dnf(&["check"]);
     assert_eq!(fx.installed("sluice-demo").as_deref(), Some("0:1.0-1"));
+    fx.host.assert_untouched();
+}
+
+#[test]
+fn a_damaged_file_of_a_target_fails_verify_and_the_change_is_rolled_back() {
+    let fx = RpmFixture::new();
+    fx.dnf(&["-y", "install", "sluice-legacy-1.0-1"]);
+    // Someone changed a file the package installed (not a configuration file).
+    fs::write(
+        fx.root_dir.join("usr/share/sluice-legacy/version"),
+        "tampered with\n",
+    )
+    .unwrap();
+    let report = fx.executor().run(&rpm_job(
+        "damaged",
+        &[("sluice-demo", "1.1-1"), ("sluice-legacy", "1.0-1")],
+    ));
+    assert_eq!(report.outcome, JobOutcome::RolledBack, "{report:#?}");
+    let verify = step(&report, StepName::Verify);
+    assert_eq!(verify.status, StepStatus::Failed);
+    assert!(
+        verify.message.starts_with(
+            "rpm -V: installed files differ from the packages: /usr/share/sluice-legacy/version (S.5"
+        ),
+        "{}",
+        verify.message
+    );
+    assert_eq!(fx.installed("sluice-demo").as_deref(), Some("0:1.0-1"));
+    assert_eq!(fx.installed("sluice-legacy").as_deref(), Some("0:1.0-1"));
+    fx.host.assert_untouched();
+}
+
+#[test]
+fn two_versions_in_rpm_block_the_job_at_inspect_and_preflight() {
+    let fx = RpmFixture::new();
+    // What a transaction cut short leaves: both versions in the database.
+    let rpm_file = fx.repo.join("sluice-demo-1.1-1.noarch.rpm");
+    let command = fx.root.rpm().args([
+        "-i".to_owned(),
+        "--replacefiles".to_owned(),
+        "--nodeps".to_owned(),
+        rpm_file.display().to_string(),
+    ]);
+    let done = fx.root.run(&command, Duration::from_secs(60)).unwrap();
+    assert!(done.success(), "{}", done.describe());
+    let transactions = fx.rpm_transactions();
+
+    let report = fx
+        .executor()
+        .run(&rpm_job("on-duplicate", &[("sluice-demo", "1.1-1")]));
+    assert_eq!(names(&report), ["inspect:failed"]);
+    let message = &step(&report, StepName::Inspect).message;
+    assert!(
+        message.contains(
+            "rpm left sluice-demo (duplicated 0:1.0-1 and 0:1.1-1) unfinished; repair it (dnf remove --duplicates)"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        report.unsettled.get("sluice-demo").map(String::as_str),
+        Some("duplicated 0:1.0-1 and 0:1.1-1")
+    );
+    assert_eq!(version(&report.versions_after, "sluice-demo"), None);
+
+    // Another package: dnf check still finds the duplicate, and pre-flight stops the job.
+    let report = fx
+        .executor()
+        .run(&rpm_job("elsewhere", &[("sluice-legacy", "1.0-1")]));
+    assert_eq!(
+        names(&report),
+        ["inspect:ok", "preflight:failed"],
+        "{report:#?}"
+    );
+    let message = &step(&report, StepName::Preflight).message;
+    assert!(
+        message.contains("dnf check: exit status 1")
+            && message
+                .contains("sluice-demo-1.0-1.noarch is a duplicate with sluice-demo-1.1-1.noarch"),
+        "{message}"
+    );
+    assert_eq!(fx.rpm_transactions(), transactions);
     fx.host.assert_untouched();
 }
 
