@@ -505,7 +505,12 @@ impl PackageRoot {
                     return Err(refuse("--force-script-chrootless is missing".to_owned()));
                 }
                 for arg in args {
-                    let inside = |value: &str| Path::new(value).starts_with(dir);
+                    let inside = |value: &str| {
+                        Path::new(value).starts_with(dir)
+                            && !Path::new(value)
+                                .components()
+                                .any(|c| c == std::path::Component::ParentDir)
+                    };
                     for prefix in ["--root=", "--admindir=", "--instdir=", "--log="] {
                         if let Some(value) = arg.strip_prefix(prefix)
                             && !inside(value)
@@ -585,11 +590,16 @@ impl PackageRoot {
 
     fn check_dnf(&self, args: &[String]) -> Result<(), String> {
         let dir = self.dir();
+        // Absolute, under the root, and no `..` that could climb out of it again.
         let inside = |value: &str| {
-            value
-                .split([',', ' '])
-                .filter(|p| !p.is_empty())
-                .all(|p| Path::new(p).is_absolute() && Path::new(p).starts_with(dir))
+            value.split([',', ' ']).filter(|p| !p.is_empty()).all(|p| {
+                let path = Path::new(p);
+                path.is_absolute()
+                    && path.starts_with(dir)
+                    && !path
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+            })
         };
         let installroot = format!("--installroot={}", dir.display());
         let config = format!("--config={}", self.dnf_conf().display());
@@ -759,6 +769,11 @@ mod tests {
                 "points outside the root",
             ),
             (
+                root.dpkg()
+                    .arg(format!("--admindir={dir}/../other/var/lib/dpkg")),
+                "points outside the root",
+            ),
+            (
                 PackageCommand::new(Program::AptGet).arg("install"),
                 "APT_CONFIG",
             ),
@@ -800,6 +815,54 @@ mod tests {
             // run() refuses before starting anything.
             assert!(root.run(&command, Duration::from_secs(1)).is_err());
         }
+    }
+
+    #[test]
+    fn rpm_root_commands_are_confined() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/os-release"),
+            "ID=\"almalinux\"\nVERSION_ID=\"9.3\"\n",
+        )
+        .unwrap();
+        let root = PackageRoot::private(dir.path()).unwrap();
+        root.prepare_rpm().unwrap();
+        let text = root.dir().display().to_string();
+        let dnf = root.dnf().args(["-y", "install", "demo-1.1-1"]);
+        root.check(&dnf).unwrap();
+        assert!(dnf.get_args().contains(&"--releasever=9".to_owned()));
+        assert!(dnf.get_args().contains(&format!("--installroot={text}")));
+        root.check(&root.rpm().arg("-qa")).unwrap();
+        // An operator's dnf.conf is kept; the macros file is rewritten.
+        fs::write(root.dnf_conf(), "[main]\ngpgcheck=0\n").unwrap();
+        root.prepare_rpm().unwrap();
+        assert_eq!(
+            fs::read_to_string(root.dnf_conf()).unwrap(),
+            "[main]\ngpgcheck=0\n"
+        );
+        let refused = [
+            root.dnf().arg(format!("--setopt=cachedir={text}/../cache")),
+            root.dnf().arg("--setopt=reposdir=/etc/yum.repos.d"),
+            root.dnf().args(["--setopt", "main.logdir=/var/log"]),
+            root.dnf().arg("--downloaddir=/tmp"),
+            root.dnf().arg("--enableplugin=versionlock"),
+            root.rpm().arg("-D_dbpath /var/lib/rpm"),
+            root.rpm().arg("--root=/"),
+        ];
+        for command in refused {
+            let err = root.check(&command).unwrap_err();
+            assert!(matches!(err, AgentError::Refused { .. }), "{err}");
+        }
+        // The host root: dnf and rpm for `/` only.
+        PackageRoot::Host
+            .check(&PackageRoot::Host.dnf().args(["install", "x"]))
+            .unwrap();
+        assert!(
+            PackageRoot::Host
+                .check(&PackageRoot::Host.rpm().args(["--dbpath=/tmp/db", "-qa"]))
+                .is_err()
+        );
     }
 
     #[test]

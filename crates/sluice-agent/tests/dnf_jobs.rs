@@ -61,7 +61,9 @@ fn an_exact_version_is_installed_verified_and_inventoried() {
     let mut job = rpm_job("upgrade", &[("sluice-demo", "1.1-1")]);
     job.preflight.quiesce = vec![fx.quiesce_hook()];
     job.checks = vec![health_check(&fx)];
+    let fixture_time = started.elapsed();
     let report = fx.executor().run(&job);
+    let job_time = started.elapsed() - fixture_time;
     assert_eq!(report.outcome, JobOutcome::Succeeded, "{report:#?}");
     assert_eq!(
         names(&report),
@@ -137,7 +139,21 @@ fn an_exact_version_is_installed_verified_and_inventoried() {
         .collect();
     assert_eq!(demo, [("sluice-demo", "0:1.1-1", Some("noarch"))]);
     fx.host.assert_untouched();
-    eprintln!("timing: install exact version {:?}", started.elapsed());
+    let steps: Vec<String> = report
+        .steps
+        .iter()
+        .map(|s| {
+            let took = s
+                .finished_at
+                .map(|end| end.duration_since(s.started_at).as_secs_f64())
+                .unwrap_or_default();
+            format!("{} {took:.2}s", s.step)
+        })
+        .collect();
+    eprintln!(
+        "timing: fixture (packages, repository, root, sluice-demo 1.0-1) {fixture_time:.2?}, job {job_time:.2?}: {}",
+        steps.join(", ")
+    );
 }
 
 #[test]
