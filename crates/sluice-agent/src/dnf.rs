@@ -122,6 +122,8 @@ pub fn describe(done: &Finished) -> String {
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !noise.iter().any(|n| l.starts_with(n)))
+        // A repository's download line: "NAME  2.9 MB/s | 3.0 kB  00:00".
+        .filter(|l| !l.contains("B/s |"))
         .filter(|l| !done.stderr.contains(*l))
         .collect();
     if !said.is_empty() && !said.iter().any(|l| l.starts_with("====")) {
@@ -484,6 +486,23 @@ Install  2 Packages
             "{absent:?}"
         );
         assert!(update.iter().all(|c| !c.contains("allowerasing")));
+    }
+
+    #[test]
+    fn dnfs_words_without_its_progress_lines() {
+        use std::os::unix::process::ExitStatusExt;
+        let done = Finished {
+            command: "dnf --assumeno install -- demo-9.9-1".to_owned(),
+            status: Some(std::process::ExitStatus::from_raw(256)),
+            stdout: "Sluice test packages     2.9 MB/s | 3.0 kB     00:00\nLast metadata expiration check: 0:00:01 ago.\nNo match for argument: demo-9.9-1\n".to_owned(),
+            stderr: "Error: Unable to find a match: demo-9.9-1\n".to_owned(),
+            timed_out: false,
+            elapsed: Duration::from_millis(500),
+        };
+        assert_eq!(
+            describe(&done),
+            "exit status 1: Error: Unable to find a match: demo-9.9-1; dnf said: No match for argument: demo-9.9-1"
+        );
     }
 
     #[test]

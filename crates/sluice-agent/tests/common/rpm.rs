@@ -147,8 +147,17 @@ chmod 755 %{buildroot}/usr/lib/sluice-demo/health
 pub fn repository() -> &'static Path {
     static REPO: OnceLock<PathBuf> = OnceLock::new();
     REPO.get_or_init(|| {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("sluice-rpm-{}", std::process::id()));
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Repositories of earlier test processes that are gone: nobody uses them any more.
+        for entry in fs::read_dir(tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("sluice-rpm-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        let base = tmp.join(format!("sluice-rpm-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         let top = base.join("rpmbuild");
         let repo = base.join("repo");
