@@ -8,58 +8,20 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::AgentError;
 use crate::process::Finished;
 use crate::root::PackageRoot;
 
-/// Whether an apt transaction may move packages down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Installs and upgrades only; apt refuses a downgrade.
-    Update,
-    /// Downgrades allowed (`--allow-downgrades`).
-    Rollback,
-}
+pub use crate::backend::{Mode, PlannedAction, Request};
 
-/// One package operation apt would perform, from its simulation output.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedAction {
-    /// `inst` (unpack), `conf` (configure), `remv` (remove) or `purg` (purge).
-    pub action: String,
-    /// Package name (with `:arch` when apt printed one).
-    pub package: String,
-    /// Version installed now, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// Version it goes to, for `inst` and `conf`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-}
-
-/// Package specs for one transaction: `pkg=version` to install, `pkg-` to remove.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Request {
-    /// Exact versions to install.
-    pub install: Vec<(String, String)>,
-    /// Packages to remove.
-    pub remove: Vec<String>,
-}
-
-impl Request {
-    fn specs(&self) -> Vec<String> {
-        self.install
-            .iter()
-            .map(|(package, version)| format!("{package}={version}"))
-            .chain(self.remove.iter().map(|package| format!("{package}-")))
-            .collect()
-    }
-
-    /// True when there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.install.is_empty() && self.remove.is_empty()
-    }
+/// `pkg=version` to install, `pkg-` to remove.
+fn specs(request: &Request) -> Vec<String> {
+    request
+        .install
+        .iter()
+        .map(|(package, version)| format!("{package}={version}"))
+        .chain(request.remove.iter().map(|package| format!("{package}-")))
+        .collect()
 }
 
 /// `apt-get update`. apt exits 0 even when some index could not be fetched; such warnings
@@ -124,7 +86,7 @@ fn install_command(
     if mode == Mode::Rollback {
         command = command.arg("--allow-downgrades");
     }
-    command.arg("install").args(request.specs())
+    command.arg("install").args(specs(request))
 }
 
 /// Parses the `Inst`/`Conf`/`Remv`/`Purg` lines of `apt-get -s`:

@@ -157,6 +157,28 @@ pub fn audit(root: &PackageRoot) -> Result<String, AgentError> {
     Ok(done.stdout.trim().to_owned())
 }
 
+/// `dpkg --verify PACKAGE…`: the files of `packages` whose contents differ from dpkg's
+/// records (the same format as `rpm -V`).
+pub fn verify(
+    root: &PackageRoot,
+    packages: &[String],
+) -> Result<Vec<crate::rpmdb::FileProblem>, AgentError> {
+    if packages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let command = root.dpkg().arg("--verify").args(packages.iter().cloned());
+    let done = root.run(&command, QUERY_TIMEOUT)?;
+    // dpkg exits 1 when it found differences, and 2 for anything else (a package it does
+    // not know): only the latter is an error.
+    if done.timed_out || done.status.and_then(|s| s.code()).is_none_or(|c| c > 1) {
+        return Err(AgentError::Command {
+            command: done.command.clone(),
+            message: done.describe(),
+        });
+    }
+    crate::rpmdb::parse_verify("dpkg --verify", &done.stdout)
+}
+
 /// The root's native architecture (`dpkg --print-architecture`).
 pub fn architecture(root: &PackageRoot) -> Result<String, AgentError> {
     let done = root.run(&root.dpkg().arg("--print-architecture"), QUERY_TIMEOUT)?;

@@ -14,9 +14,11 @@
 //! ```
 //!
 //! Un-quiesce runs whenever quiesce did, also after a failure and, through [`Executor::recover`],
-//! after a crash. The versions in a report are read from dpkg when the report is made, never
-//! taken from what the job asked for. This module decides the order of steps and the outcome;
-//! planning is `sluice_core::job::plan`.
+//! after a crash. The versions in a report are read from the package database (dpkg or rpm)
+//! when the report is made, never taken from what the job asked for. The steps are the same
+//! for apt and dnf hosts; what differs is behind [`Backend`], chosen from the root's
+//! os-release. This module decides the order of steps and the outcome; planning is
+//! `sluice_core::job::plan`.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -30,19 +32,19 @@ use sluice_core::job::{
     self, Job, JobOutcome, JobReport, Measurements, OnFailure, Plan, StepName, StepResult,
     StepStatus, Versions,
 };
-use sluice_core::version::{self, Scheme};
 
-use crate::apt::{self, Mode, Request};
+use crate::backend::{Backend, Mode, Request};
 use crate::journal::{self, Journal, Record, Replay};
 use crate::root::PackageRoot;
-use crate::{AgentError, checks, dpkg, measure, preflight};
+use crate::{AgentError, checks, dnf, dpkg, measure, preflight};
 
 /// How the executor runs package commands.
 #[derive(Clone, Debug)]
 pub struct ExecutorConfig {
-    /// Run `apt-get update` before the dry run (default on).
+    /// Refresh the package lists before the dry run (`apt-get update`,
+    /// `dnf makecache --refresh`; default on).
     pub refresh_lists: bool,
-    /// Longest an apt-get run may take before it is killed (default 30 minutes).
+    /// Longest an apt-get or dnf run may take before it is killed (default 30 minutes).
     pub apt_timeout: Duration,
     /// Longest a `systemctl` call may take (default 90 seconds).
     pub systemctl_timeout: Duration,
@@ -66,6 +68,9 @@ impl Default for ExecutorConfig {
 #[derive(Clone, Debug)]
 pub struct Executor {
     root: PackageRoot,
+    /// The package manager, or why the root's family is unknown (every job then fails at
+    /// inspect with that reason, nothing changed).
+    backend: Result<Backend, String>,
     state_dir: PathBuf,
     config: ExecutorConfig,
 }
@@ -80,20 +85,32 @@ pub struct SavedConfig {
 }
 
 impl Executor {
-    /// An executor for `root`, journaling under `state_dir`; prepares a private root and
-    /// creates the state directory.
+    /// An executor for `root`, journaling under `state_dir`; chooses apt or dnf from the root's
+    /// os-release, prepares a private root for it and creates the state directory.
     pub fn new(
         root: PackageRoot,
         state_dir: impl Into<PathBuf>,
         config: ExecutorConfig,
     ) -> Result<Executor, AgentError> {
         let state_dir = state_dir.into();
-        root.prepare()?;
+        let backend = Backend::detect(&root).map_err(|e| e.to_string());
+        if let Ok(backend) = backend {
+            root.prepare_for(backend.package_manager())?;
+        }
         fs::create_dir_all(&state_dir).map_err(|e| AgentError::io("creating", &state_dir, e))?;
         Ok(Executor {
             root,
+            backend,
             state_dir,
             config,
+        })
+    }
+
+    /// The package manager this executor drives, when the root's family is known.
+    pub fn backend(&self) -> Result<Backend, AgentError> {
+        self.backend.clone().map_err(|reason| AgentError::Root {
+            root: self.root.dir().to_path_buf(),
+            reason,
         })
     }
 
@@ -186,10 +203,15 @@ impl Executor {
         run.measurements_before = step_detail(&run.steps, StepName::MeasureBefore);
         let interrupted_at = match replay.open_step() {
             Some((step, started_at)) => {
-                let audit = dpkg::audit(&self.root).unwrap_or_default();
-                let mut message = "the agent stopped while this step ran (crash, kill or power loss); its effect is unknown, the versions below are read from dpkg now".to_owned();
+                let (database, audit) = match &self.backend {
+                    Ok(backend) => (backend.database(), backend.audit(&self.root)),
+                    Err(_) => ("the package database", String::new()),
+                };
+                let mut message = format!(
+                    "the agent stopped while this step ran (crash, kill or power loss); its effect is unknown, the versions below are read from {database} now"
+                );
                 if !audit.is_empty() {
-                    message.push_str("; dpkg --audit: ");
+                    message.push_str(&format!("; {database}: "));
                     message.push_str(&audit);
                 }
                 run.steps.push(StepResult {
@@ -327,6 +349,8 @@ impl Step {
 /// One job in progress.
 struct Run<'a> {
     exec: &'a Executor,
+    /// Apt when the family is unknown: inspect fails before any package command runs.
+    backend: Backend,
     job: &'a Job,
     journal: Journal,
     steps: Vec<StepResult>,
@@ -345,6 +369,7 @@ impl<'a> Run<'a> {
     fn new(exec: &'a Executor, job: &'a Job, journal: Journal) -> Run<'a> {
         Run {
             exec,
+            backend: exec.backend.as_ref().copied().unwrap_or(Backend::Apt),
             job,
             journal,
             steps: Vec::new(),
@@ -479,10 +504,24 @@ impl<'a> Run<'a> {
     }
 
     fn inspect(&mut self) -> Step {
-        if let Err(e) = self.job.validate(Scheme::Deb) {
+        let backend = match self.exec.backend() {
+            Ok(backend) => backend,
+            Err(e) => return Step::failed(format!("refused, nothing changed: {e}")),
+        };
+        if let Some(family) = self.job.package_manager
+            && family != backend.package_manager()
+        {
+            return Step::failed(format!(
+                "refused, nothing changed: job {} is for {} hosts, but this host is {} (from its os-release)",
+                self.job.id,
+                family_name(family),
+                family_name(backend.package_manager()),
+            ));
+        }
+        if let Err(e) = self.job.validate(backend.scheme()) {
             return Step::failed(e.to_string());
         }
-        let states = match dpkg::states(self.root()) {
+        let states = match backend.states(self.root()) {
             Ok(states) => states,
             Err(e) => return Step::failed(e.to_string()),
         };
@@ -497,8 +536,10 @@ impl<'a> Run<'a> {
                 .map(|(p, s)| format!("{p} ({s})"))
                 .collect();
             return Step::failed(format!(
-                "dpkg left {} unfinished; repair it (dpkg --configure -a) before a job changes it",
-                list.join(", ")
+                "{} left {} unfinished; repair it ({}) before a job changes it",
+                backend.database(),
+                list.join(", "),
+                backend.repair_hint()
             ));
         }
         let installed = states
@@ -506,7 +547,7 @@ impl<'a> Run<'a> {
             .filter(|(_, s)| s.is_installed())
             .map(|(name, s)| (name.clone(), s.version.clone()))
             .collect();
-        match job::plan(Scheme::Deb, &installed, self.job) {
+        match job::plan(backend.scheme(), &installed, self.job) {
             Err(e) => Step::failed(e.to_string()),
             Ok(plan) => {
                 self.plan = plan;
@@ -536,8 +577,15 @@ impl<'a> Run<'a> {
     fn preflight(&mut self) -> Step {
         let root = self.root();
         let pre = &self.job.preflight;
-        let mut items = vec![preflight::locks_free(root)];
+        let backend = self.backend;
+        let mut items = vec![preflight::locks_free_for(root, backend)];
         items.extend(preflight::free_space(root, &pre.free_space));
+        let (check, passed, message) = backend.health(root, self.exec.config.apt_timeout);
+        items.push(preflight::Item {
+            check,
+            passed,
+            message,
+        });
         if let Some(backup) = &pre.backup_check {
             items.push(preflight::backup(root, backup, SystemTime::now()));
         }
@@ -633,17 +681,23 @@ impl<'a> Run<'a> {
 
     fn dry_run(&mut self) -> Step {
         let root = self.root();
+        let backend = self.backend;
+        let tool = backend.tool();
         let config = &self.exec.config;
         if config.refresh_lists {
-            match apt::update(root, config.apt_timeout) {
+            match backend.refresh(root, config.apt_timeout) {
                 Err(e) => return Step::failed(e.to_string()),
                 Ok(done) if !done.success() => {
-                    return Step::failed(format!("apt-get update: {}", done.describe()));
+                    let what = match backend {
+                        Backend::Apt => "apt-get update",
+                        Backend::Dnf => "dnf makecache",
+                    };
+                    return Step::failed(format!("{what}: {}", backend.describe(&done)));
                 }
                 Ok(_) => {}
             }
         }
-        let states = match dpkg::states(root) {
+        let states = match backend.states(root) {
             Ok(states) => states,
             Err(e) => return Step::failed(e.to_string()),
         };
@@ -661,39 +715,69 @@ impl<'a> Run<'a> {
             ));
         }
         let request = self.request();
-        let (done, actions) = match apt::simulate(root, &request, self.mode(), config.apt_timeout) {
+        let simulation = match backend.simulate(root, &request, self.mode(), config.apt_timeout) {
             Ok(result) => result,
             Err(e) => return Step::failed(e.to_string()),
         };
-        if !done.success() {
-            return Step::failed(format!("apt-get -s install: {}", done.describe()));
+        let actions = simulation.actions;
+        if !simulation.resolved {
+            let what = match backend {
+                Backend::Apt => "apt-get -s install",
+                Backend::Dnf => "dnf --assumeno",
+            };
+            return Step::failed(format!("{what}: {}", backend.describe(&simulation.done)));
         }
         let mut problems = Vec::new();
         for (package, version) in &request.install {
             let planned = actions.iter().any(|a| {
-                a.action == "inst"
+                a.installs()
                     && base_name(&a.package) == package
-                    && a.to.as_deref().is_some_and(|to| same_version(to, version))
+                    && a.to
+                        .as_deref()
+                        .is_some_and(|to| backend.same_version(to, version))
             });
             if !planned {
-                problems.push(format!("apt would not install {package}={version}"));
+                problems.push(format!(
+                    "{tool} would not install {}",
+                    backend.spec(package, version)
+                ));
             }
         }
         let removals: Vec<&str> = actions
             .iter()
-            .filter(|a| a.action == "remv" || a.action == "purg")
+            .filter(|a| a.removes())
             .map(|a| a.package.as_str())
             .collect();
         if !removals.is_empty() {
             problems.push(format!(
-                "apt would remove {}; the job does not ask for removals",
+                "{tool} would remove {}; the job does not ask for removals",
                 removals.join(", ")
             ));
+        }
+        // apt refuses a downgrade itself without --allow-downgrades; dnf install does not.
+        let downgrades: Vec<&str> = actions
+            .iter()
+            .filter(|a| a.action == "downgrade")
+            .map(|a| a.package.as_str())
+            .collect();
+        if !downgrades.is_empty() && self.mode() == Mode::Update {
+            problems.push(format!(
+                "{tool} would downgrade {}; only a rollback job may downgrade",
+                downgrades.join(", ")
+            ));
+        }
+        let skipped: Vec<&str> = actions
+            .iter()
+            .filter(|a| a.action == "skip")
+            .map(|a| a.package.as_str())
+            .collect();
+        if !skipped.is_empty() {
+            problems.push(format!("{tool} would skip {}", skipped.join(", ")));
         }
         if !problems.is_empty() {
             return Step::failed(problems.join("; ")).detail(json!({ "actions": actions }));
         }
-        // Record the versions of everything apt will touch, for a rollback.
+        // Record the versions of everything the transaction will touch, for a rollback.
         let touched: Vec<&str> = actions.iter().map(|a| base_name(&a.package)).collect();
         for (name, version) in dpkg::versions_of(&states, touched) {
             self.versions_before.entry(name).or_insert(version);
@@ -703,7 +787,7 @@ impl<'a> Run<'a> {
         }
         let summary: Vec<String> = actions
             .iter()
-            .filter(|a| a.action == "inst")
+            .filter(|a| a.installs())
             .map(|a| {
                 format!(
                     "{} {} -> {}",
@@ -713,7 +797,7 @@ impl<'a> Run<'a> {
                 )
             })
             .collect();
-        Step::ok(format!("apt would install: {}", summary.join(", ")))
+        Step::ok(format!("{tool} would install: {}", summary.join(", ")))
             .detail(json!({ "actions": actions }))
     }
 
@@ -732,7 +816,7 @@ impl<'a> Run<'a> {
             .collect();
         let into = self.config_dir();
         for package in &installed {
-            let conffiles = match dpkg::conffiles(root, package) {
+            let conffiles = match self.backend.config_files(root, package) {
                 Ok(files) => files,
                 Err(e) => return Step::failed(e.to_string()),
             };
@@ -760,8 +844,23 @@ impl<'a> Run<'a> {
 
     fn apply(&mut self) -> Step {
         let request = self.request();
+        let backend = self.backend;
+        let program = match backend {
+            Backend::Apt => "apt-get",
+            Backend::Dnf => "dnf",
+        };
+        // `.rpmnew`/`.rpmsave` files already there, so that a rollback removes only the ones
+        // this transaction writes.
+        let leftovers_before: Vec<String> = self
+            .saved
+            .saved
+            .iter()
+            .chain(&self.saved.missing)
+            .flat_map(|p| [format!("{p}.rpmnew"), format!("{p}.rpmsave")])
+            .filter(|p| self.root().path(p).exists())
+            .collect();
         let started = Instant::now();
-        let done = match apt::install(
+        let done = match backend.install(
             self.root(),
             &request,
             self.mode(),
@@ -771,25 +870,53 @@ impl<'a> Run<'a> {
             Err(e) => return Step::failed(e.to_string()),
         };
         let seconds = started.elapsed().as_secs_f64();
+        // rpm's words on configuration files it kept or replaced (apt keeps them all:
+        // `--force-confold`), also from a transaction that failed part way.
+        let notes: Vec<ConfigLeftover> = match backend {
+            Backend::Apt => Vec::new(),
+            Backend::Dnf => dnf::config_notes(&format!("{}\n{}", done.stdout, done.stderr))
+                .into_iter()
+                .filter(|n| self.root().path(&n.saved_as).exists())
+                .map(|note| ConfigLeftover {
+                    created: !leftovers_before.contains(&note.saved_as),
+                    note,
+                })
+                .collect(),
+        };
         if !done.success() {
             let detail = json!({
                 "command": done.command,
                 "seconds": seconds,
                 "stdout_tail": done.tail_of_stdout(20),
                 "stderr_tail": done.tail_of_stderr(20),
+                "config_files": notes,
             });
-            return Step::failed(format!("apt-get install: {}", done.describe())).detail(detail);
+            return Step::failed(format!("{program} install: {}", backend.describe(&done)))
+                .detail(detail);
         }
-        let detail = json!({ "command": done.command, "seconds": seconds });
+        let detail = json!({ "command": done.command, "seconds": seconds, "config_files": notes });
         let mut message = format!(
-            "apt-get installed {} in {seconds:.2}s",
+            "{program} installed {} in {seconds:.2}s",
             request
                 .install
                 .iter()
-                .map(|(p, v)| format!("{p}={v}"))
+                .map(|(p, v)| backend.spec(p, v))
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        for leftover in &notes {
+            let note = &leftover.note;
+            message.push_str(&match note.kind.as_str() {
+                "rpmnew" => format!(
+                    "; rpm kept the locally changed {} and wrote the package's version as {}",
+                    note.path, note.saved_as
+                ),
+                _ => format!(
+                    "; rpm replaced the locally changed {} and saved it as {}",
+                    note.path, note.saved_as
+                ),
+            });
+        }
         if let job::JobKind::Rollback {
             of_job: Some(of_job),
         } = &self.job.kind
@@ -804,22 +931,25 @@ impl<'a> Run<'a> {
         Step::ok(message).detail(detail)
     }
 
-    /// Restores the configuration files an earlier job saved (for a rollback job).
+    /// Restores the configuration files an earlier job saved (for a rollback job), and removes
+    /// the `.rpmnew`/`.rpmsave` files that job's transaction wrote.
     fn restore_config_of(&self, job_id: &str) -> Result<usize, AgentError> {
         let replays = journal::all(&self.exec.state_dir)?;
         let Some(replay) = replays.iter().rev().find(|r| r.job.id == job_id) else {
             return Ok(0);
         };
-        let Some(saved) =
-            step_detail::<SavedConfig>(&replay.completed_steps(), StepName::SaveConfig)
-        else {
+        let steps = replay.completed_steps();
+        let Some(saved) = step_detail::<SavedConfig>(&steps, StepName::SaveConfig) else {
             return Ok(0);
         };
-        restore(self.root(), &replay.dir.join("config"), &saved)
+        let count = restore(self.root(), &replay.dir.join("config"), &saved)?;
+        remove_leftovers(self.root(), &steps)?;
+        Ok(count)
     }
 
     fn verify(&mut self) -> Step {
-        let states = match dpkg::states(self.root()) {
+        let backend = self.backend;
+        let states = match backend.states(self.root()) {
             Ok(states) => states,
             Err(e) => return Step::failed(e.to_string()),
         };
@@ -827,7 +957,8 @@ impl<'a> Run<'a> {
         for target in &self.job.targets {
             match states.get(&target.package) {
                 Some(state)
-                    if state.is_installed() && same_version(&state.version, &target.version) => {}
+                    if state.is_installed()
+                        && backend.same_version(&state.version, &target.version) => {}
                 Some(state) => wrong.push(format!(
                     "{} is {} {}, expected {}",
                     target.package, state.status, state.version, target.version
@@ -838,19 +969,55 @@ impl<'a> Run<'a> {
                 )),
             }
         }
-        if wrong.is_empty() {
-            Step::ok(format!(
-                "dpkg reports every target installed: {}",
-                self.job
-                    .targets
-                    .iter()
-                    .map(|t| format!("{} {}", t.package, t.version))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        } else {
-            Step::failed(wrong.join("; "))
+        if !wrong.is_empty() {
+            return Step::failed(wrong.join("; "));
         }
+        // The files on disk must be the ones the packages installed (configuration files may
+        // differ: an operator's edit is kept on purpose).
+        let packages: Vec<String> = self.job.packages().map(str::to_owned).collect();
+        let problems = match backend.verify_files(self.root(), &packages) {
+            Ok(problems) => problems,
+            Err(e) => return Step::failed(e.to_string()),
+        };
+        let damaged: Vec<String> = problems
+            .iter()
+            .filter(|p| p.is_damage())
+            .map(|p| format!("{} ({})", p.path, p.flags))
+            .collect();
+        let verifier = match backend {
+            Backend::Apt => "dpkg --verify",
+            Backend::Dnf => "rpm -V",
+        };
+        let detail = json!({ "files": problems });
+        if !damaged.is_empty() {
+            return Step::failed(format!(
+                "{verifier}: installed files differ from the packages: {}",
+                damaged.join(", ")
+            ))
+            .detail(detail);
+        }
+        let mut message = format!(
+            "{} reports every target installed: {}; {verifier}: files intact",
+            backend.database(),
+            self.job
+                .targets
+                .iter()
+                .map(|t| format!("{} {}", t.package, t.version))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let edited: Vec<&str> = problems
+            .iter()
+            .filter(|p| p.config)
+            .map(|p| p.path.as_str())
+            .collect();
+        if !edited.is_empty() {
+            message.push_str(&format!(
+                " (locally changed configuration: {})",
+                edited.join(", ")
+            ));
+        }
+        Step::ok(message).detail(detail)
     }
 
     fn checks(&mut self) -> Step {
@@ -877,9 +1044,10 @@ impl<'a> Run<'a> {
 
     fn rollback(&mut self) -> Step {
         let root = self.root();
+        let backend = self.backend;
         let mut done_parts = Vec::new();
         let mut failures = Vec::new();
-        let states = match dpkg::states(root) {
+        let states = match backend.states(root) {
             Ok(states) => states,
             Err(e) => return Step::failed(e.to_string()),
         };
@@ -889,7 +1057,7 @@ impl<'a> Run<'a> {
             match before {
                 Some(version) => {
                     let current = now.filter(|s| s.is_installed()).map(|s| s.version.as_str());
-                    if !current.is_some_and(|c| same_version(c, version)) {
+                    if !current.is_some_and(|c| backend.same_version(c, version)) {
                         request.install.push((package.clone(), version.clone()));
                     }
                 }
@@ -902,18 +1070,25 @@ impl<'a> Run<'a> {
                 }
             }
         }
+        let program = match backend {
+            Backend::Apt => "apt-get",
+            Backend::Dnf => "dnf",
+        };
         if !request.is_empty() {
-            match apt::install(root, &request, Mode::Rollback, self.exec.config.apt_timeout) {
+            match backend.install(root, &request, Mode::Rollback, self.exec.config.apt_timeout) {
                 Err(e) => failures.push(e.to_string()),
                 Ok(done) if !done.success() => {
-                    failures.push(format!("apt-get install (rollback): {}", done.describe()));
+                    failures.push(format!(
+                        "{program} install (rollback): {}",
+                        backend.describe(&done)
+                    ));
                 }
                 Ok(_) => done_parts.push(format!(
-                    "apt-get restored {}",
+                    "{program} restored {}",
                     request
                         .install
                         .iter()
-                        .map(|(p, v)| format!("{p}={v}"))
+                        .map(|(p, v)| backend.spec(p, v))
                         .chain(request.remove.iter().map(|p| format!("{p} (removed)")))
                         .collect::<Vec<_>>()
                         .join(" ")
@@ -922,6 +1097,13 @@ impl<'a> Run<'a> {
         }
         match restore(root, &self.config_dir(), &self.saved) {
             Ok(count) => done_parts.push(format!("restored {count} configuration files")),
+            Err(e) => failures.push(e.to_string()),
+        }
+        match remove_leftovers(root, &self.steps) {
+            Ok(0) => {}
+            Ok(count) => done_parts.push(format!(
+                "removed {count} .rpmnew/.rpmsave files the update wrote"
+            )),
             Err(e) => failures.push(e.to_string()),
         }
         if let Some(argv) = &self.job.rollback.snapshot_revert {
@@ -938,8 +1120,8 @@ impl<'a> Run<'a> {
                 failures.push(format!("snapshot revert ({}): {message}", argv.join(" ")));
             }
         }
-        // Verify against dpkg, not against what apt said.
-        match dpkg::states(root) {
+        // Verify against the database, not against what apt or dnf said.
+        match backend.states(root) {
             Err(e) => failures.push(e.to_string()),
             Ok(states) => {
                 let now =
@@ -947,7 +1129,7 @@ impl<'a> Run<'a> {
                 for (package, before) in &self.versions_before {
                     let after = now.get(package).cloned().flatten();
                     let same = match (before, &after) {
-                        (Some(b), Some(a)) => same_version(a, b),
+                        (Some(b), Some(a)) => backend.same_version(a, b),
                         (None, None) => true,
                         _ => false,
                     };
@@ -962,7 +1144,7 @@ impl<'a> Run<'a> {
             }
         }
         let detail = json!({ "request": {
-            "install": request.install.iter().map(|(p, v)| format!("{p}={v}")).collect::<Vec<_>>(),
+            "install": request.install.iter().map(|(p, v)| backend.spec(p, v)).collect::<Vec<_>>(),
             "remove": request.remove,
         }});
         if failures.is_empty() {
@@ -979,7 +1161,11 @@ impl<'a> Run<'a> {
                 packages.push(target.package.clone());
             }
         }
-        let (versions_after, unsettled) = match dpkg::states(self.root()) {
+        let states = match self.exec.backend {
+            Ok(backend) => backend.states(self.root()),
+            Err(_) => Ok(Default::default()),
+        };
+        let (versions_after, unsettled) = match states {
             Ok(states) => (
                 dpkg::versions_of(&states, packages.iter().map(String::as_str)),
                 dpkg::unsettled_of(&states, packages.iter().map(String::as_str)),
@@ -1032,11 +1218,44 @@ fn base_name(package: &str) -> &str {
     package.split(':').next().unwrap_or(package)
 }
 
-/// dpkg's equality (`1.0` = `0:1.0`); texts that do not parse compare as text.
-fn same_version(a: &str, b: &str) -> bool {
-    match version::compare(Scheme::Deb, a, b) {
-        Ok(order) => order.is_eq(),
-        Err(_) => a == b,
+/// A `.rpmnew`/`.rpmsave` file a transaction wrote, and whether it was new (only those are
+/// removed by a rollback).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ConfigLeftover {
+    #[serde(flatten)]
+    note: dnf::ConfigNote,
+    created: bool,
+}
+
+/// Removes the `.rpmnew`/`.rpmsave` files the apply step among `steps` created; returns how
+/// many. A rollback puts the saved configuration back, and these would describe a version no
+/// longer installed.
+fn remove_leftovers(root: &PackageRoot, steps: &[StepResult]) -> Result<usize, AgentError> {
+    let Some(apply) = steps.iter().rev().find(|s| s.step == StepName::Apply) else {
+        return Ok(0);
+    };
+    let leftovers: Vec<ConfigLeftover> = apply
+        .detail
+        .get("config_files")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    let mut removed = 0;
+    for leftover in leftovers.iter().filter(|l| l.created) {
+        let path = root.path(&leftover.note.saved_as);
+        match fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(AgentError::io("removing", path, e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// The family's name in messages.
+fn family_name(family: sluice_core::inventory::host::PackageManager) -> &'static str {
+    match family {
+        sluice_core::inventory::host::PackageManager::Dpkg => "dpkg (apt)",
+        sluice_core::inventory::host::PackageManager::Rpm => "rpm (dnf)",
     }
 }
 

@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -17,7 +16,6 @@ use sluice_core::inventory::{OsRelease, dpkg as dpkg_status, rpm};
 use crate::AgentError;
 use crate::dpkg;
 use crate::preflight::sha256_file;
-use crate::process;
 use crate::root::PackageRoot;
 
 /// Collects the inventory of `root`, hashing `watched` (absolute paths inside the root).
@@ -30,20 +28,32 @@ pub fn collect(root: &PackageRoot, watched: &[PathBuf]) -> Result<HostInventory,
     let uname = rustix::system::uname();
     let kernel = uname.release().to_string_lossy().into_owned();
     let hostname = Some(uname.nodename().to_string_lossy().into_owned());
+    // The family is the os-release's (as for jobs); a root whose os-release names neither
+    // is read by the database it has.
     let status_path = root.path("/var/lib/dpkg/status");
-    let (package_manager, packages, arch) = if status_path.exists() {
-        let text = fs::read_to_string(&status_path)
-            .map_err(|e| AgentError::io("reading", &status_path, e))?;
-        let packages = dpkg_status::parse_status(&status_path.display().to_string(), &text)
-            .map_err(|e| AgentError::Parse {
-                what: status_path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        (PackageManager::Dpkg, packages, dpkg::architecture(root)?)
-    } else {
-        let packages = rpm_packages(root)?;
-        let arch = uname.machine().to_string_lossy().into_owned();
-        (PackageManager::Rpm, packages, arch)
+    let family = os_release
+        .package_manager()
+        .unwrap_or(if status_path.exists() {
+            PackageManager::Dpkg
+        } else {
+            PackageManager::Rpm
+        });
+    let (package_manager, packages, arch) = match family {
+        PackageManager::Dpkg => {
+            let text = fs::read_to_string(&status_path)
+                .map_err(|e| AgentError::io("reading", &status_path, e))?;
+            let packages = dpkg_status::parse_status(&status_path.display().to_string(), &text)
+                .map_err(|e| AgentError::Parse {
+                    what: status_path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            (PackageManager::Dpkg, packages, dpkg::architecture(root)?)
+        }
+        PackageManager::Rpm => {
+            let packages = rpm_packages(root)?;
+            let arch = uname.machine().to_string_lossy().into_owned();
+            (PackageManager::Rpm, packages, arch)
+        }
     };
     let reboot_file = root.path("/var/run/reboot-required");
     let reboot_required = reboot_file.exists() || root.path("/run/reboot-required").exists();
@@ -92,20 +102,17 @@ fn read_os_release(root: &PackageRoot) -> Result<OsRelease, AgentError> {
     })
 }
 
-/// `rpm -qa` in the root, parsed by `sluice_core::inventory::rpm`.
+/// `rpm -qa` in the root (its own database: `--root` and `--dbpath`, see
+/// [`PackageRoot::rpm`]), parsed by `sluice_core::inventory::rpm`.
 fn rpm_packages(
     root: &PackageRoot,
 ) -> Result<Vec<sluice_core::inventory::InstalledPackage>, AgentError> {
-    let mut command = Command::new("rpm");
-    if root.is_private() {
-        command.arg("--root").arg(root.dir());
-    }
-    command.args([
+    let command = root.rpm().args([
         "-qa",
         "--queryformat",
         "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE} %{ARCH}\\n",
     ]);
-    let done = process::run(command, Duration::from_secs(300))?;
+    let done = root.run(&command, Duration::from_secs(300))?;
     if !done.success() {
         return Err(AgentError::Command {
             command: done.command.clone(),

@@ -322,6 +322,7 @@ mod tests {
             preflight: Preflight::default(),
             checks: Vec::new(),
             rollback: RollbackPolicy::default(),
+            package_manager: None,
         }
     }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sluice_core::job::{BackupCheck, FileBaseline, FreeSpace, Quiesce};
 
+use crate::backend::Backend;
 use crate::checks::{ROOT_ENV, run_command};
 use crate::process;
 use crate::root::PackageRoot;
@@ -72,22 +73,40 @@ pub fn free_space(root: &PackageRoot, wanted: &[FreeSpace]) -> Vec<Item> {
 
 /// dpkg's and apt's lock files in the root; each must not be held by another process.
 pub fn lock_files(root: &PackageRoot) -> Vec<PathBuf> {
-    [
-        "/var/lib/dpkg/lock-frontend",
-        "/var/lib/dpkg/lock",
-        "/var/lib/apt/lists/lock",
-        "/var/cache/apt/archives/lock",
-    ]
-    .iter()
-    .map(|p| root.path(p))
-    .collect()
+    Backend::Apt.lock_files(root)
 }
 
-/// Tests each package-manager lock the way dpkg and apt take them (a non-blocking `fcntl`
-/// write lock, released at once). A missing lock file is free.
+/// Tests dpkg's and apt's locks (see [`locks_free_for`]).
 pub fn locks_free(root: &PackageRoot) -> Item {
+    locks_free_for(root, Backend::Apt)
+}
+
+/// Tests each package-manager lock the way it is taken: dpkg's, apt's and rpm's with a
+/// non-blocking `fcntl` write lock, released at once; dnf's pid files by whether the process
+/// they name is alive (dnf holds their `flock` only while it reads them). A missing lock file
+/// is free.
+pub fn locks_free_for(root: &PackageRoot, backend: Backend) -> Item {
     let mut held = Vec::new();
-    for path in lock_files(root) {
+    for path in backend.pid_locks(root) {
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(pid) = text.trim().parse::<u32>() else {
+            held.push(format!(
+                "{} does not hold a process id ({:?})",
+                path.display(),
+                text.trim()
+            ));
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            held.push(format!(
+                "{} is held by running process {pid}",
+                path.display()
+            ));
+        }
+    }
+    for path in backend.lock_files(root) {
         let file = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -335,6 +354,28 @@ mod tests {
         assert!(!item.passed);
         assert!(item.message.contains("lock-frontend"), "{item:?}");
         assert!(locks_free(&root).passed);
+    }
+
+    #[test]
+    fn a_live_dnf_pid_lock_is_seen_and_a_stale_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = PackageRoot::private(dir.path()).unwrap();
+        root.prepare_rpm().unwrap();
+        assert!(locks_free_for(&root, Backend::Dnf).passed);
+        let lock = root.path("/var/lib/dnf/rpmdb_lock.pid");
+        fs::write(&lock, std::process::id().to_string()).unwrap();
+        let item = locks_free_for(&root, Backend::Dnf);
+        assert!(!item.passed);
+        assert!(item.message.contains("rpmdb_lock.pid"), "{item:?}");
+        // A process that has exited holds nothing.
+        let mut gone = Command::new("true").spawn().unwrap();
+        let pid = gone.id();
+        gone.wait().unwrap();
+        fs::write(&lock, pid.to_string()).unwrap();
+        assert!(locks_free_for(&root, Backend::Dnf).passed);
+        // dpkg's locks are not dnf's.
+        fs::write(&lock, std::process::id().to_string()).unwrap();
+        assert!(locks_free_for(&root, Backend::Apt).passed);
     }
 
     #[test]

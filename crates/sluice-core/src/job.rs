@@ -16,6 +16,7 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::inventory::host::PackageManager;
 use crate::version::{Scheme, Version, VersionError};
 
 /// Default time a check, a hook or a backup command may take, in seconds.
@@ -45,6 +46,11 @@ pub struct Job {
     /// What to do when a step after the first change fails.
     #[serde(default)]
     pub rollback: RollbackPolicy,
+    /// The package family the job was planned for (`dpkg` or `rpm`): an agent whose host is of
+    /// the other family refuses the job before anything runs, because its versions and names
+    /// mean nothing there. Absent in older jobs: then the agent's own family is assumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_manager: Option<PackageManager>,
 }
 
 /// Whether a job moves packages forward or back.
@@ -656,17 +662,33 @@ impl Job {
             });
         }
         let mut seen = BTreeSet::new();
-        for target in &self.targets {
-            check_package_name(&target.package).map_err(|reason| JobError::PackageName {
-                job: job.clone(),
-                name: target.package.clone(),
-                reason,
+        for (i, target) in self.targets.iter().enumerate() {
+            check_package_name(scheme, &target.package).map_err(|reason| {
+                JobError::PackageName {
+                    job: job.clone(),
+                    name: target.package.clone(),
+                    reason,
+                }
             })?;
-            Version::parse(scheme, &target.version).map_err(|source| JobError::Version {
-                job: job.clone(),
-                package: target.package.clone(),
-                source,
-            })?;
+            let version =
+                Version::parse(scheme, &target.version).map_err(|source| JobError::Version {
+                    job: job.clone(),
+                    package: target.package.clone(),
+                    source,
+                })?;
+            // An rpm version without a release names no single build: `1.1` sorts below every
+            // `1.1-N`, so the installed package would never equal the target.
+            if let Version::Rpm(rpm) = &version
+                && rpm.release().is_none_or(str::is_empty)
+            {
+                return Err(invalid(
+                    format!("targets[{i}].version"),
+                    &format!(
+                        "{} {}: an rpm target needs VERSION-RELEASE (e.g. 1.1-1), the exact build to install",
+                        target.package, target.version
+                    ),
+                ));
+            }
             if !seen.insert(target.package.as_str()) {
                 return Err(JobError::DuplicateTarget {
                     job: job.clone(),
@@ -767,11 +789,25 @@ impl Job {
 }
 
 /// dpkg's rule: lower-case letters, digits, `+`, `-`, `.`; at least two characters, starting
-/// with a letter or digit. Starting with `-` would make it an option.
-fn check_package_name(name: &str) -> Result<(), &'static str> {
+/// with a letter or digit. Starting with `-` would make it an option. rpm names also use
+/// upper-case letters and `_` (`NetworkManager`, `python3-file_magic`); no glob or shell
+/// character passes either rule, so a name never matches more than itself in dnf.
+fn check_package_name(scheme: Scheme, name: &str) -> Result<(), &'static str> {
     let bytes = name.as_bytes();
     if bytes.len() < 2 {
         return Err("must be at least two characters");
+    }
+    if scheme == Scheme::Rpm {
+        if !bytes[0].is_ascii_alphanumeric() {
+            return Err("must start with a letter or a digit");
+        }
+        if !bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"+-._".contains(&b))
+        {
+            return Err("only letters, digits, '+', '-', '.' and '_' are allowed");
+        }
+        return Ok(());
     }
     if !bytes[0].is_ascii_lowercase() && !bytes[0].is_ascii_digit() {
         return Err("must start with a lower-case letter or a digit");
@@ -882,6 +918,7 @@ mod tests {
             preflight: Preflight::default(),
             checks: Vec::new(),
             rollback: RollbackPolicy::default(),
+            package_manager: None,
         }
     }
 
@@ -1025,6 +1062,52 @@ mod tests {
             let err = job.validate(Scheme::Deb).unwrap_err().to_string();
             assert!(err.contains(expected), "{err} should contain {expected}");
         }
+    }
+
+    #[test]
+    fn rpm_targets_need_a_release_and_allow_rpm_names() {
+        let ok = job(
+            JobKind::Update,
+            &[
+                ("NetworkManager", "1:1.42.2-1.el9"),
+                ("python3-file_magic", "5.39-12.el9"),
+            ],
+        );
+        ok.validate(Scheme::Rpm).unwrap();
+        // The same names are not Debian package names.
+        assert!(ok.validate(Scheme::Deb).is_err());
+        let cases: Vec<(Job, &str)> = vec![
+            (
+                job(JobKind::Update, &[("demo", "1.1")]),
+                "targets[0].version",
+            ),
+            (
+                job(JobKind::Update, &[("demo", "1.1-1"), ("lib", "2:3.0-")]),
+                "targets[1].version",
+            ),
+            (job(JobKind::Update, &[("-demo", "1.1-1")]), "must start"),
+            (job(JobKind::Update, &[("demo*", "1.1-1")]), "only letters"),
+        ];
+        for (job, expected) in cases {
+            let err = job.validate(Scheme::Rpm).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err} should contain {expected}");
+        }
+        let err = job(JobKind::Update, &[("demo", "1.1")])
+            .validate(Scheme::Rpm)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VERSION-RELEASE"), "{err}");
+    }
+
+    #[test]
+    fn the_package_family_is_optional_in_json() {
+        let mut job = job(JobKind::Update, &[("demo", "1.1-1")]);
+        let text = serde_json::to_string(&job).unwrap();
+        assert!(!text.contains("package_manager"), "{text}");
+        job.package_manager = Some(PackageManager::Rpm);
+        let text = serde_json::to_string(&job).unwrap();
+        assert!(text.contains(r#""package_manager":"rpm""#), "{text}");
+        assert_eq!(serde_json::from_str::<Job>(&text).unwrap(), job);
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn job(id: &str, key: &str) -> Job {
         preflight: Default::default(),
         checks: Vec::new(),
         rollback: Default::default(),
+        package_manager: None,
     }
 }
 

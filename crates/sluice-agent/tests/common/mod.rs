@@ -337,6 +337,7 @@ pub fn job(id: &str, targets: &[(&str, &str)]) -> Job {
         preflight: Preflight::default(),
         checks: Vec::new(),
         rollback: RollbackPolicy::default(),
+        package_manager: None,
     }
 }
 

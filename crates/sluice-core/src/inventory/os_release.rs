@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::InventoryError;
+use super::host::PackageManager;
 use crate::ecosystem::{EcosystemError, EcosystemKey};
 
 /// The fields of an os-release file that choose the ecosystem.
@@ -68,6 +69,20 @@ impl OsRelease {
         })
     }
 
+    /// The package family of this release, from `ID` then each `ID_LIKE` word: Debian and
+    /// Ubuntu use dpkg; RHEL, Fedora, CentOS, AlmaLinux and Rocky use rpm. `None` for a
+    /// distribution of neither family (the agent then refuses to change packages).
+    pub fn package_manager(&self) -> Option<PackageManager> {
+        let like = self.id_like.as_deref().unwrap_or_default();
+        std::iter::once(self.id.as_str())
+            .chain(like.split_whitespace())
+            .find_map(|id| match id {
+                "debian" | "ubuntu" => Some(PackageManager::Dpkg),
+                "rhel" | "fedora" | "centos" | "almalinux" | "rocky" => Some(PackageManager::Rpm),
+                _ => None,
+            })
+    }
+
     /// The ecosystem this release belongs to.
     pub fn ecosystem(&self) -> Result<EcosystemKey, EcosystemError> {
         EcosystemKey::from_os_release(
@@ -93,6 +108,34 @@ fn unquote(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_family_from_id_and_id_like() {
+        let family = |text: &str| {
+            OsRelease::parse("os-release", text)
+                .unwrap()
+                .package_manager()
+        };
+        assert_eq!(family("ID=debian\n"), Some(PackageManager::Dpkg));
+        assert_eq!(
+            family("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\n"),
+            Some(PackageManager::Dpkg)
+        );
+        assert_eq!(
+            family("ID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\n"),
+            Some(PackageManager::Rpm)
+        );
+        assert_eq!(
+            family("ID=ol\nID_LIKE=\"fedora\"\n"),
+            Some(PackageManager::Rpm)
+        );
+        assert_eq!(family("ID=rocky\n"), Some(PackageManager::Rpm));
+        assert_eq!(family("ID=arch\n"), None);
+        assert_eq!(
+            family("ID=opensuse-leap\nID_LIKE=\"suse opensuse\"\n"),
+            None
+        );
+    }
 
     #[test]
     fn debian_and_alma() {

@@ -910,6 +910,7 @@ pub(super) fn update_job(loaded: &mut Loaded, host: &str) -> Option<Job> {
         preflight: loaded.spec.job.preflight.clone(),
         checks: loaded.spec.job.checks.clone(),
         rollback: loaded.spec.job.rollback.clone(),
+        package_manager: None,
     })
 }
 
@@ -979,6 +980,7 @@ pub(super) fn queue_rollbacks(
             preflight: Preflight::default(),
             checks: loaded.spec.job.checks.clone(),
             rollback: RollbackPolicy::default(),
+            package_manager: None,
         };
         loaded
             .runtime

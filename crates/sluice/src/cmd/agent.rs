@@ -55,7 +55,8 @@ pub struct AgentArgs {
     /// Do one round (recover, inventory, one poll, run what came) and exit.
     #[arg(long)]
     once: bool,
-    /// Skip `apt-get update` before dry runs (for repositories known to be current).
+    /// Skip refreshing the package lists (`apt-get update`, `dnf makecache`) before dry runs
+    /// (for repositories known to be current).
     #[arg(long)]
     no_refresh: bool,
 }

@@ -28,8 +28,8 @@ pub enum JobCommand {
 /// Where the job runs.
 #[derive(Debug, clap::Args)]
 pub struct Place {
-    /// Manage the packages of this private root instead of the machine's own: apt and dpkg
-    /// act on DIR only.
+    /// Manage the packages of this private root instead of the machine's own: apt and dpkg,
+    /// or dnf and rpm (chosen by DIR/etc/os-release), act on DIR only.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
@@ -49,7 +49,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub job: PathBuf,
 
-    /// Skip `apt-get update` before the dry run.
+    /// Skip refreshing the package lists (`apt-get update`, `dnf makecache`) before the dry
+    /// run.
     #[arg(long)]
     pub no_refresh: bool,
 
@@ -172,7 +173,9 @@ fn table(report: &JobReport) -> String {
         ));
     }
     for (package, state) in &report.unsettled {
-        out.push_str(&format!("  {package}: left {state} by dpkg\n"));
+        out.push_str(&format!(
+            "  {package}: left {state} by the package manager\n"
+        ));
     }
     out.trim_end().to_owned()
 }
