@@ -247,9 +247,26 @@ impl AccessTable {
         Ok(Self(table))
     }
 
-    /// The rule for a route.
+    /// The rule for a route (`HEAD` follows `GET`).
     pub fn get(&self, method: &Method, path: &str) -> Option<&Access> {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         self.0.get(&(method.clone(), path.to_owned()))
+    }
+
+    /// The methods a route declares, for the `Allow` header of a 405.
+    pub fn methods(&self, path: &str) -> Vec<&Method> {
+        let mut methods: Vec<&Method> = self
+            .0
+            .keys()
+            .filter(|(_, p)| p == path)
+            .map(|(m, _)| m)
+            .collect();
+        methods.sort_by_key(|m| m.as_str());
+        methods
     }
 }
 
@@ -285,6 +302,23 @@ pub async fn authorize(
         }
     };
     let Some(access) = access else {
+        // A route that exists with other methods: the method is wrong, not the caller.
+        let allowed = route
+            .as_deref()
+            .map(|route| state.access.methods(route))
+            .unwrap_or_default();
+        if !allowed.is_empty() {
+            let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            let mut response = ApiError::with_status(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed here; allowed: {}", request.method(), allow.join(", ")),
+            )
+            .into_response();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&allow.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return response;
+        }
         return ApiError::forbidden("this route declares no access rule").into_response();
     };
     if access == Access::Public {
