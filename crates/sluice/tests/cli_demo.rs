@@ -9,9 +9,21 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The machine's own dpkg database. A missing one fails the test: it would compare equal to
+/// itself and prove nothing.
+fn host_dpkg_status() -> Vec<u8> {
+    let status = std::fs::read("/var/lib/dpkg/status")
+        .unwrap_or_else(|e| panic!("cannot read the machine's /var/lib/dpkg/status: {e}"));
+    assert!(
+        String::from_utf8_lossy(&status).contains("Package: "),
+        "/var/lib/dpkg/status holds no packages: nothing to prove untouched"
+    );
+    status
+}
+
 #[test]
 fn the_demo_tells_the_whole_story_and_leaves_the_machine_alone() {
-    let status_before = std::fs::read("/var/lib/dpkg/status").unwrap_or_default();
+    let status_before = host_dpkg_status();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("demo");
     let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -83,7 +95,7 @@ fn the_demo_tells_the_whole_story_and_leaves_the_machine_alone() {
     );
 
     assert!(
-        std::fs::read("/var/lib/dpkg/status").unwrap_or_default() == status_before,
+        host_dpkg_status() == status_before,
         "the machine's own /var/lib/dpkg/status changed during the demo"
     );
 }
