@@ -2,9 +2,10 @@
 # Agent footprint (docs/benchmarks.md, "Agent"): what `sluice agent` costs a host when idle, and
 # what a job costs beyond apt's own work. Prints numbers; asserts nothing.
 #
-#   1. a server and one enrolled host: `sluice demo --fleet-only --agents 1` (a private package
-#      root on acme-web 1.0 from a local apt repository); its agent is replaced by one started
-#      here with the agent's default settings (`--poll-wait` 25 s; `--no-refresh`);
+#   1. a server and enrolled hosts: `sluice demo --fleet-only --agents 3` (its smallest fleet:
+#      private package roots on acme-web 1.0 from a local apt repository); its agents are
+#      stopped and the first host's is started again here, alone, with the agent's default
+#      settings (`--poll-wait` 25 s) and `--no-refresh`;
 #   2. idle: after SETTLE seconds, the agent's CPU time from /proc/PID/stat (utime + stime, in
 #      clock ticks) over MINUTES minutes, and its memory from /proc/PID/status at the end (VmRSS,
 #      of which RssAnon and RssFile, and VmHWM);
@@ -85,8 +86,8 @@ for k in sys.argv[2:]: v = v[int(k)] if isinstance(v, list) else v[k]
 print(v)' "$work/fleet.json" "$@"; }
 
 # 1. The server and one host.
-say "bringing up one host: sluice demo --fleet-only --agents 1 --no-refresh"
-"$sluice" demo --fleet-only --no-refresh --agents 1 --dir "$work/fleet" \
+say "bringing up the smallest fleet: sluice demo --fleet-only --agents 3 --no-refresh"
+"$sluice" demo --fleet-only --no-refresh --agents 3 --dir "$work/fleet" \
     >"$work/fleet.json" 2>"$work/fleet.log" &
 fleet_pid=$!
 for _ in $(seq 600); do
@@ -99,7 +100,9 @@ url=$(field server)
 name=$(field hosts 0 name)
 root=$(field hosts 0 root)
 state=$(field hosts 0 state)
-stop "$(field pids agents 0)"
+for pid in $(python3 -c 'import json,sys; print(*json.load(open(sys.argv[1]))["pids"]["agents"])' "$work/fleet.json"); do
+    stop "$pid"
+done
 "$sluice" agent --server "$url" --hostname "$name" --state-dir "$state" --root "$root" --no-refresh \
     >"$work/agent.log" 2>&1 &
 agent_pid=$!
@@ -123,7 +126,6 @@ idle_load_end=$(load)
 rss=$(status_kb VmRSS) anon=$(status_kb RssAnon) file=$(status_kb RssFile) hwm=$(status_kb VmHWM)
 idle_s=$(python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.1f}")' "$t_start" "$t_end")
 idle_ticks=$((ticks_end - ticks_start))
-polls=$(grep -c 'GET /api/v1/agent/jobs/next' "$work/fleet/logs/server.log" 2>/dev/null || true)
 stop "$agent_pid"
 agent_pid=""
 stop "$fleet_pid"
@@ -197,7 +199,7 @@ Agent footprint ($(nproc) cores, $(uname -r); sluice $("$sluice" --version | awk
   idle, $idle_s s after $settle s of settling (load average $idle_load_start at the start, $idle_load_end at the end):
     CPU          $idle_ticks clock ticks (1 tick = 1/$ticks_per_s s) of utime + stime
     memory       VmRSS $rss kB (RssAnon $anon kB, RssFile $file kB), VmHWM $hwm kB
-    job polls    $polls answered by the server over the whole run (long polls of up to 25 s)
+    (the agent long-polls for jobs, up to 25 s a poll, and checks its inventory after each)
   per job, $package $old -> $target in a private root, no checks, --no-refresh
   (load average $jobs_load_start at the start, $jobs_load_end at the end):
     apt's own work      median $floor_median s ($(spread "${floor_times[@]}"), $jobs runs)

@@ -50,6 +50,20 @@ impl Rng {
     }
 }
 
+/// The machine's load averages (1, 5, 15 minutes), printed with the figures: the benchmark
+/// shares its cores with whatever else runs.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
+}
+
 fn fixture_vectors(file: &str) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/cvss")
@@ -64,6 +78,7 @@ fn fixture_vectors(file: &str) -> Vec<String> {
 }
 
 fn cvss(c: &mut Criterion) {
+    println!("load average before cvss: {}", load_average());
     let mut group = c.benchmark_group("cvss");
     for (name, file) in [("3.1", "vectors_simple31"), ("4.0", "vectors_simple4")] {
         let vectors = fixture_vectors(file);
@@ -117,6 +132,7 @@ fn rpm_versions(rng: &mut Rng, n: usize) -> Vec<String> {
 }
 
 fn versions(c: &mut Criterion) {
+    println!("load average before version: {}", load_average());
     let mut rng = Rng(7);
     let mut group = c.benchmark_group("version");
     for (name, scheme, texts) in [
@@ -193,6 +209,7 @@ fn host(c: &mut Criterion) {
     let policy = PriorityPolicy::default();
     let asset = AssetProfile::default();
     let today = jiff::civil::date(2026, 11, 25);
+    println!("load average before host: {}", load_average());
     let mut group = c.benchmark_group("host");
     group
         .sample_size(10)
@@ -356,6 +373,7 @@ fn fleet(c: &mut Criterion) {
     let (packages, spread_advisories) = spread_universe();
     let spread = spread_hosts(&packages);
     let eco = &universe.eco;
+    println!("load average before fleet: {}", load_average());
     let mut group = c.benchmark_group("fleet");
     group
         .sample_size(10)
@@ -395,6 +413,7 @@ fn fleet(c: &mut Criterion) {
             lists.iter().map(Vec::len).sum::<usize>(),
             result.finding_count()
         );
+        println!("load average after fleet {label}: {}", load_average());
     }
     group.finish();
 }

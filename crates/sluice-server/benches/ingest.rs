@@ -212,6 +212,20 @@ async fn call(
     )
 }
 
+/// The machine's load averages (1, 5, 15 minutes), printed with the figures: the benchmark
+/// shares its cores with whatever else runs.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
@@ -318,6 +332,10 @@ async fn run(backend: &str, fleet: &FleetKind, hosts: usize, clients: usize) {
     // Agents push concurrently: `clients` tasks take the next body until none is left.
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let bodies = std::sync::Arc::new(bodies);
+    println!(
+        "{label}: load average before the pushes: {}",
+        load_average()
+    );
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -392,6 +410,10 @@ async fn run(backend: &str, fleet: &FleetKind, hosts: usize, clients: usize) {
             percentile(&times, 0.95).as_secs_f64() * 1e3
         );
     }
+    println!(
+        "{label}: load average after the queries: {}",
+        load_average()
+    );
     store.close().await;
     if let Some(name) = pg_name {
         let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
