@@ -103,16 +103,17 @@ fn status_file(rng: &mut Rng) -> String {
     text
 }
 
-/// Spread advisories over the real universe's sources: most fixed before any version in the
-/// fleet (patched long ago), some at one of the point releases (hosts behind it are affected),
-/// one in a hundred after the newest (every host that has the package).
+/// Spread advisories over the real universe's sources: 97 % fixed before any version in the
+/// fleet (patched long ago), 2.5 % at one of the point releases (hosts behind it are affected),
+/// 0.5 % after the newest (every host that has the package): about as many findings a host as
+/// the uniform fleet.
 fn spread_advisories(rng: &mut Rng, packages: &[real_fleet::Package]) -> String {
     let mut records = Vec::new();
     for i in 0..6000 {
         let package = &packages[rng.below(packages.len())];
-        let fixed = match rng.below(100) {
-            0 => format!("{}+fix1", package.history[0]),
-            1..=12 => package.history[rng.below(real_fleet::HISTORY)].clone(),
+        let fixed = match rng.below(1000) {
+            0..=4 => format!("{}+fix1", package.history[0]),
+            5..=29 => package.history[rng.below(real_fleet::HISTORY)].clone(),
             _ => real_fleet::point_release_before(package.history.last().unwrap()),
         };
         records.push(json!({
