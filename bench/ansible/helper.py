@@ -8,6 +8,8 @@
   helper.py refresh URL TOKEN                  asks every agent for a fresh inventory and
                                                waits until all of them sent one
   helper.py field JSON_FILE KEY...             one field of a JSON file (KEYs index into it)
+  helper.py rounds ROUNDS_JSON                 per round and over all rounds (median, min-max):
+                                               Sluice/floor, Ansible/Sluice, Ansible/floor
 """
 
 import json
@@ -175,6 +177,46 @@ def breakdown(url, token, rollout, out_path):
         for k in ["wake", "claim_to_first_step", "report", "server_fold", "verified"]))
 
 
+RATIOS = [
+    ("Sluice/floor", "sluice_s", "floor_s"),
+    ("Ansible/Sluice", "ansible_s", "sluice_s"),
+    ("Ansible/floor", "ansible_s", "floor_s"),
+]
+
+
+def rounds(path):
+    """The rounds of run.sh (ansible_s, sluice_s, floor_s, loads): one line each, then each
+    ratio's median and spread (min-max) over the rounds; the summary also goes into the file."""
+    data = json.load(open(path))
+    runs = data["rounds"]
+    for r in runs:
+        for name, top, bottom in RATIOS:
+            r[name] = r[top] / r[bottom]
+    print(f"  {'round':<6}{'Ansible s':>10}{'Sluice s':>10}{'floor s':>9}"
+          + "".join(f"{name:>16}" for name, _, _ in RATIOS) + "   load at start (Ansible, Sluice)")
+    for i, r in enumerate(runs, 1):
+        print(f"  {i:<6}{r['ansible_s']:>10.2f}{r['sluice_s']:>10.3f}{r['floor_s']:>9.3f}"
+              + "".join(f"{r[name]:>15.2f}x" for name, _, _ in RATIOS)
+              + f"   {r['ansible_load']}, {r['sluice_load']}")
+    summary = {}
+    for name, _, _ in RATIOS:
+        values = [r[name] for r in runs]
+        summary[name] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    for key in ["ansible_s", "sluice_s", "floor_s"]:
+        values = [r[key] for r in runs]
+        summary[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    print(f"  over {len(runs)} rounds, median (min-max):")
+    for key, label, digits in [("ansible_s", "Ansible", 2), ("sluice_s", "Sluice", 3),
+                               ("floor_s", "floor", 3)]:
+        v = summary[key]
+        print(f"    {label:<15}{v['median']:.{digits}f} s ({v['min']:.{digits}f}-{v['max']:.{digits}f})")
+    for name, _, _ in RATIOS:
+        v = summary[name]
+        print(f"    {name:<15}{v['median']:.2f}x ({v['min']:.2f}-{v['max']:.2f})")
+    data["summary"] = summary
+    json.dump(data, open(path, "w"), indent=1)
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "inventory":
@@ -185,6 +227,8 @@ def main():
         breakdown(*args)
     elif command == "refresh":
         refresh(*args)
+    elif command == "rounds":
+        rounds(*args)
     elif command == "field":
         value = json.load(open(args[0]))
         for key in args[1:]:

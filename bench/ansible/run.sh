@@ -6,18 +6,22 @@
 #   1. ansible-core 2.19 into a temporary venv (bench/ansible/requirements.txt, pinned);
 #   2. the fleet: `sluice demo --fleet-only` (server, users, local apt repository, 20 roots on
 #      acme-web 1.0 in env=prod, 20 enrolled agents);
-#   3. Ansible: bench/ansible/playbook.yml (serial: 2, max_fail_percentage: 0), timed;
-#   4. the roots back on 1.0 (not timed), the server's inventories refreshed;
-#   5. Sluice: a change through peer review and the CAB, scheduled (not timed), then timed:
-#      `sluice rollout start CHG --spec spec.json --watch` until the rollout finished;
-#   6. the floor: apt's own work for one host (dpkg-query, apt-get -s install, apt-get install,
-#      dpkg-query), timed directly, in rounds before, between and after the two runs;
-#      floor = 10 batches x the median host;
-#   7. one summary, and where Sluice's time went, batch by batch.
+#   3. ROUNDS times (default 3), alternately:
+#      a. Ansible: bench/ansible/playbook.yml (serial: 2, max_fail_percentage: 0), timed;
+#         the roots back on 1.0 (not timed), the server's inventories refreshed;
+#      b. Sluice: a change through peer review and the CAB, scheduled (not timed), then timed:
+#         `sluice rollout start CHG --spec spec.json --watch` until the rollout finished; the
+#         roots back on 1.0, the inventories refreshed;
+#   4. the floor: apt's own work for one host (dpkg-query, apt-get -s install, apt-get install,
+#      dpkg-query), timed directly, before, between and after every run; a round's floor is
+#      10 batches x the median host of the floor measurements around its two runs;
+#   5. each round's figures and ratios, each ratio's median and spread (min-max) over the
+#      rounds, and where Sluice's time went, batch by batch, in the last round.
 #
 # Needs root (dpkg installs nothing without it, even into a private root; the machine's own
 # packages are never touched), dpkg-dev, apt, python3 with venv, and PyPI. Environment:
 #   SLUICE=PATH      the sluice binary (default target/release/sluice, built when missing)
+#   ROUNDS=N         Ansible and Sluice each run N times, alternately (default 3)
 #   FLOOR_ROOTS=N    hosts timed one at a time per floor round (default 5; 2N more in pairs)
 #   KEEP=1           keep the working directory (logs, server database) for a look afterwards
 #   OUT=FILE         also write the results as JSON to FILE
@@ -31,6 +35,7 @@ repo=$(cd "$here/../.." && pwd)
 hosts=20
 batches=$((hosts / 2))
 floor_roots=${FLOOR_ROOTS:-5}
+rounds=${ROUNDS:-3}
 package=acme-web
 old=1.0
 target=1.1
@@ -40,6 +45,8 @@ die() { say "$*"; exit 1; }
 
 [ "$floor_roots" -ge 1 ] && [ $((floor_roots * 3)) -le "$hosts" ] ||
     die "FLOOR_ROOTS=$floor_roots: from 1 to $((hosts / 3)) (N roots one at a time and 2N in pairs, of $hosts)"
+
+[ "$rounds" -ge 1 ] 2>/dev/null || die "ROUNDS=$rounds: a number of rounds, 1 or more (3 or more to report a spread)"
 
 [ "$(id -u)" = 0 ] || die "needs root: dpkg installs nothing without it, even into the private roots (the machine's own packages are never touched)"
 for tool in python3 apt-get dpkg-query dpkg-deb dpkg-scanpackages df; do
@@ -160,8 +167,10 @@ one_host() {
 }
 host_times=() query_times=() dry_times=() install_times=() verify_times=() pair_times=()
 update_times=()
+floor_starts=()
 floor_round() {
     local i stamps a b t0 t1 pa pb
+    floor_starts+=("${#host_times[@]}")
     for i in $(seq 0 $((floor_roots - 1))); do
         # What the agent adds to its dry run by default (it refreshes the lists first):
         # informative, not part of the floor.
@@ -190,11 +199,21 @@ floor_round() {
     set_all "$old"
 }
 load() { cut -d' ' -f1 /proc/loadavg; }
+# The host samples of floor rounds FIRST..LAST (indexes into floor_starts), one a line.
+floor_samples() {
+    local first=$1 last=$2 from to
+    from=${floor_starts[$first]}
+    if [ $((last + 1)) -lt "${#floor_starts[@]}" ]; then
+        to=${floor_starts[$((last + 1))]}
+    else
+        to=${#host_times[@]}
+    fi
+    printf '%s\n' "${host_times[@]:$from:$((to - from))}"
+}
 all_on "$old"
-say "floor, round 1 of 3: the four commands on ${floor_roots} roots one at a time, on $((floor_roots * 2)) two at a time"
+say "floor, before round 1: the four commands on ${floor_roots} roots one at a time, on $((floor_roots * 2)) two at a time"
 floor_round
 
-# 3. Ansible.
 python3 "$here/helper.py" inventory "$work/fleet.json" "$work/venv/bin/python" >"$work/inventory.ini"
 mkdir -p "$work/ansible-home" "$work/ansible-tmp"
 cat >"$work/ansible.cfg" <<EOF
@@ -209,24 +228,6 @@ interpreter_python = $work/venv/bin/python
 [connection]
 pipelining = True
 EOF
-say "Ansible: ansible-playbook $here/playbook.yml ($hosts hosts, serial 2)"
-ansible_load=$(load)
-start=$(now)
-if ! ANSIBLE_CONFIG="$work/ansible.cfg" ANSIBLE_NOCOLOR=1 \
-    "$work/venv/bin/ansible-playbook" "$here/playbook.yml" >"$work/ansible.log" 2>&1; then
-    tail -n 40 "$work/ansible.log" >&2
-    die "ansible-playbook failed"
-fi
-ansible_s=$(elapsed "$start" "$(now)")
-all_on "$target"
-say "Ansible: $ansible_s s; dpkg-query: all $hosts roots on $package $target"
-ansible_tasks=$(grep -c '^TASK \[' "$work/ansible.log" || true)
-
-# 4. Back to 1.0 (not timed), and the server's copy of every host's packages refreshed.
-say "resetting the roots to $package $old"
-set_all "$old"
-say "floor, round 2 of 3"
-floor_round
 token() { python3 "$here/helper.py" field "$work/cfg/$1/sluice/credentials.json" token; }
 as() {
     local user=$1
@@ -238,9 +239,6 @@ for user in alice olga bob carol sam chair; do
     printf '%s\n' "$password" | as "$user" login --server "$url" --username "$user" --password-stdin \
         >>"$work/login.log" 2>&1 || { cat "$work/login.log" >&2; die "cannot log in as $user"; }
 done
-python3 "$here/helper.py" refresh "$url" "$(token alice)"
-
-# 5. Sluice: the change through peer review and the CAB, scheduled; then the timed rollout.
 cat >"$work/plan.json" <<'EOF'
 {
   "implementation": ["acme-web 1.1 two hosts at a time; pre-check, dry run, install, verify on each"],
@@ -268,86 +266,106 @@ cat >"$work/spec.json" <<EOF
 }
 EOF
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-change=$(as alice change create --title "acme-web $target on prod, two hosts at a time" --type normal \
-    --target "$package=$target@Debian:12" --scope env=prod --update-type security \
-    --justification "benchmark: the same upgrade Ansible just made" --plan-file "$work/plan.json" \
-    --output json | json_field id)
-as alice change submit "$change" --output json >/dev/null
-as olga change sign-off "$change" --comment "plan and rollback criteria read" --output json >/dev/null
-state=$(as alice change review "$change" --output json | json_field state)
-for voter in bob carol sam chair; do
-    [ "$state" = in-review ] || break
-    state=$(as "$voter" change approve "$change" --comment "approved for the benchmark" --output json | json_field state)
-done
-[ "$state" = approved ] || die "$change is $state after the CAB's votes"
-window_start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-window_end=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ)
-as alice change schedule "$change" --start "$window_start" --end "$window_end" --output json >/dev/null
-say "Sluice: $change approved by the CAB and scheduled; sluice rollout start $change --spec spec.json --watch"
-sluice_load=$(load)
-start=$(now)
-if ! as alice rollout start "$change" --spec "$work/spec.json" --watch >"$work/watch.log" 2>&1; then
-    tail -n 40 "$work/watch.log" >&2
-    die "the rollout did not complete"
-fi
-sluice_s=$(elapsed "$start" "$(now)")
-all_on "$target"
-rollout=$(as alice rollout list --change "$change" --output json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
-say "Sluice: $sluice_s s; dpkg-query: all $hosts roots on $package $target"
-python3 "$here/helper.py" breakdown "$url" "$(token alice)" "$rollout" "$work/breakdown.json" \
-    >"$work/breakdown.txt"
-server_s=$(python3 "$here/helper.py" field "$work/breakdown.json" server_seconds | cut -c1-5)
-say "floor, round 3 of 3"
-set_all "$old"
-floor_round
 
-host_median=$(python3 "$here/helper.py" median "${host_times[@]}")
-pair_median=$(python3 "$here/helper.py" median "${pair_times[@]}")
+# 3. The rounds: Ansible, then Sluice, ROUNDS times; the floor before, between and after.
+round_lines=()
+for round in $(seq 1 "$rounds"); do
+    say "round $round of $rounds: Ansible: ansible-playbook $here/playbook.yml ($hosts hosts, serial 2)"
+    ansible_load=$(load)
+    start=$(now)
+    if ! ANSIBLE_CONFIG="$work/ansible.cfg" ANSIBLE_NOCOLOR=1 \
+        "$work/venv/bin/ansible-playbook" "$here/playbook.yml" >"$work/ansible-$round.log" 2>&1; then
+        tail -n 40 "$work/ansible-$round.log" >&2
+        die "ansible-playbook failed"
+    fi
+    ansible_s=$(elapsed "$start" "$(now)")
+    all_on "$target"
+    say "round $round: Ansible $ansible_s s (load average $ansible_load at its start); dpkg-query: all $hosts roots on $package $target"
+    ansible_tasks=$(grep -c '^TASK \[' "$work/ansible-$round.log" || true)
+
+    # Back to 1.0 (not timed), the floor, and the server's copy of every host's packages.
+    set_all "$old"
+    say "floor, between Ansible and Sluice in round $round"
+    floor_round
+    python3 "$here/helper.py" refresh "$url" "$(token alice)"
+
+    change=$(as alice change create --title "acme-web $target on prod, two hosts at a time (round $round)" \
+        --type normal --target "$package=$target@Debian:12" --scope env=prod --update-type security \
+        --justification "benchmark: the same upgrade Ansible just made" --plan-file "$work/plan.json" \
+        --output json | json_field id)
+    as alice change submit "$change" --output json >/dev/null
+    as olga change sign-off "$change" --comment "plan and rollback criteria read" --output json >/dev/null
+    state=$(as alice change review "$change" --output json | json_field state)
+    for voter in bob carol sam chair; do
+        [ "$state" = in-review ] || break
+        state=$(as "$voter" change approve "$change" --comment "approved for the benchmark" --output json | json_field state)
+    done
+    [ "$state" = approved ] || die "$change is $state after the CAB's votes"
+    window_start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    window_end=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ)
+    as alice change schedule "$change" --start "$window_start" --end "$window_end" --output json >/dev/null
+    say "round $round: Sluice: $change approved by the CAB and scheduled; sluice rollout start $change --spec spec.json --watch"
+    sluice_load=$(load)
+    start=$(now)
+    if ! as alice rollout start "$change" --spec "$work/spec.json" --watch >"$work/watch-$round.log" 2>&1; then
+        tail -n 40 "$work/watch-$round.log" >&2
+        die "the rollout did not complete"
+    fi
+    sluice_s=$(elapsed "$start" "$(now)")
+    all_on "$target"
+    rollout=$(as alice rollout list --change "$change" --output json |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+    say "round $round: Sluice $sluice_s s (load average $sluice_load at its start); dpkg-query: all $hosts roots on $package $target"
+    python3 "$here/helper.py" breakdown "$url" "$(token alice)" "$rollout" "$work/breakdown-$round.json" \
+        >"$work/breakdown-$round.txt"
+    server_s=$(python3 "$here/helper.py" field "$work/breakdown-$round.json" server_seconds | cut -c1-5)
+
+    set_all "$old"
+    say "floor, after Sluice in round $round"
+    floor_round
+    python3 "$here/helper.py" refresh "$url" "$(token alice)"
+
+    # This round's floor: the floor rounds just before, between and just after its two runs.
+    f=$((2 * (round - 1)))
+    mapfile -t samples < <(floor_samples "$f" $((f + 2)))
+    round_host=$(python3 "$here/helper.py" median "${samples[@]}")
+    round_floor=$(python3 -c "import sys; print(f'{float(sys.argv[1]) * int(sys.argv[2]):.3f}')" "$round_host" "$batches")
+    round_lines+=("{\"ansible_s\": $ansible_s, \"sluice_s\": $sluice_s, \"sluice_server_s\": $server_s, \"floor_s\": $round_floor, \"floor_host_median_s\": $round_host, \"floor_host_samples\": ${#samples[@]}, \"ansible_load\": $ansible_load, \"sluice_load\": $sluice_load, \"ansible_tasks\": $ansible_tasks, \"rollout\": \"$rollout\"}")
+done
+
+# 4. The floor over all rounds, per command.
 median() { python3 "$here/helper.py" median "$@"; }
+pair_median=$(median "${pair_times[@]}")
 update_median=$(median "${update_times[@]}")
 per_command="dpkg-query $(median "${query_times[@]}") s, apt-get -s $(median "${dry_times[@]}") s, apt-get install $(median "${install_times[@]}") s, dpkg-query $(median "${verify_times[@]}") s"
-floor_s=$(python3 -c "import sys; print(f'{float(sys.argv[1]) * int(sys.argv[2]):.3f}')" "$host_median" "$batches")
-pair_floor_s=$(python3 -c "import sys; print(f'{float(sys.argv[1]) * int(sys.argv[2]):.3f}')" "$pair_median" "$batches")
-
-# 7. The summary.
-sluice_vs_floor=$(ratio "$sluice_s" "$floor_s")
-ansible_vs_sluice=$(ratio "$ansible_s" "$sluice_s")
-ansible_vs_floor=$(ratio "$ansible_s" "$floor_s")
-cat <<EOF
-
-Rollout: Sluice vs ansible-core ($hosts private roots, $package $old -> $target, 2 hosts at a time)
-  machine        $cores cores, $(uname -r); apt $apt_version, dpkg $dpkg_version; ansible-core $ansible_version; sluice $sluice_version
-  Ansible        $ansible_s s   ansible-playbook wall time ($ansible_tasks tasks; load average $ansible_load at its start)
-  Sluice         $sluice_s s   sluice rollout start --watch wall time ($server_s s created -> finished on the server;
-                 load average $sluice_load at its start)
-  floor          $floor_s s   $batches batches x $host_median s (median of ${#host_times[@]} hosts, one at a time:
-                 $per_command)
-                 ($pair_floor_s s with the two hosts of a batch at once: $batches x $pair_median s, median of ${#pair_times[@]} pairs;
-                 apt-get update, which the agent runs before its dry run, $update_median s more per host)
-  Sluice/floor   ${sluice_vs_floor}x (goal <= 1.5x)
-  Ansible/Sluice ${ansible_vs_sluice}x
-  Ansible/floor  ${ansible_vs_floor}x
-
-Where Sluice's time went ($rollout):
-$(cat "$work/breakdown.txt")
-EOF
-if [ -n "${OUT:-}" ]; then
-    python3 - "$OUT" <<EOF
+results=${OUT:-$work/results.json}
+python3 - "$results" <<PYTHON
 import json, sys
 json.dump({
-    "hosts": $hosts, "cores": $cores, "apt": "$apt_version", "dpkg": "$dpkg_version",
-    "ansible_core": "$ansible_version", "sluice": "$sluice_version",
-    "load_average_at_start": {"ansible": $ansible_load, "sluice": $sluice_load},
-    "floor_per_command": "$per_command",
-    "ansible_s": $ansible_s, "sluice_s": $sluice_s, "sluice_server_s": $server_s,
-    "floor_s": $floor_s, "floor_host_median_s": $host_median,
+    "hosts": $hosts, "cores": $cores, "kernel": "$(uname -r)", "apt": "$apt_version",
+    "dpkg": "$dpkg_version", "ansible_core": "$ansible_version", "sluice": "$sluice_version",
+    "floor_per_command_median": "$per_command",
     "floor_host_samples_s": [$(IFS=,; echo "${host_times[*]}")],
-    "pair_floor_s": $pair_floor_s, "pair_median_s": $pair_median, "apt_update_median_s": $update_median,
-    "sluice_vs_floor": $sluice_vs_floor, "ansible_vs_sluice": $ansible_vs_sluice,
-    "ansible_vs_floor": $ansible_vs_floor,
-    "breakdown": json.load(open("$work/breakdown.json")),
+    "pair_median_s": $pair_median, "apt_update_median_s": $update_median,
+    "rounds": [$(IFS=,; echo "${round_lines[*]}")],
+    "breakdown_last_round": json.load(open("$work/breakdown-$rounds.json")),
 }, open(sys.argv[1], "w"), indent=1)
+PYTHON
+
+# 5. The summary.
+cat <<EOF
+
+Rollout: Sluice vs ansible-core ($hosts private roots, $package $old -> $target, 2 hosts at a time, $rounds rounds)
+  machine   $cores cores, $(uname -r); apt $apt_version, dpkg $dpkg_version; ansible-core $ansible_version; sluice $sluice_version
+  Ansible   ansible-playbook wall time ($ansible_tasks tasks)
+  Sluice    sluice rollout start --watch wall time
+  floor     $batches batches x the median host of the floor rounds around the round's two runs
+            (medians over all ${#host_times[@]} hosts: $per_command;
+            two hosts at once: $pair_median s, median of ${#pair_times[@]} pairs;
+            apt-get update, which the agent runs before its dry run by default: $update_median s more a host)
+$(python3 "$here/helper.py" rounds "$results")
+
+Where Sluice's time went, round $rounds:
+$(cat "$work/breakdown-$rounds.txt")
 EOF
-    say "results in $OUT"
-fi
+if [ -n "${OUT:-}" ]; then say "results in $OUT"; fi

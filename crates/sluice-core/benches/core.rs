@@ -4,7 +4,11 @@
 //! - Debian and RPM comparisons of parsed versions, per pair;
 //! - one 1,500-package host against the whole DSA list plus the AlmaLinux-8 feed, feed loading
 //!   included (the feeds shipped in `examples/feeds`);
-//! - a fleet of 10,000 generated hosts × 2,000 packages against 100,000 generated advisories.
+//! - a fleet of 10,000 hosts × 2,000 packages against 100,000 generated advisories, twice:
+//!   "uniform" (5,000 generated package names, four versions each in the whole fleet, most hosts
+//!   on the same one) and "spread" (real package lists, `bench/fixtures/real_fleet.rs`: each host
+//!   0 to 5 point releases behind, package by package). The match memo remembers each distinct
+//!   (package, version) pair, so the spread costs more; both print how many pairs there were.
 
 // A benchmark's fixtures are known good; failing loudly is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -26,6 +30,9 @@ use sluice_core::matching::{AdvisoryIndex, FleetHost};
 use sluice_core::priority::PriorityPolicy;
 use sluice_core::version::{Scheme, Version};
 
+#[path = "../../../bench/fixtures/real_fleet.rs"]
+mod real_fleet;
+
 /// A small deterministic generator (splitmix64) so runs are comparable.
 struct Rng(u64);
 
@@ -43,6 +50,20 @@ impl Rng {
     }
 }
 
+/// The machine's load averages (1, 5, 15 minutes), printed with the figures: the benchmark
+/// shares its cores with whatever else runs.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
+}
+
 fn fixture_vectors(file: &str) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/cvss")
@@ -57,6 +78,7 @@ fn fixture_vectors(file: &str) -> Vec<String> {
 }
 
 fn cvss(c: &mut Criterion) {
+    println!("load average before cvss: {}", load_average());
     let mut group = c.benchmark_group("cvss");
     for (name, file) in [("3.1", "vectors_simple31"), ("4.0", "vectors_simple4")] {
         let vectors = fixture_vectors(file);
@@ -110,6 +132,7 @@ fn rpm_versions(rng: &mut Rng, n: usize) -> Vec<String> {
 }
 
 fn versions(c: &mut Criterion) {
+    println!("load average before version: {}", load_average());
     let mut rng = Rng(7);
     let mut group = c.benchmark_group("version");
     for (name, scheme, texts) in [
@@ -186,6 +209,7 @@ fn host(c: &mut Criterion) {
     let policy = PriorityPolicy::default();
     let asset = AssetProfile::default();
     let today = jiff::civil::date(2026, 11, 25);
+    println!("load average before host: {}", load_average());
     let mut group = c.benchmark_group("host");
     group
         .sample_size(10)
@@ -213,9 +237,39 @@ struct Fleet {
     versions: Vec<Vec<String>>,
 }
 
-/// 5,000 package names with 4 versions each in circulation (the newest is the fleet's usual
-/// one); 100,000 advisories over those names, most of them fixed at or before the usual version,
-/// as in a fleet that patches regularly.
+fn advisory(eco: &EcosystemKey, i: usize, package: &str, fixed: String) -> Advisory {
+    Advisory {
+        id: format!("GEN-{i}"),
+        aliases: vec![format!("CVE-2030-{i:05}")],
+        related: Vec::new(),
+        summary: None,
+        details: None,
+        published: None,
+        modified: None,
+        withdrawn: None,
+        severity: Vec::new(),
+        affected: vec![Affected {
+            ecosystem: eco.osv_name(),
+            key: Some(eco.clone()),
+            package: package.to_owned(),
+            ranges: vec![Range {
+                kind: RangeKind::Ecosystem,
+                events: vec![Event::Introduced("0".to_owned()), Event::Fixed(fixed)],
+            }],
+            versions: Vec::new(),
+            ecosystem_specific: None,
+            database_specific: None,
+        }],
+        update_type: UpdateType::Security,
+        vendor_severity: None,
+        database_specific: None,
+        origin: FeedFormat::Osv,
+    }
+}
+
+/// Uniform: 5,000 package names with 4 versions each in circulation (the newest is the fleet's
+/// usual one); 100,000 advisories over those names, most of them fixed at or before the usual
+/// version, as in a fleet that patches regularly.
 fn fleet_universe() -> Fleet {
     let mut rng = Rng(42);
     let names: Vec<String> = (0..5000).map(|i| format!("pkg{i}")).collect();
@@ -235,33 +289,7 @@ fn fleet_universe() -> Fleet {
                 rng.below(6),
                 1 + rng.below(4)
             );
-            Advisory {
-                id: format!("GEN-{i}"),
-                aliases: vec![format!("CVE-2030-{i:05}")],
-                related: Vec::new(),
-                summary: None,
-                details: None,
-                published: None,
-                modified: None,
-                withdrawn: None,
-                severity: Vec::new(),
-                affected: vec![Affected {
-                    ecosystem: eco.osv_name(),
-                    key: Some(eco.clone()),
-                    package: names[p].clone(),
-                    ranges: vec![Range {
-                        kind: RangeKind::Ecosystem,
-                        events: vec![Event::Introduced("0".to_owned()), Event::Fixed(fixed)],
-                    }],
-                    versions: Vec::new(),
-                    ecosystem_specific: None,
-                    database_specific: None,
-                }],
-                update_type: UpdateType::Security,
-                vendor_severity: None,
-                database_specific: None,
-                origin: FeedFormat::Osv,
-            }
+            advisory(&eco, i, &names[p], fixed)
         })
         .collect();
     Fleet {
@@ -272,12 +300,11 @@ fn fleet_universe() -> Fleet {
     }
 }
 
-fn fleet(c: &mut Criterion) {
-    let universe = fleet_universe();
+/// Uniform hosts: 1,600 packages every host has plus 400 of the rest; each package is at the
+/// fleet's usual version on 90% of hosts, at one of three older versions on the others.
+fn uniform_hosts(universe: &Fleet) -> Vec<Vec<(&str, &str)>> {
     let mut rng = Rng(99);
-    // Each host: 1,600 packages every host has plus 400 of the rest; each package is at the
-    // fleet's usual version on 90% of hosts, at one of three older versions on the others.
-    let hosts_packages: Vec<Vec<(&str, &str)>> = (0..10_000)
+    (0..10_000)
         .map(|_| {
             let mut list = Vec::with_capacity(2000);
             for p in 0..2000 {
@@ -287,14 +314,69 @@ fn fleet(c: &mut Criterion) {
             }
             list
         })
-        .collect();
-    let hosts: Vec<FleetHost<'_>> = hosts_packages
-        .iter()
-        .map(|packages| FleetHost {
-            ecosystem: &universe.eco,
-            packages,
+        .collect()
+}
+
+/// Spread: the real universe of `real_fleet` (source packages and their point releases) and
+/// 100,000 advisories over its sources: 91 % fixed before any version in the fleet (patched long
+/// ago), 8.5 % fixed at one of the point releases (hosts behind it are affected), 0.5 % fixed
+/// after the newest (every host that has the package is affected).
+fn spread_universe() -> (Vec<real_fleet::Package>, Vec<Advisory>) {
+    let packages = real_fleet::universe();
+    let mut rng = Rng(43);
+    let eco: EcosystemKey = "Debian:12".parse().unwrap();
+    let advisories = (0..100_000)
+        .map(|i| {
+            let package = &packages[rng.below(packages.len())];
+            let oldest = package.history.last().unwrap();
+            let fixed = match rng.below(1000) {
+                0..=4 => format!("{}+fix1", package.history[0]),
+                5..=94 => package.history[rng.below(real_fleet::HISTORY)].clone(),
+                _ => real_fleet::point_release_before(oldest),
+            };
+            advisory(&eco, i, &package.source, fixed)
         })
         .collect();
+    (packages, advisories)
+}
+
+/// Spread hosts: every host has the machine's packages and 2,000 in all (the rest drawn from
+/// the DSA list's sources), each at the point release `real_fleet::Spread` picks: (source,
+/// source version), as advisories name them.
+fn spread_hosts(packages: &[real_fleet::Package]) -> Vec<Vec<(&str, &str)>> {
+    let mut rng = Rng(98);
+    let machine = 788.min(packages.len());
+    (0..10_000)
+        .map(|_| {
+            let spread = real_fleet::Spread::host(rng.below(100));
+            let mut chosen: Vec<usize> = (0..machine).collect();
+            let mut extra = std::collections::BTreeSet::new();
+            while chosen.len() + extra.len() < 2000 {
+                extra.insert(machine + rng.below(packages.len() - machine));
+            }
+            chosen.extend(extra);
+            chosen
+                .into_iter()
+                .map(|p| {
+                    let package = &packages[p];
+                    let v = spread.index(rng.below(100));
+                    (package.source.as_str(), package.history[v].as_str())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Hosts matched one by one with an empty memo each, to show what sharing saves.
+const COLD_HOSTS: usize = 200;
+
+fn fleet(c: &mut Criterion) {
+    let universe = fleet_universe();
+    let uniform = uniform_hosts(&universe);
+    let (packages, spread_advisories) = spread_universe();
+    let spread = spread_hosts(&packages);
+    let eco = &universe.eco;
+    println!("load average before fleet: {}", load_average());
     let mut group = c.benchmark_group("fleet");
     group
         .sample_size(10)
@@ -306,21 +388,52 @@ fn fleet(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    let index = AdvisoryIndex::build(universe.advisories.clone(), None, None);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    group.bench_function("match 10,000 hosts x 2,000 packages, 1 thread", |b| {
-        b.iter(|| black_box(index.match_fleet(&hosts, 1).finding_count()))
-    });
-    group.bench_function(
-        format!("match 10,000 hosts x 2,000 packages, {workers} threads"),
-        |b| b.iter(|| black_box(index.match_fleet(&hosts, workers).finding_count())),
-    );
-    let result = index.match_fleet(&hosts, workers);
-    println!(
-        "fleet: {} distinct (package, version) pairs matched, {} findings",
-        result.distinct_pairs,
-        result.finding_count()
-    );
+    for (label, advisories, lists) in [
+        ("uniform", universe.advisories.clone(), &uniform),
+        ("spread", spread_advisories, &spread),
+    ] {
+        let hosts: Vec<FleetHost<'_>> = lists
+            .iter()
+            .map(|packages| FleetHost {
+                ecosystem: eco,
+                packages,
+            })
+            .collect();
+        let index = AdvisoryIndex::build(advisories, None, None);
+        group.bench_function(
+            format!("{label}: match 10,000 hosts x 2,000 packages, 1 thread"),
+            |b| b.iter(|| black_box(index.match_fleet(&hosts, 1).finding_count())),
+        );
+        group.bench_function(
+            format!("{label}: match 10,000 hosts x 2,000 packages, {workers} threads"),
+            |b| b.iter(|| black_box(index.match_fleet(&hosts, workers).finding_count())),
+        );
+        let result = index.match_fleet(&hosts, 1);
+        println!(
+            "fleet {label}: {} distinct (package, version) pairs matched of {} host packages, {} findings ({:.0} a host)",
+            result.distinct_pairs,
+            lists.iter().map(Vec::len).sum::<usize>(),
+            result.finding_count(),
+            result.finding_count() as f64 / hosts.len() as f64
+        );
+        // Nothing shared: the first COLD_HOSTS hosts, each matched alone (an empty memo every
+        // time), once, timed. What a host costs when no other host has its versions.
+        let started = std::time::Instant::now();
+        let mut findings = 0;
+        for host in &hosts[..COLD_HOSTS] {
+            findings += index
+                .match_fleet(std::slice::from_ref(host), 1)
+                .finding_count();
+        }
+        let cold = started.elapsed();
+        println!(
+            "fleet {label}: {COLD_HOSTS} hosts each matched alone (empty memo, 1 thread): {:.2} s, {:.2} ms a host ({findings} findings)",
+            cold.as_secs_f64(),
+            cold.as_secs_f64() * 1e3 / COLD_HOSTS as f64,
+        );
+        println!("load average after fleet {label}: {}", load_average());
+    }
     group.finish();
 }
 

@@ -264,6 +264,7 @@ struct Coverage {
     waited_for_window: usize,
     waited_for_parity: usize,
     promoted: usize,
+    /// Retries the engine accepted (a host set back to pending), not retries asked for.
     retried: usize,
 }
 
@@ -313,14 +314,30 @@ fn simulate(seed: u64, coverage: &mut Coverage) {
                 Event::Retry(hosts) => {
                     awaiting_person = false;
                     for host in hosts {
-                        // The host may have moved on (a breaker's rollback); a refusal is fine.
-                        let _ = state.apply(
+                        // The host may have moved on since the retry was decided (a breaker's
+                        // rollback, a promotion): the engine must refuse exactly when it is no
+                        // longer a failed or rolled-back host of the current ring.
+                        let status = state.status(&host);
+                        let retryable = state.aborted.is_none()
+                            && matches!(status, HostStatus::Failed | HostStatus::RolledBack)
+                            && plan.position(&host).map(|(ring, _)| ring) == Some(state.ring);
+                        let answer = state.apply(
                             &plan,
                             &Observation::Retry {
-                                host,
+                                host: host.clone(),
                                 by: "sre".into(),
                             },
                         );
+                        match answer {
+                            Ok(()) => {
+                                assert!(retryable, "seed {seed}: retry of {status} {host} taken");
+                                assert_eq!(state.status(&host), HostStatus::Pending, "seed {seed}");
+                                coverage.retried += 1;
+                            }
+                            Err(e) => {
+                                assert!(!retryable, "seed {seed}: retry of {host} refused: {e}")
+                            }
+                        }
                     }
                     check_invariants(seed, &plan, &state);
                     continue;
@@ -555,7 +572,6 @@ fn simulate(seed: u64, coverage: &mut Coverage) {
                         && rng.chance(60)
                     {
                         awaiting_person = true;
-                        coverage.retried += 1;
                         let hosts = plan.rings[state.ring]
                             .hosts()
                             .filter(|h| {

@@ -6,6 +6,13 @@
 //! `sqlite,postgres` by default; `SLUICE_BENCH_CLIENTS` (default 8) is how many agents push at
 //! once; PostgreSQL is `SLUICE_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), in a database made and dropped here.
+//! `SLUICE_BENCH_FLEETS` is `uniform,spread` by default:
+//! - `uniform`: 3,000 generated package names, each at one of two versions in the whole fleet
+//!   (the usual one, or an older one on one host in twenty), 6,000 generated advisories;
+//! - `spread`: real package lists (`bench/fixtures/real_fleet.rs`: a Debian 12 machine's 788
+//!   packages and the DSA list's sources), each host 0 to 5 point releases behind, package by
+//!   package; 6,000 generated advisories fixed at those point releases. The server's match memo
+//!   remembers each distinct (package, version), so the spread makes it work harder.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -20,6 +27,9 @@ use serde_json::{Value, json};
 use sluice_server::settings::{Secret, Settings, SettingsLayer};
 use sqlx::Connection;
 use tower::ServiceExt;
+
+#[path = "../../../bench/fixtures/real_fleet.rs"]
+mod real_fleet;
 
 struct Rng(u64);
 
@@ -93,6 +103,89 @@ fn status_file(rng: &mut Rng) -> String {
     text
 }
 
+/// Spread advisories over the real universe's sources: 97 % fixed before any version in the
+/// fleet (patched long ago), 2.5 % at one of the point releases (hosts behind it are affected),
+/// 0.5 % after the newest (every host that has the package): about as many findings a host as
+/// the uniform fleet.
+fn spread_advisories(rng: &mut Rng, packages: &[real_fleet::Package]) -> String {
+    let mut records = Vec::new();
+    for i in 0..6000 {
+        let package = &packages[rng.below(packages.len())];
+        let fixed = match rng.below(1000) {
+            0..=4 => format!("{}+fix1", package.history[0]),
+            5..=29 => package.history[rng.below(real_fleet::HISTORY)].clone(),
+            _ => real_fleet::point_release_before(package.history.last().unwrap()),
+        };
+        records.push(json!({
+            "id": format!("BENCH-{i}"),
+            "aliases": [format!("CVE-2031-{i:05}")],
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": package.source},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}],
+            "severity": [{"type": "CVSS_V3", "score": if i % 4 == 0 { "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H" } else { "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:L/I:L/A:N" }}]
+        }));
+    }
+    serde_json::to_string(&records).unwrap()
+}
+
+/// A spread host: the machine's packages and, to PACKAGES_PER_HOST, a distinct random choice of
+/// the DSA list's sources, each at the point release `real_fleet::Spread` picks for this host.
+fn spread_status_file(rng: &mut Rng, packages: &[real_fleet::Package]) -> String {
+    let machine = 788.min(packages.len());
+    let spread = real_fleet::Spread::host(rng.below(100));
+    let mut chosen: Vec<usize> = (0..machine.min(PACKAGES_PER_HOST)).collect();
+    let mut extra = std::collections::BTreeSet::new();
+    while chosen.len() + extra.len() < PACKAGES_PER_HOST {
+        extra.insert(machine + rng.below(packages.len() - machine));
+    }
+    chosen.extend(extra);
+    let mut text = String::with_capacity(PACKAGES_PER_HOST * 120);
+    for p in chosen {
+        let package = &packages[p];
+        let v = spread.index(rng.below(100));
+        let (binary, source) = (&package.binary_history[v], &package.history[v]);
+        let _ = write!(
+            text,
+            "Package: {}\nStatus: install ok installed\nArchitecture: amd64\n",
+            package.name
+        );
+        if package.source != package.name || source != binary {
+            let _ = writeln!(text, "Source: {} ({source})", package.source);
+        }
+        let _ = write!(text, "Version: {binary}\n\n");
+    }
+    text
+}
+
+/// Which fleet to push: generated names at two versions, or real lists spread over point
+/// releases.
+enum FleetKind {
+    Uniform,
+    Spread(Vec<real_fleet::Package>),
+}
+
+impl FleetKind {
+    fn label(&self) -> &'static str {
+        match self {
+            FleetKind::Uniform => "uniform",
+            FleetKind::Spread(_) => "spread",
+        }
+    }
+
+    fn advisories(&self, rng: &mut Rng) -> String {
+        match self {
+            FleetKind::Uniform => advisories(rng),
+            FleetKind::Spread(packages) => spread_advisories(rng, packages),
+        }
+    }
+
+    fn status_file(&self, rng: &mut Rng) -> String {
+        match self {
+            FleetKind::Uniform => status_file(rng),
+            FleetKind::Spread(packages) => spread_status_file(rng, packages),
+        }
+    }
+}
+
 async fn call(
     app: &Router,
     method: Method,
@@ -120,12 +213,27 @@ async fn call(
     )
 }
 
+/// The machine's load averages (1, 5, 15 minutes), printed with the figures: the benchmark
+/// shares its cores with whatever else runs.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
 }
 
-async fn run(backend: &str, hosts: usize, clients: usize) {
+async fn run(backend: &str, fleet: &FleetKind, hosts: usize, clients: usize) {
+    let label = format!("{backend} {}", fleet.label());
     let dir = tempfile::tempdir().unwrap();
     let mut pg_name = None;
     let mut layer = SettingsLayer {
@@ -184,7 +292,7 @@ async fn run(backend: &str, hosts: usize, clients: usize) {
     let mut rng = Rng(7);
     let feed = dir.path().join("feeds/bench-osv.json");
     std::fs::create_dir_all(dir.path().join("feeds")).unwrap();
-    std::fs::write(&feed, advisories(&mut rng)).unwrap();
+    std::fs::write(&feed, fleet.advisories(&mut rng)).unwrap();
     call(
         &app,
         Method::POST,
@@ -222,11 +330,15 @@ async fn run(backend: &str, hosts: usize, clients: usize) {
 
     // Bodies are prepared first so the measurement is the server's work.
     let bodies: Vec<Value> = (0..hosts)
-        .map(|_| json!({"format": "dpkg-status", "content": status_file(&mut rng), "ecosystem": "Debian:12"}))
+        .map(|_| json!({"format": "dpkg-status", "content": fleet.status_file(&mut rng), "ecosystem": "Debian:12"}))
         .collect();
     // Agents push concurrently: `clients` tasks take the next body until none is left.
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let bodies = std::sync::Arc::new(bodies);
+    println!(
+        "{label}: load average before the pushes: {}",
+        load_average()
+    );
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -256,14 +368,15 @@ async fn run(backend: &str, hosts: usize, clients: usize) {
     }
     let elapsed = start.elapsed();
     println!(
-        "{backend}: ingested {hosts} inventories x {PACKAGES_PER_HOST} packages from {clients} concurrent clients in {:.1} s = {:.0} inventories/s ({opened} findings opened)",
+        "{label}: ingested {hosts} inventories x {PACKAGES_PER_HOST} packages from {clients} concurrent clients in {:.1} s = {:.0} inventories/s ({opened} findings opened, {:.0} a host)",
         elapsed.as_secs_f64(),
-        hosts as f64 / elapsed.as_secs_f64()
+        hosts as f64 / elapsed.as_secs_f64(),
+        opened as f64 / hosts as f64
     );
 
     // Planner statistics as the server's hourly refresh leaves them.
     store.optimize().await.unwrap();
-    for (label, query) in [
+    for (query_label, query) in [
         (
             "top 100 of all open findings",
             "/api/v1/findings?limit=100".to_owned(),
@@ -295,11 +408,15 @@ async fn run(backend: &str, hosts: usize, clients: usize) {
         }
         times.sort();
         println!(
-            "{backend}: findings query, {label}: p50 {:.1} ms, p95 {:.1} ms",
+            "{label}: findings query, {query_label}: p50 {:.1} ms, p95 {:.1} ms",
             percentile(&times, 0.5).as_secs_f64() * 1e3,
             percentile(&times, 0.95).as_secs_f64() * 1e3
         );
     }
+    println!(
+        "{label}: load average after the queries: {}",
+        load_average()
+    );
     store.close().await;
     if let Some(name) = pg_name {
         let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
@@ -324,11 +441,20 @@ fn main() {
         .max(1);
     let backends =
         std::env::var("SLUICE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    let fleets =
+        std::env::var("SLUICE_BENCH_FLEETS").unwrap_or_else(|_| "uniform,spread".to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    for backend in backends.split(',') {
-        runtime.block_on(run(backend.trim(), hosts, clients));
+    for fleet in fleets.split(',') {
+        let fleet = match fleet.trim() {
+            "uniform" => FleetKind::Uniform,
+            "spread" => FleetKind::Spread(real_fleet::universe()),
+            other => panic!("SLUICE_BENCH_FLEETS: unknown fleet {other:?} (uniform, spread)"),
+        };
+        for backend in backends.split(',') {
+            runtime.block_on(run(backend.trim(), &fleet, hosts, clients));
+        }
     }
 }

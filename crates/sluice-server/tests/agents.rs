@@ -20,6 +20,105 @@ const STATUS: &str = include_str!("../../../examples/debian11-web/status");
 const OS_RELEASE: &str = include_str!("../../../examples/debian11-web/os-release");
 const DSA: &str = include_str!("../../../examples/feeds/DSA-list");
 
+/// An installed binary package of the example host: (name, source, source version).
+type Installed = (String, String, String);
+
+/// The example host's installed packages, read from its status file without Sluice.
+fn installed_packages() -> Vec<Installed> {
+    let mut packages = Vec::new();
+    for paragraph in STATUS.split("\n\n") {
+        let field = |name: &str| {
+            paragraph
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .map(str::to_owned)
+        };
+        if field("Status").as_deref() != Some("install ok installed") {
+            continue;
+        }
+        let package = field("Package").unwrap();
+        let version = field("Version").unwrap();
+        let (source, source_version) = match field("Source") {
+            None => (package.clone(), version),
+            Some(s) => match s.split_once(" (") {
+                Some((name, v)) => (name.to_owned(), v.trim_end_matches(')').to_owned()),
+                None => (s, version),
+            },
+        };
+        packages.push((package, source, source_version));
+    }
+    packages
+}
+
+/// `dpkg --compare-versions a lt b`: the reference order.
+fn dpkg_lt(a: &str, b: &str) -> bool {
+    let status = std::process::Command::new("dpkg")
+        .args(["--compare-versions", a, "lt", b])
+        .status()
+        .expect("dpkg must be installed (apt-get install dpkg)");
+    match status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        other => panic!("dpkg --compare-versions {a} lt {b} failed: {other:?}"),
+    }
+}
+
+/// The findings (advisory, binary package) a host with `packages` must have against the DSA
+/// list, computed without Sluice: every installed binary whose source version dpkg orders
+/// below a bullseye fix for its source.
+fn expected_findings(packages: &[Installed]) -> std::collections::BTreeSet<(String, String)> {
+    let mut fixes = Vec::new();
+    let mut advisory = String::new();
+    for line in DSA.lines() {
+        if line.starts_with('[') {
+            advisory = line.split_whitespace().nth(3).unwrap().to_owned();
+        } else if let Some(rest) = line.trim().strip_prefix("[bullseye] - ") {
+            let mut words = rest.split_whitespace();
+            let (source, fixed) = (words.next().unwrap(), words.next().unwrap());
+            if !fixed.starts_with('<') {
+                fixes.push((advisory.clone(), source.to_owned(), fixed.to_owned()));
+            }
+        }
+    }
+    let mut expected = std::collections::BTreeSet::new();
+    for (package, source, version) in packages {
+        for (advisory, fix_source, fixed) in &fixes {
+            if fix_source == source && dpkg_lt(version, fixed) {
+                expected.insert((advisory.clone(), package.clone()));
+            }
+        }
+    }
+    expected
+}
+
+/// The open findings the server lists for `host`, as (advisory, package).
+async fn open_findings(
+    app: &Router,
+    admin: &str,
+    host: &str,
+) -> std::collections::BTreeSet<(String, String)> {
+    let (status, page) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/findings?host={host}&limit=1000"),
+        Some(admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["advisory"].as_str().unwrap().to_owned(),
+                f["package"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 async fn call(
     app: &Router,
     method: Method,
@@ -334,22 +433,16 @@ async fn protocol(database_url: Option<String>) {
     .await;
     assert_eq!(status, StatusCode::OK, "{pushed}");
     assert_eq!(pushed["hostname"], "web1", "the host comes from the token");
-    assert!(
-        pushed["findings"]["opened"].as_u64().unwrap() > 0,
+    // The findings are exactly those dpkg's order gives, and each was opened by this push.
+    let installed = installed_packages();
+    let before = expected_findings(&installed);
+    assert!(before.len() > 50, "the example host has many findings");
+    assert_eq!(
+        pushed["findings"]["opened"].as_u64(),
+        Some(before.len() as u64),
         "{pushed}"
     );
-    let (_, findings) = call(
-        &app,
-        Method::GET,
-        "/api/v1/findings?host=web1&limit=5",
-        Some(&admin),
-        None,
-    )
-    .await;
-    assert!(
-        !findings["items"].as_array().unwrap().is_empty(),
-        "{findings}"
-    );
+    assert_eq!(open_findings(&app, &admin, "web1").await, before);
     let (status, asset) = call(&app, Method::GET, "/api/v1/assets/web1", Some(&admin), None).await;
     assert_eq!(status, StatusCode::OK, "{asset}");
 
@@ -387,26 +480,38 @@ async fn protocol(database_url: Option<String>) {
         pushed["packages"].as_u64().map(|n| n - 1),
         "curl removed, two replaced"
     );
-    assert!(
-        patched["findings"]["resolved"].as_u64().unwrap() > 0,
-        "the newer openssl closes findings: {patched}"
+    // The newer openssl closes its findings and curl's go with it; nothing new opens.
+    let patched_packages: Vec<Installed> = installed
+        .iter()
+        .filter(|(name, _, _)| name != "curl")
+        .map(|(name, source, version)| match name.as_str() {
+            "openssl" | "libssl1.1" => (name.clone(), source.clone(), "9.9.9-1".to_owned()),
+            _ => (name.clone(), source.clone(), version.clone()),
+        })
+        .collect();
+    let after = expected_findings(&patched_packages);
+    let resolved = before.difference(&after).count();
+    eprintln!(
+        "web1: {} findings by dpkg's order, {resolved} resolved by the patch",
+        before.len()
+    );
+    assert!(resolved > 0, "the patch must close some findings");
+    assert_eq!(
+        patched["findings"]["resolved"].as_u64(),
+        Some(resolved as u64),
+        "{patched}"
+    );
+    assert_eq!(
+        patched["findings"]["opened"].as_u64(),
+        Some(after.difference(&before).count() as u64),
+        "{patched}"
     );
     assert_ne!(patched["package_hash"], pushed["package_hash"]);
-    let (_, open) = call(
-        &app,
-        Method::GET,
-        "/api/v1/findings?host=web1&limit=1000",
-        Some(&admin),
-        None,
-    )
-    .await;
+    let open = open_findings(&app, &admin, "web1").await;
+    assert_eq!(open, after);
     assert!(
-        open["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|f| f["package"] != "openssl" && f["package"] != "curl"),
-        "{open}"
+        open.iter().all(|(_, p)| p != "openssl" && p != "curl"),
+        "{open:?}"
     );
 
     // An operator asks for a fresh inventory: a waiting poll ends, the agent is told, and the

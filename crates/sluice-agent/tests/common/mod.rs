@@ -24,23 +24,41 @@ use std::time::Duration;
 use sluice_agent::PackageRoot;
 use sluice_core::job::{Job, JobKind, Preflight, RollbackPolicy, Target};
 
-/// The machine's own dpkg database, fingerprinted before a test and compared after it.
+/// The machine's own dpkg database, read before a test and compared after it.
 pub struct HostDpkg {
     status: Vec<u8>,
 }
 
+/// Where dpkg keeps the machine's own package database.
+const HOST_STATUS: &str = "/var/lib/dpkg/status";
+
 impl HostDpkg {
+    /// Reads the machine's dpkg status file, failing loudly when there is none to compare: an
+    /// absent file would compare equal to itself and prove nothing.
+    pub fn read_status() -> Vec<u8> {
+        let status = fs::read(HOST_STATUS).unwrap_or_else(|e| {
+            panic!("cannot read the machine's {HOST_STATUS} ({e}): nothing to prove untouched")
+        });
+        let text = String::from_utf8_lossy(&status);
+        assert!(
+            text.contains("Package: ") && text.contains("Status: "),
+            "{HOST_STATUS} ({} bytes) is not a dpkg database: nothing to prove untouched",
+            status.len()
+        );
+        status
+    }
+
     pub fn snapshot() -> HostDpkg {
         HostDpkg {
-            status: fs::read("/var/lib/dpkg/status").unwrap_or_default(),
+            status: Self::read_status(),
         }
     }
 
     pub fn assert_untouched(&self) {
-        let now = fs::read("/var/lib/dpkg/status").unwrap_or_default();
+        let now = Self::read_status();
         assert!(
             now == self.status,
-            "the machine's own /var/lib/dpkg/status changed during the test"
+            "the machine's own {HOST_STATUS} changed during the test"
         );
     }
 }
@@ -230,34 +248,63 @@ impl Fixture {
         assert!(child.wait().unwrap().success());
     }
 
-    /// The installed version of a package in the root, per dpkg-query.
+    /// The installed version of a package in the root, per dpkg-query: `None` when dpkg knows
+    /// no such package or it is not installed (removed, purged). Anything else dpkg-query says
+    /// (an error, a half-installed package) fails the test.
     pub fn installed(&self, package: &str) -> Option<String> {
+        let admindir = self.root_dir.join("var/lib/dpkg");
+        // dpkg-query answers "no packages found" for a database that is not there at all.
+        assert!(
+            admindir.join("status").is_file(),
+            "no dpkg database in {}",
+            admindir.display()
+        );
         let out = Command::new("dpkg-query")
-            .arg(format!(
-                "--admindir={}",
-                self.root_dir.join("var/lib/dpkg").display()
-            ))
+            .arg(format!("--admindir={}", admindir.display()))
             .args(["-W", "-f=${db:Status-Status} ${Version}", package])
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.strip_prefix("installed ").map(str::to_owned)
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            // dpkg-query's answer for a package its database does not hold.
+            Some(1) if stdout.is_empty() && stderr.contains("no packages found matching") => None,
+            Some(0) => match stdout.split_once(' ') {
+                Some(("installed", version)) if !version.is_empty() => Some(version.to_owned()),
+                Some(("not-installed" | "config-files", _)) => None,
+                _ => panic!("dpkg-query: {package} is {stdout:?} in the root"),
+            },
+            _ => panic!(
+                "dpkg-query -W {package} failed ({}): {stdout}{stderr}",
+                out.status
+            ),
+        }
     }
 
-    /// Lines in the root's dpkg log: every dpkg run that changed something adds some.
+    /// Lines in the root's dpkg log: every dpkg run that changed something adds some. The
+    /// setup's install wrote it, so a missing log fails instead of counting as empty.
     pub fn dpkg_log_lines(&self) -> usize {
-        fs::read_to_string(self.root_dir.join("var/log/dpkg.log"))
-            .unwrap_or_default()
-            .lines()
-            .count()
+        self.log_lines("var/log/dpkg.log")
     }
 
-    /// Lines in the root's apt history (one block per apt run that changed something).
+    /// Lines in the root's apt history (one block per apt run that changed something), which
+    /// the setup's install started.
     pub fn apt_history_lines(&self) -> usize {
-        fs::read_to_string(self.root_dir.join("var/log/apt/history.log"))
-            .unwrap_or_default()
+        self.log_lines("var/log/apt/history.log")
+    }
+
+    fn log_lines(&self, path: &str) -> usize {
+        let path = self.root_dir.join(path);
+        let lines = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
             .lines()
-            .count()
+            .count();
+        assert!(
+            lines > 0,
+            "{} is empty after the setup's install",
+            path.display()
+        );
+        lines
     }
 
     pub fn conffile(&self) -> PathBuf {

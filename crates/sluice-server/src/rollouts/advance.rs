@@ -300,11 +300,13 @@ pub(super) fn fold_jobs(
                             }
                         }
                         loaded.runtime.verifying.insert(host.clone(), at);
-                        loaded.runtime.unchanged.remove(&host);
                         loaded.runtime.inventory_asked.remove(&host);
                         if report.outcome == JobOutcome::AlreadyCompliant {
-                            // Nothing changed: the inventory on record is as good as a new one.
-                            loaded.runtime.unchanged.insert(host.clone());
+                            // Verified like every host, by an inventory received after the job.
+                            // The agent sends one by itself only when packages changed: ask now
+                            // rather than after the grace.
+                            loaded.runtime.inventory_asked.insert(host.clone());
+                            decision.inventories.insert(host.clone());
                         }
                         decision.write.events.push(event(
                             "host-updated",
@@ -506,9 +508,7 @@ pub(super) async fn verify(
                 .received_at
                 .parse::<Timestamp>()
                 .ok()
-                .filter(|received| {
-                    *received >= since || (!rebooting && loaded.runtime.unchanged.contains(&host))
-                })
+                .filter(|received| *received >= since)
                 .map(|_| (inventory.reboot_required, packages)),
             None => None,
         };
@@ -546,7 +546,6 @@ pub(super) async fn verify(
             .map(|p| (p.name, Some(p.version)))
             .collect();
         loaded.runtime.verifying.remove(&host);
-        loaded.runtime.unchanged.remove(&host);
         loaded.runtime.inventory_asked.remove(&host);
         if let Some(wrong) = wrong_versions(
             &loaded.stored_plan.targets,
@@ -1279,5 +1278,119 @@ mod tests {
             ..report
         };
         assert_eq!(latency_regression(&unmeasured, 1.0), None);
+    }
+
+    /// A rollout of `plan_with("web1", …)` whose update job for web1 is running, and the
+    /// agent's report of that job with `outcome`.
+    fn running(outcome: JobOutcome) -> (Loaded, RolloutJob) {
+        let stored_plan = plan_with("web1", &[("openssl", "3.0.2-1")]);
+        let plan = stored_plan.plan().unwrap();
+        let mut state = sluice_core::rollout::RolloutState::new(&plan);
+        state.hosts.get_mut("web1").unwrap().status = HostStatus::Running;
+        let runtime = Runtime {
+            jobs: [("web1".to_owned(), "job-1".to_owned())].into(),
+            ..Runtime::default()
+        };
+        let loaded = Loaded {
+            stored: StoredRollout {
+                id: "RO-1".into(),
+                change_id: "CHG-1".into(),
+                spec: json!({"change": "CHG-1"}),
+                plan: json!({}),
+                state: json!({}),
+                runtime: json!({}),
+                phase: "running".into(),
+                outcome: None,
+                version: 1,
+                created_by: "alice".into(),
+                created_at: "2026-06-01T00:00:00Z".into(),
+                updated_at: "2026-06-01T00:00:00Z".into(),
+                finished_at: None,
+            },
+            spec: serde_json::from_value(json!({"change": "CHG-1"})).unwrap(),
+            stored_plan,
+            plan,
+            state,
+            runtime,
+        };
+        let job = Job {
+            id: "job-1".into(),
+            idempotency_key: "RO-1-web1-u1".into(),
+            kind: JobKind::Update,
+            targets: Vec::new(),
+            preflight: Preflight::default(),
+            checks: Vec::new(),
+            rollback: RollbackPolicy::default(),
+        };
+        let report = JobReport {
+            job_id: "job-1".into(),
+            idempotency_key: "RO-1-web1-u1".into(),
+            outcome,
+            steps: Vec::new(),
+            versions_before: [("openssl".to_owned(), Some("3.0.2-2".to_owned()))].into(),
+            versions_after: [("openssl".to_owned(), Some("3.0.2-2".to_owned()))].into(),
+            unsettled: BTreeMap::new(),
+            measurements_before: None,
+            measurements_after: None,
+            interrupted_at: None,
+        };
+        let reported = RolloutJob {
+            kind: "update".into(),
+            observed_at: None,
+            job: sluice_store::StoredJob {
+                job,
+                agent_id: "agent-1".into(),
+                hostname: "web1".into(),
+                state: outcome.as_str().into(),
+                created_by: "system".into(),
+                created_at: "2026-06-01T00:00:00Z".into(),
+                claimed_at: Some("2026-06-01T00:00:01Z".into()),
+                finished_at: Some("2026-06-01T00:00:05Z".into()),
+                report: Some(report),
+            },
+        };
+        (loaded, reported)
+    }
+
+    fn decision() -> Decision {
+        Decision {
+            write: RolloutWrite::default(),
+            wake: BTreeSet::new(),
+            inventories: BTreeSet::new(),
+            cancel: Vec::new(),
+            live: ["web1".to_owned()].into(),
+        }
+    }
+
+    #[test]
+    fn an_already_compliant_host_waits_for_an_inventory_after_its_job_and_is_asked_for_it() {
+        let now: Timestamp = "2026-06-01T00:00:06Z".parse().unwrap();
+        let ended: Timestamp = "2026-06-01T00:00:05Z".parse().unwrap();
+        for outcome in [JobOutcome::AlreadyCompliant, JobOutcome::Succeeded] {
+            let (mut loaded, reported) = running(outcome);
+            let mut decision = decision();
+            fold_jobs(&mut loaded, &[reported], now, &mut decision);
+            // Not succeeded on the report, nor on the inventory on record: verifying, from the
+            // job's end, like any host whose job succeeded.
+            assert_eq!(
+                loaded.state.status("web1"),
+                HostStatus::Running,
+                "{outcome:?}"
+            );
+            assert_eq!(
+                loaded.runtime.verifying.get("web1"),
+                Some(&ended),
+                "{outcome:?}"
+            );
+            // The agent of a job that changed nothing sends no inventory by itself: the server
+            // asks at once. After a job that changed packages it waits for the agent's own.
+            let asked = outcome == JobOutcome::AlreadyCompliant;
+            assert_eq!(decision.inventories.contains("web1"), asked, "{outcome:?}");
+            assert_eq!(
+                loaded.runtime.inventory_asked.contains("web1"),
+                asked,
+                "{outcome:?}"
+            );
+        }
     }
 }

@@ -244,9 +244,6 @@ pub struct Runtime {
     pub rollback_failed: BTreeSet<String>,
     /// Hosts whose job succeeded, waiting for a fresh inventory: when the job ended.
     pub verifying: BTreeMap<String, Timestamp>,
-    /// Hosts being verified whose job changed nothing (already compliant): the inventory on
-    /// record counts, however old.
-    pub unchanged: BTreeSet<String>,
     /// Hosts being verified that were asked for an inventory.
     pub inventory_asked: BTreeSet<String>,
     /// Hosts waiting for a reboot: when they were last asked for an inventory.

@@ -191,7 +191,7 @@ pub fn run(dir: &Path, agents: usize, narrator: &Narrator) -> Result<Story> {
 
     narrator.section("Change 1: fix the known-exploited vulnerability");
     let first = fix_change(&cast, narrator)?;
-    schedule(&cast, &first, narrator)?;
+    schedule(&cast, &first, &story.hosts, narrator)?;
     // Follow the sun in the first; the second stops at the first failure in any ring.
     let outcome = roll_out(
         &cast,
@@ -209,7 +209,7 @@ pub fn run(dir: &Path, agents: usize, narrator: &Narrator) -> Result<Story> {
 
     narrator.section("Change 2: a bad release meets the circuit breaker");
     let second = release_change(&cast, narrator)?;
-    schedule(&cast, &second, narrator)?;
+    schedule(&cast, &second, &story.hosts, narrator)?;
     let outcome = roll_out(
         &cast,
         &story,
@@ -471,10 +471,9 @@ fn windows(cast: &Cast, hosts: &[Host], narrator: &Narrator) -> Result<()> {
         // A daily window that opened an hour ago (yesterday's, just after midnight) and stays
         // open for six hours: the changes below fit in it.
         let start = (i32::from(local.hour()) + 23) % 24;
-        let end = (start + 6) % 24;
         let dtstart = local.date().checked_sub(1.day())?;
         let name = format!("{}-daily", site.code);
-        cast.get("olga")?.client.post(
+        let stored = cast.get("olga")?.client.post(
             "/api/v1/windows",
             &json!({
                 "name": name,
@@ -489,15 +488,53 @@ fn windows(cast: &Cast, hosts: &[Host], narrator: &Narrator) -> Result<()> {
                 }
             }),
         )?;
+        // As the server stored it; whether it is open, the server says when a change is
+        // scheduled (see `schedule`).
+        let definition = &stored["definition"];
         narrator.say(format!(
-            "  {name:<10} tz={:<17} daily {start:02}:00–{end:02}:00, cutoff 30m; {:02}:{:02} there now: open  ({})",
-            site.tz,
+            "  {:<10} tz={:<17} daily from {} for {}, cutoff {}; {:02}:{:02} there now  ({})",
+            text(&stored["name"]),
+            text(&definition["tz"]),
+            text(&definition["start"]),
+            text(&definition["duration"]),
+            text(&definition["cutoff"]),
             local.hour(),
             local.minute(),
             names.join(", ")
         ));
     }
     Ok(())
+}
+
+/// The hosts the server's calendar finds outside their maintenance windows if change `id` ran
+/// from `start` to `end`, and the earliest next opening it names.
+fn outside_windows(
+    person: &Person,
+    id: &str,
+    start: Timestamp,
+    end: Timestamp,
+) -> Result<(Vec<String>, Option<String>)> {
+    let verdict = person.client.get(&format!(
+        "/api/v1/changes/{id}/conflicts?start={start}&end={end}"
+    ))?;
+    let mut hosts = Vec::new();
+    let mut next: Option<String> = None;
+    for conflict in verdict["conflicts"].as_array().into_iter().flatten() {
+        let description = text(&conflict["description"]);
+        // "HOST: outside its maintenance windows (next opens T)", in the calendar's words.
+        if let Some((host, rest)) = description.split_once(": outside its maintenance windows") {
+            hosts.push(host.to_owned());
+            if let Some(opens) = rest
+                .strip_prefix(" (next opens ")
+                .and_then(|r| r.strip_suffix(')'))
+                && next.as_deref().is_none_or(|n| opens < n)
+            {
+                next = Some(opens.to_owned());
+            }
+        }
+    }
+    hosts.sort();
+    Ok((hosts, next))
 }
 
 fn feeds(cast: &Cast, dir: &Path, narrator: &Narrator) -> Result<()> {
@@ -848,7 +885,7 @@ fn release_change(cast: &Cast, narrator: &Narrator) -> Result<String> {
     Ok(id)
 }
 
-fn schedule(cast: &Cast, id: &str, narrator: &Narrator) -> Result<()> {
+fn schedule(cast: &Cast, id: &str, hosts: &[Host], narrator: &Narrator) -> Result<()> {
     let alice = cast.get("alice")?;
     // Truncated, never rounded up: the window must be open when the rollout starts it.
     let start = Timestamp::now().round(
@@ -876,6 +913,28 @@ fn schedule(cast: &Cast, id: &str, narrator: &Narrator) -> Result<()> {
             conflicts.join("; ")
         );
     }
+    // "No conflicts" also holds for hosts no window selects; that every host's window is open
+    // shows when the server is asked about a time after the windows close (they close at most
+    // six hours from now, and open again about a day later): it must then name every host.
+    let closed = start.checked_add(8.hours())?;
+    let (outside, next_opening) =
+        outside_windows(alice, id, closed, closed.checked_add(1.minute())?)?;
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let mut expected = names.clone();
+    expected.sort();
+    if outside != expected {
+        let unconfirmed: Vec<&String> = expected.iter().filter(|h| !outside.contains(h)).collect();
+        bail!(
+            "the server's calendar does not put every host in a maintenance window: at {closed} it finds {} of {} outside theirs; not {}",
+            outside.len(),
+            expected.len(),
+            unconfirmed
+                .iter()
+                .map(|h| h.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     act(
         alice,
         id,
@@ -884,11 +943,16 @@ fn schedule(cast: &Cast, id: &str, narrator: &Narrator) -> Result<()> {
     narrator.say(format!(
         "  alice schedules {id} for {start} .. {end}: {}",
         if conflicts.is_empty() {
-            "no conflicts (every host's window is open and stays open; no freeze, no other change)"
-                .to_owned()
+            "no conflicts (no freeze, no other change)".to_owned()
         } else {
             conflicts.join("; ")
         }
+    ));
+    narrator.say(format!(
+        "  the server's calendar: all {} hosts' windows are open from {start} to {end}; at {closed} all {} would be outside them (next opening {})",
+        names.len(),
+        outside.len(),
+        next_opening.as_deref().unwrap_or("none")
     ));
     Ok(())
 }
