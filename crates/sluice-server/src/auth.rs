@@ -311,7 +311,11 @@ pub async fn authorize(
             let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
             let mut response = ApiError::with_status(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                format!("{} is not allowed here; allowed: {}", request.method(), allow.join(", ")),
+                format!(
+                    "{} is not allowed here; allowed: {}",
+                    request.method(),
+                    allow.join(", ")
+                ),
             )
             .into_response();
             if let Ok(value) = axum::http::HeaderValue::from_str(&allow.join(", ")) {

@@ -88,8 +88,7 @@ async fn every_error_is_a_problem_with_its_own_title() {
     assert_eq!(doc["title"], "Content Too Large", "{doc}");
 
     // A wrong method on a route that exists is 405 with the methods it has, not 403.
-    let (status, headers, body) =
-        raw(&server, Method::DELETE, "/api/v1/findings", &[], None).await;
+    let (status, headers, body) = raw(&server, Method::DELETE, "/api/v1/findings", &[], None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
     assert_eq!(headers["allow"], "GET");
     assert_eq!(problem(&headers, &body)["title"], "Method Not Allowed");

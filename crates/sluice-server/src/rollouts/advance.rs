@@ -1321,6 +1321,7 @@ mod tests {
             preflight: Preflight::default(),
             checks: Vec::new(),
             rollback: RollbackPolicy::default(),
+            package_manager: None,
         };
         let report = JobReport {
             job_id: "job-1".into(),
