@@ -285,8 +285,8 @@ async fn push(server: &Server, host: &str, body: Value) -> Value {
 }
 
 async fn server_findings_equal_the_offline_scan(server: &Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let feed = dir.path().join("zero.json");
+    // Local feeds are read only from the server's feed directories.
+    let feed = server._dir.path().join("feeds/zero.json");
     std::fs::write(&feed, feed_text()).unwrap();
     let deb = |replace| json!({"format": "dpkg-status", "content": deb_status(replace), "ecosystem": "Debian:12"});
 
