@@ -3,18 +3,21 @@
 //!
 //! Answers holding a secret (a token, a generated password) carry `Cache-Control: no-store`.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sluice_core::access::{Role, Roles};
 use sluice_core::audit::NewAuditEvent;
+use sluice_protocol::accounts::{
+    ClearedLock, CreateToken, CreateUser, IssuedToken, LoginRequest, PasswordReset, ResetPassword,
+    TokenView, UserChange, UserView, WhoAmI,
+};
 use sluice_store::{Actor, NewToken, NewUser, Token, User};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::auth::{self, CurrentLock, LockScope, LoginAttempt, Principal};
 use crate::error::{ApiError, ApiJson, Problem};
@@ -24,63 +27,10 @@ use crate::state::AppState;
 /// Longest lifetime of a token made with `POST /api/v1/tokens`.
 const MAX_TOKEN_DAYS: u64 = 366;
 
-/// Credentials for a session token.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    /// User name.
-    pub username: String,
-    /// Password.
-    pub password: String,
-    /// What the token is for (default `login`).
-    #[serde(default)]
-    pub token_name: Option<String>,
-    /// Lifetime such as `30d` (at most 366 days; default the server's `session_ttl`). A token
-    /// made with a token never outlives it, so long-lived automation tokens are made here, with
-    /// the password.
-    #[serde(default)]
-    pub expires_in: Option<String>,
-    /// Roles, at most the user's (default all of them).
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub roles: Option<Vec<Role>>,
-}
-
-/// A newly issued token: the secret is shown this once.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct IssuedToken {
-    /// The secret, `slc_…`; store it, it cannot be shown again.
-    pub token: String,
-    /// The token's record.
-    pub record: TokenView,
-}
-
-/// A token as listed (never its secret).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TokenView {
-    /// Id, for revoking.
-    pub id: String,
-    /// Owner.
-    pub username: String,
-    /// Purpose.
-    pub name: String,
-    /// Roles it carries.
-    #[schema(value_type = Vec<String>)]
-    pub roles: Roles,
-    /// Created.
-    pub created_at: String,
-    /// Expires.
-    pub expires_at: String,
-    /// Revoked, if it was.
-    pub revoked_at: Option<String>,
-    /// The token it was made with, if any: revoking that one revokes this one.
-    #[serde(default)]
-    pub parent_id: Option<String>,
-}
-
-impl From<Token> for TokenView {
-    fn from(token: Token) -> Self {
-        Self {
+/// The API's view of a stored token (never its hash).
+fn token_view(token: Token) -> TokenView {
+    {
+        TokenView {
             id: token.id,
             username: token.username,
             name: token.name,
@@ -93,27 +43,10 @@ impl From<Token> for TokenView {
     }
 }
 
-/// A user as listed (never the password hash).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct UserView {
-    /// Id.
-    pub id: String,
-    /// User name.
-    pub username: String,
-    /// Roles.
-    #[schema(value_type = Vec<String>)]
-    pub roles: Roles,
-    /// Groups.
-    pub groups: BTreeSet<String>,
-    /// Created.
-    pub created_at: String,
-    /// Disabled.
-    pub disabled: bool,
-}
-
-impl From<User> for UserView {
-    fn from(user: User) -> Self {
-        Self {
+/// The API's view of a stored user (never the password hash).
+fn user_view(user: User) -> UserView {
+    {
+        UserView {
             id: user.id,
             username: user.username,
             roles: user.roles,
@@ -293,7 +226,7 @@ pub async fn login(
         StatusCode::OK,
         Json(IssuedToken {
             token: secret,
-            record: token.into(),
+            record: token_view(token),
         }),
     ))
 }
@@ -304,18 +237,6 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .and_then(|p| auth::hash_password(&p))
         .unwrap_or_default()
 });
-
-/// Who the caller is.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct WhoAmI {
-    /// User name.
-    pub username: String,
-    /// Roles of the token in use.
-    #[schema(value_type = Vec<String>)]
-    pub roles: Roles,
-    /// The token in use.
-    pub token_id: String,
-}
 
 /// The caller's identity and roles.
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "accounts", security(("token" = [])), responses((status = 200, body = WhoAmI)))]
@@ -331,23 +252,7 @@ pub async fn whoami(Extension(principal): Extension<Principal>) -> Json<WhoAmI> 
 #[utoipa::path(get, path = "/api/v1/users", tag = "accounts", security(("token" = ["admin"])), responses((status = 200, body = Vec<UserView>)))]
 pub async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<UserView>>, ApiError> {
     let users = state.store.list_users().await?;
-    Ok(Json(users.into_iter().map(UserView::from).collect()))
-}
-
-/// A user to create.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUser {
-    /// User name: lower-case letters, digits, `.`, `_`, `-`; 1 to 64 characters.
-    pub username: String,
-    /// At least 12 characters.
-    pub password: String,
-    /// Roles: viewer, operator, approver, security, admin.
-    #[schema(value_type = Vec<String>)]
-    pub roles: Vec<Role>,
-    /// Groups (CAB policies name groups).
-    #[serde(default)]
-    pub groups: BTreeSet<String>,
+    Ok(Json(users.into_iter().map(user_view).collect()))
 }
 
 fn valid_name(text: &str) -> bool {
@@ -398,7 +303,7 @@ pub async fn create_user(
             &principal.actor(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(user.into())))
+    Ok((StatusCode::CREATED, Json(user_view(user))))
 }
 
 /// Token listing options.
@@ -424,21 +329,7 @@ pub async fn list_tokens(
     }
     let owner = (!query.all).then_some(principal.user_id.as_str());
     let tokens = state.store.list_tokens(owner).await?;
-    Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
-}
-
-/// A token for automation.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateToken {
-    /// What it is for.
-    pub name: String,
-    /// Roles, at most the caller's own (default: all of them).
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub roles: Option<Vec<Role>>,
-    /// Lifetime such as `30d` or `12h` (at most 366 days).
-    pub expires_in: String,
+    Ok(Json(tokens.into_iter().map(token_view).collect()))
 }
 
 /// Creates a token for the caller with the caller's token, e.g. for automation. The new token
@@ -476,7 +367,7 @@ pub async fn create_token(
         StatusCode::CREATED,
         Json(IssuedToken {
             token: secret,
-            record: token.into(),
+            record: token_view(token),
         }),
     ))
 }
@@ -500,7 +391,7 @@ pub async fn revoke_token(
         )));
     }
     let token = state.store.revoke_token(&id, &principal.actor()).await?;
-    Ok(Json(token.into()))
+    Ok(Json(token_view(token)))
 }
 
 /// A user by name, or 404.
@@ -523,21 +414,12 @@ pub async fn list_user_tokens(
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
     let user = named_user(&state, &name).await?;
     let tokens = state.store.list_tokens(Some(&user.id)).await?;
-    Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
-}
-
-/// What a change to a user did.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct UserChange {
-    /// The user after the change.
-    pub user: UserView,
-    /// Ids of the tokens the change revoked.
-    pub revoked_tokens: Vec<String>,
+    Ok(Json(tokens.into_iter().map(token_view).collect()))
 }
 
 fn user_change(user: User, revoked: Vec<Token>) -> Json<UserChange> {
     Json(UserChange {
-        user: user.into(),
+        user: user_view(user),
         revoked_tokens: revoked.into_iter().map(|t| t.id).collect(),
     })
 }
@@ -587,26 +469,6 @@ pub async fn enable_user(
     Ok(user_change(user, revoked))
 }
 
-/// A password reset.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResetPassword {
-    /// The new password (at least 12 characters); leave it out to have the server choose one.
-    #[serde(default)]
-    pub password: Option<String>,
-}
-
-/// What a password reset did.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PasswordReset {
-    /// The user.
-    pub user: UserView,
-    /// Ids of the tokens revoked: every token the user had.
-    pub revoked_tokens: Vec<String>,
-    /// The password the server chose, shown this once; absent when one was given.
-    pub password: Option<String>,
-}
-
 /// Sets a user's password (admin), given or chosen by the server, and revokes every token of
 /// theirs.
 #[utoipa::path(post, path = "/api/v1/users/{name}/password", tag = "accounts", security(("token" = ["admin"])),
@@ -640,7 +502,7 @@ pub async fn reset_password(
     Ok(no_store(
         StatusCode::OK,
         Json(PasswordReset {
-            user: user.into(),
+            user: user_view(user),
             revoked_tokens: revoked.into_iter().map(|t| t.id).collect(),
             password: generated.then_some(password),
         }),
@@ -669,17 +531,6 @@ pub struct LockQuery {
     /// A client address (`203.0.113.9`, or an IPv6 /64 as listed): its failures on every
     /// account; with `account`, only that account's from there.
     pub address: Option<String>,
-}
-
-/// Failed logins forgotten.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ClearedLock {
-    /// The account, if one was named.
-    pub account: Option<String>,
-    /// The address key, if one was named.
-    pub address: Option<String>,
-    /// How many failures were forgotten.
-    pub failures_cleared: u64,
 }
 
 /// The key of an address as given: an address, or an IPv6 /64 as listings show it.

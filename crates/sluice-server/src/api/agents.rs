@@ -4,7 +4,6 @@
 //! The protocol is written down in `docs/agent-protocol.md`. An agent sees and touches only its
 //! own jobs and inventory: its host name comes from its token, never from the request.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
@@ -12,14 +11,19 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sluice_core::agent_auth::{self, CHALLENGE_SECONDS, MAX_AGENT_TOKEN_SECONDS};
 use sluice_core::inventory::host::HostInventory;
 use sluice_core::job::{Job, JobReport};
+use sluice_protocol::agents::{
+    AgentToken, AgentView, Challenge, ChallengeRequest, CreateEnrollmentToken, CreateJob, Enroll,
+    Enrolled, InventoryDiff, InventoryRequest, IssuedEnrollmentToken, TokenRequest,
+};
+use sluice_protocol::findings::PushReport;
 use sluice_store::{Agent, EnrollRefusal, StoredJob};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
-use crate::api::findings::{PushReport, ingest};
+use crate::api::findings::ingest;
 use crate::auth::{AGENT_TOKEN_PREFIX, AgentPrincipal, Principal, new_secret, token_hash};
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::settings::parse_duration;
@@ -33,25 +37,6 @@ const MAX_WAIT_SECONDS: u64 = 30;
 
 fn stamp(at: jiff::Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-/// An enrollment token request.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateEnrollmentToken {
-    /// Lifetime such as `1h` (at most 7 days).
-    pub expires_in: String,
-}
-
-/// A one-time enrollment token, shown once.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct IssuedEnrollmentToken {
-    /// Its id (for the audit trail).
-    pub id: String,
-    /// The secret: give it to one agent (`sluice agent --enroll-token`).
-    pub token: String,
-    /// When it stops working if unused.
-    pub expires_at: String,
 }
 
 /// Creates a one-time enrollment token (admin).
@@ -92,28 +77,10 @@ pub async fn create_enrollment_token(
     ))
 }
 
-/// An agent as listed.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AgentView {
-    /// Id.
-    pub id: String,
-    /// Host.
-    pub hostname: String,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Enrolled at.
-    pub enrolled_at: String,
-    /// Last call.
-    pub last_seen_at: Option<String>,
-    /// Revoked at.
-    pub revoked_at: Option<String>,
-    /// An inventory asked for and not sent yet, since.
-    pub inventory_requested_at: Option<String>,
-}
-
-impl From<Agent> for AgentView {
-    fn from(agent: Agent) -> Self {
-        Self {
+/// The API's view of a stored agent.
+fn agent_view(agent: Agent) -> AgentView {
+    {
+        AgentView {
             id: agent.id,
             hostname: agent.hostname,
             labels: agent.labels,
@@ -135,7 +102,7 @@ pub async fn list_agents(State(state): State<AppState>) -> Result<Json<Vec<Agent
             .agents()
             .await?
             .into_iter()
-            .map(AgentView::from)
+            .map(agent_view)
             .collect(),
     ))
 }
@@ -153,29 +120,7 @@ pub async fn revoke_agent(
         .store
         .revoke_agent(&hostname.to_ascii_lowercase(), &principal.actor())
         .await?;
-    Ok(Json(agent.into()))
-}
-
-/// An agent's enrollment.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Enroll {
-    /// The one-time enrollment token.
-    pub enrollment_token: String,
-    /// The host's name.
-    pub hostname: String,
-    /// The agent's Ed25519 public key, 32 bytes as hex.
-    pub public_key: String,
-    /// Labels (`env=prod`, …).
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-/// The enrolled agent's id.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Enrolled {
-    /// The id the agent signs challenges with.
-    pub agent_id: String,
+    Ok(Json(agent_view(agent)))
 }
 
 /// A host new to the CMDB takes its CMDB attributes (`env`, `tz`, `criticality`, …) from the
@@ -283,23 +228,6 @@ fn valid_hostname(text: &str) -> Result<String, ApiError> {
     Ok(hostname)
 }
 
-/// A challenge request.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChallengeRequest {
-    /// The agent's id from enrollment.
-    pub agent_id: String,
-}
-
-/// A challenge to sign.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Challenge {
-    /// Random nonce, hex; good once.
-    pub nonce: String,
-    /// Answer before this.
-    pub expires_at: String,
-}
-
 /// Issues a challenge for an enrolled, unrevoked agent (anonymous).
 #[utoipa::path(post, path = "/api/v1/agent/challenge", tag = "agent protocol", request_body = ChallengeRequest,
     responses((status = 200, body = Challenge), (status = 401, body = Problem)))]
@@ -323,27 +251,6 @@ pub async fn challenge(
         return Err(ApiError::unauthenticated("unknown or revoked agent"));
     }
     Ok(Json(Challenge { nonce, expires_at }))
-}
-
-/// A signed challenge.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    /// The agent's id.
-    pub agent_id: String,
-    /// The nonce it signed.
-    pub nonce: String,
-    /// Ed25519 signature of the challenge message, 64 bytes as hex.
-    pub signature: String,
-}
-
-/// A short-lived agent access token.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AgentToken {
-    /// Bearer token for the agent routes.
-    pub token: String,
-    /// At most 15 minutes away.
-    pub expires_at: String,
 }
 
 /// Exchanges a signed challenge for an access token of at most 15 minutes (anonymous: the
@@ -428,38 +335,6 @@ pub async fn put_inventory(
     Ok(Json(report))
 }
 
-/// A package the agent no longer has, by name and architecture.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RemovedPackage {
-    /// Package name.
-    pub name: String,
-    /// Architecture, when the package has one.
-    #[serde(default)]
-    pub arch: Option<String>,
-}
-
-/// What changed in a host's packages since the inventory whose hash is `base`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InventoryDiff {
-    /// `package_hash` of the inventory this diff applies to (from the last push's answer).
-    pub base: String,
-    /// `/etc/os-release`, as in a full inventory.
-    #[schema(value_type = Object)]
-    pub os_release: sluice_core::inventory::OsRelease,
-    /// Packages installed or changed (a new version replaces the stored one).
-    #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
-    pub added: Vec<sluice_core::inventory::InstalledPackage>,
-    /// Packages removed.
-    #[serde(default)]
-    pub removed: Vec<RemovedPackage>,
-    /// A reboot is pending, as in a full inventory.
-    #[serde(default)]
-    pub reboot_required: bool,
-}
-
 /// Applies a diff to the calling agent's stored inventory and recomputes its findings (agent).
 /// 409 when the stored inventory is not the diff's base: the agent then sends it whole.
 #[utoipa::path(patch, path = "/api/v1/agent/inventory", tag = "agent protocol", security(("agent" = [])),
@@ -510,13 +385,6 @@ pub async fn patch_inventory(
     Ok(Json(report))
 }
 
-/// Whether an operator asked this agent for a fresh inventory.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct InventoryRequest {
-    /// Send the whole inventory now.
-    pub requested: bool,
-}
-
 /// Whether the calling agent should send its whole inventory now (agent).
 #[utoipa::path(get, path = "/api/v1/agent/inventory-request", tag = "agent protocol", security(("agent" = [])),
     responses((status = 200, body = InventoryRequest)))]
@@ -543,7 +411,7 @@ pub async fn request_inventory(
         .request_inventory(&hostname.to_ascii_lowercase(), &principal.actor())
         .await?;
     state.job_signals.notify(&agent.id);
-    Ok((StatusCode::ACCEPTED, Json(agent.into())))
+    Ok((StatusCode::ACCEPTED, Json(agent_view(agent))))
 }
 
 /// How long to wait for a job.
@@ -599,17 +467,6 @@ pub async fn report_job(
     metrics::counter!("sluice_jobs_reported_total", "outcome" => job.state.clone()).increment(1);
     state.rollouts.wake();
     Ok(Json(job))
-}
-
-/// A job to queue for a host's agent.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateJob {
-    /// The host.
-    pub host: String,
-    /// The job (`id` and `idempotency_key` may be left out: the server fills them).
-    #[schema(value_type = Object)]
-    pub job: serde_json::Value,
 }
 
 /// Queues a job for a host's agent (operator, admin). The same idempotency key twice queues

@@ -12,23 +12,13 @@ use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use serde::Serialize;
 use sluice_core::alerting::{self, AlertStatus, RolloutScope};
-use utoipa::ToSchema;
+use sluice_protocol::alerts::AlertsReceived;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::rollouts;
 use crate::state::AppState;
-
-/// What the webhook did.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AlertsReceived {
-    /// Alerts in the payload.
-    pub alerts: usize,
-    /// Rollouts whose state they moved.
-    pub rollouts: Vec<String>,
-}
 
 /// Receives an Alertmanager webhook (version 4) and pauses (or resumes) the rollouts its
 /// alerts concern (operator). A payload that is not version 4, or not Alertmanager's shape, is

@@ -13,11 +13,15 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-use sluice_core::cmdb::{self, Asset, Budget, Group, Selector, Service};
+use sluice_core::cmdb::{self, Asset, Group, Selector, Service};
+use sluice_protocol::assets::{
+    AssetPage, AssetPatch, ExportFormat, GroupBody, GroupView, ImportFormat, ImportRequest,
+    ImportResult, ServiceBody,
+};
 use sluice_store::{Change, ImportSummary};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, Problem};
@@ -39,22 +43,6 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// Skip this many matching assets first (default 0).
     pub offset: Option<usize>,
-}
-
-/// One page of matching assets, by host name.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AssetPage {
-    /// The assets on this page.
-    #[schema(value_type = Vec<Object>)]
-    pub items: Vec<Asset>,
-    /// How many assets match in all.
-    pub total: usize,
-    /// The page size used.
-    pub limit: usize,
-    /// The offset used.
-    pub offset: usize,
-    /// The selector in canonical form (empty: all).
-    pub selector: String,
 }
 
 fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -187,16 +175,6 @@ pub async fn put_asset(
     Ok((created_or_ok(change), Json(asset)))
 }
 
-/// Attributes to set, as `sluice assets set` takes them.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AssetPatch {
-    /// `key: value` pairs with `Asset::set` semantics: lists replaced whole (`"web,edge"`), an
-    /// empty value or `null` clears, `var.NAME` sets a variable. Numbers are taken as text.
-    #[schema(value_type = Object)]
-    pub set: BTreeMap<String, Value>,
-}
-
 fn value_text(key: &str, value: &Value) -> Result<String, ApiError> {
     match value {
         Value::String(text) => Ok(text.clone()),
@@ -286,24 +264,14 @@ pub async fn delete_asset(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The text formats an import reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ImportFormat {
-    /// CSV with a header row naming `hostname` (or `host`).
-    Csv,
-    /// An Ansible INI inventory.
-    AnsibleIni,
-    /// An Ansible YAML inventory.
-    AnsibleYaml,
-    /// Recognised from the content: CSV when the first line names a `hostname` or `host`
-    /// column, otherwise an Ansible inventory (INI or YAML, as Ansible tells them apart).
-    Auto,
+/// Resolving `auto` (the wire type lives in `sluice_protocol`).
+trait Resolve {
+    /// Resolves `auto` from the content; other formats stay as they are.
+    fn resolve(self, content: &str) -> Self;
 }
 
-impl ImportFormat {
-    /// Resolves `auto` from the content; other formats stay as they are.
-    pub fn resolve(self, content: &str) -> Self {
+impl Resolve for ImportFormat {
+    fn resolve(self, content: &str) -> Self {
         if self != Self::Auto {
             return self;
         }
@@ -327,43 +295,6 @@ impl ImportFormat {
             cmdb::ansible::InventoryFormat::Yaml => Self::AnsibleYaml,
         }
     }
-}
-
-/// A file to import.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ImportRequest {
-    /// The format (default `auto`).
-    #[serde(default = "auto")]
-    pub format: ImportFormat,
-    /// The file's text.
-    pub content: String,
-    /// The file's name, for messages (default `import`).
-    #[serde(default)]
-    pub source_name: Option<String>,
-}
-
-fn auto() -> ImportFormat {
-    ImportFormat::Auto
-}
-
-/// What an import did.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ImportResult {
-    /// The format read (`auto` resolved).
-    pub format: ImportFormat,
-    /// Assets in the file.
-    pub assets: usize,
-    /// Assets created.
-    pub created: usize,
-    /// Assets changed.
-    pub updated: usize,
-    /// Assets already stored exactly so.
-    pub unchanged: usize,
-    /// Groups declared by the file and created.
-    pub groups_created: usize,
-    /// Groups whose description changed.
-    pub groups_updated: usize,
 }
 
 /// Imports assets (and, from Ansible, groups) from CSV or an Ansible inventory: all or nothing.
@@ -422,17 +353,6 @@ pub async fn import_assets(
     }))
 }
 
-/// Export formats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ExportFormat {
-    /// CSV, as `sluice assets import` reads back.
-    #[default]
-    Csv,
-    /// A JSON array of asset records.
-    Json,
-}
-
 /// What to export.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -466,17 +386,6 @@ pub async fn export_assets(
     })
 }
 
-/// A declared group and how many assets are in it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct GroupView {
-    /// Name.
-    pub name: String,
-    /// What it is for.
-    pub description: Option<String>,
-    /// Assets that list it in their `groups`.
-    pub members: usize,
-}
-
 /// Declared groups, by name, with their member counts.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "cmdb", security(("token" = [])),
     responses((status = 200, body = Vec<GroupView>)))]
@@ -498,15 +407,6 @@ pub async fn list_groups(State(state): State<AppState>) -> Result<Json<Vec<Group
             })
             .collect(),
     ))
-}
-
-/// A group's description.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GroupBody {
-    /// What the group is for, for people.
-    #[serde(default)]
-    pub description: Option<String>,
 }
 
 /// Declares a group or changes its description. Membership is set on the assets.
@@ -564,25 +464,6 @@ pub async fn get_service(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("service {name} not found")))
-}
-
-/// A service's definition (its name is the path's).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceBody {
-    /// 1 (most important) to 5.
-    #[serde(default)]
-    pub tier: Option<u8>,
-    /// Host names of its members: stored assets.
-    #[serde(default)]
-    pub members: BTreeSet<String>,
-    /// Services patched before it, never together with it.
-    #[serde(default)]
-    pub depends_on: BTreeSet<String>,
-    /// How many members may be down at once: a count (`"2"`) or a share (`"25%"`).
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub disruption_budget: Option<Budget>,
 }
 
 /// Creates or replaces a service. The whole set of services is checked with it (members are

@@ -2,9 +2,10 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sluice_core::audit::AuditEvent;
-use utoipa::{IntoParams, ToSchema};
+use sluice_protocol::audit::Verification;
+use utoipa::IntoParams;
 
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -45,19 +46,6 @@ pub async fn list_events(
         .transpose()
         .map_err(|e| ApiError::invalid_field("since", e))?;
     Ok(Json(state.store.audit_events(since.as_deref()).await?))
-}
-
-/// The result of recomputing the chain.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Verification {
-    /// Whether the chain is intact.
-    pub intact: bool,
-    /// Events verified (the head's sequence number when intact).
-    pub events: i64,
-    /// The head hash, to anchor outside the database.
-    pub head_hash: Option<String>,
-    /// The first break, when not intact.
-    pub problem: Option<String>,
 }
 
 /// Recomputes the whole chain.

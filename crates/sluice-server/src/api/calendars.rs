@@ -22,19 +22,20 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sluice_core::calendar::freeze::ExceptionDecision;
 use sluice_core::calendar::spec::MAX_EXCEPTION;
 use sluice_core::calendar::{
-    Conflict, FreezeCalendar, FreezeException, FreezeRuleSpec, FreezeSpec, HostCalendar,
-    ProposedChange, Scope, SpecError, TimeRange, WindowSpec, detect_conflicts,
+    Conflict, FreezeCalendar, FreezeException, FreezeRuleSpec, HostCalendar, ProposedChange, Scope,
+    SpecError, TimeRange, WindowSpec, detect_conflicts,
 };
 use sluice_core::change::{ChangeState, ScheduleConflict};
 use sluice_core::cmdb::{Asset, Selector};
+use sluice_protocol::calendars::{ConflictPreview, CreateFreeze, CreateWindow, RequestException};
 use sluice_store::{
     ChangesQuery, ExceptionState, StoredFreeze, StoredFreezeException, StoredWindow,
 };
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, Problem};
@@ -79,21 +80,6 @@ fn fill_dtstart(spec: &mut WindowSpec, now: Timestamp) {
     {
         spec.dtstart = Some(now.to_zoned(tz).date());
     }
-}
-
-/// A window to create.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateWindow {
-    /// Unique name: letters, digits, `.`, `_`, `-`.
-    pub name: String,
-    /// The hosts it applies to, as a CMDB selector (`group=web`); empty or left out: every host.
-    #[serde(default)]
-    pub scope: String,
-    /// `{rrule | cron, dtstart?, start, duration, cutoff?, tz, offset_days?, active_from?,
-    /// active_until?}` (docs/calendar.md).
-    #[schema(value_type = Object)]
-    pub definition: WindowSpec,
 }
 
 /// Every maintenance window, by name.
@@ -150,21 +136,6 @@ pub async fn delete_window(
     Ok(Json(serde_json::json!({"deleted": name})))
 }
 
-/// A freeze to create.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateFreeze {
-    /// Unique name: letters, digits, `.`, `_`, `-`.
-    pub name: String,
-    /// The hosts it holds for, as a CMDB selector; empty or left out: every host.
-    #[serde(default)]
-    pub scope: String,
-    /// `{tz?, rule: {kind: range, from, until} | {kind: last-business-days, days, holidays?} |
-    /// {kind: yearly, from: "MM-DD", until: "MM-DD"} | {kind: recurring, window: {...}}}`.
-    #[schema(value_type = Object)]
-    pub definition: FreezeSpec,
-}
-
 /// Every freeze, by name.
 #[utoipa::path(get, path = "/api/v1/freezes", tag = "calendars", security(("token" = [])),
     responses((status = 200, body = Vec<Object>)))]
@@ -218,23 +189,6 @@ pub async fn delete_freeze(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.delete_freeze(&name, &principal.actor()).await?;
     Ok(Json(serde_json::json!({"deleted": name})))
-}
-
-/// A request to work inside a freeze.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RequestException {
-    /// The hosts, as a CMDB selector; empty or left out: every host the freeze holds for.
-    #[serde(default)]
-    pub scope: String,
-    /// Start of the time to lift (RFC 3339).
-    #[schema(value_type = String)]
-    pub from: Timestamp,
-    /// End of the time to lift (RFC 3339), at most 31 days after `from`.
-    #[schema(value_type = String)]
-    pub until: Timestamp,
-    /// Why the work cannot wait.
-    pub justification: String,
 }
 
 /// Exception requests of one freeze, oldest first.
@@ -600,24 +554,6 @@ pub struct ConflictQuery {
     /// When it must be done (RFC 3339); default: its schedule's end.
     #[param(value_type = Option<String>)]
     pub end: Option<Timestamp>,
-}
-
-/// What the calendar would say if the change were scheduled.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConflictPreview {
-    /// The change.
-    pub id: String,
-    /// Start checked.
-    #[schema(value_type = String)]
-    pub start: Timestamp,
-    /// End checked.
-    #[schema(value_type = String)]
-    pub end: Timestamp,
-    /// Conflicts; those without an exception would block scheduling.
-    #[schema(value_type = Vec<Object>)]
-    pub conflicts: Vec<ScheduleConflict>,
-    /// Whether scheduling would be refused for them.
-    pub blocked: bool,
 }
 
 /// Previews the calendar's conflicts for a change over `start`..`end` (default: its schedule).

@@ -10,31 +10,25 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sluice_core::deferral::{
     Deferral, DeferralError, DeferralPolicy, DeferralRequest, DeferralStatus, DeferralTarget,
 };
+use sluice_protocol::deferrals::{ApproveBody, DeferralView, RenewBody, RevokeBody};
 use sluice_store::{DeferralsQuery, StoredDeferral};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::governance::{self, current_policy};
 use crate::state::AppState;
 
-/// A record as the API shows it: the record, its version and where it stands now.
-#[derive(Debug, Serialize)]
-pub struct DeferralView {
-    /// The record.
-    #[serde(flatten)]
-    pub deferral: Deferral,
-    /// Raised by one with every write.
-    pub version: i64,
-    /// `pending`, `active` (until), `expired` (since) or `revoked` (at).
-    pub status: DeferralStatus,
+/// Building the view of a stored deferral (the wire type lives in `sluice_protocol`).
+trait DeferralViewOf {
+    fn of(stored: StoredDeferral, now: Timestamp) -> Self;
 }
 
-impl DeferralView {
+impl DeferralViewOf for DeferralView {
     fn of(stored: StoredDeferral, now: Timestamp) -> Self {
         Self {
             status: stored.deferral.status(now),
@@ -187,11 +181,6 @@ pub async fn get_deferral(
     Ok(Json(DeferralView::of(stored, state.clock.now())))
 }
 
-/// Approval of a record (no fields).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApproveBody {}
-
 /// Approves a pending record (approver or security; a risk acceptance needs security; never the
 /// requester).
 #[utoipa::path(post, path = "/api/v1/deferrals/{id}/approve", tag = "deferrals", security(("token" = ["approver", "security"])),
@@ -212,17 +201,6 @@ pub async fn approve_deferral(
         |deferral, person, policy, now| deferral.approve(person, policy, now),
     )
     .await
-}
-
-/// A renewal.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RenewBody {
-    /// The new expiry (RFC 3339).
-    #[schema(value_type = String)]
-    pub expires_at: Timestamp,
-    /// A new justification, if the reason changed.
-    pub justification: Option<String>,
 }
 
 /// Renews an approved (possibly expired) record to a new expiry (approver or security), up to the
@@ -253,14 +231,6 @@ pub async fn renew_deferral(
         },
     )
     .await
-}
-
-/// A revocation.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeBody {
-    /// Why.
-    pub reason: String,
 }
 
 /// Withdraws a record (its requester, or anyone who could approve it).

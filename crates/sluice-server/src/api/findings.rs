@@ -3,36 +3,23 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
-use sluice_core::deferral::{Deferral, Standing};
+use serde::Deserialize;
+use sluice_core::deferral::Deferral;
 use sluice_core::ecosystem::EcosystemKey;
 use sluice_core::inventory::{OsRelease, dpkg, rpm};
+use sluice_protocol::findings::{
+    CreateFeed, FindingItem, FindingRecord, FindingsPage, PushInventory, PushReport,
+};
 use sluice_store::{
     Feed, FeedKind, FindingsDiff, FindingsQuery, InventoryWrite, NewFeed, StoredFinding,
 };
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::intel::{self, SyncReport};
 use crate::settings::parse_duration;
 use crate::state::AppState;
-
-/// A feed to register.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateFeed {
-    /// Unique name.
-    pub name: String,
-    /// `advisories` (OSV file, directory or zip; DSA/DLA list), `kev` or `epss`.
-    #[schema(value_type = String)]
-    pub kind: FeedKind,
-    /// An absolute path inside one of the server's feed directories (`feed_dirs`), or an
-    /// http(s) URL.
-    pub source: String,
-    /// Sync every so often (`6h`, `1d`); on demand only when left out.
-    pub interval: Option<String>,
-}
 
 /// Registers a feed (security, admin). Sync it with `POST /api/v1/feeds/{name}/sync`. The
 /// source is checked now (422 naming the reason: outside the feed directories, not a regular
@@ -77,7 +64,7 @@ pub async fn create_feed(
         .create_feed(
             NewFeed {
                 name: name.to_owned(),
-                kind: request.kind,
+                kind: feed_kind(request.kind),
                 source: source.to_owned(),
                 interval_seconds,
             },
@@ -122,38 +109,6 @@ pub async fn sync_feed(
         )
         .await?,
     ))
-}
-
-/// An inventory pushed for a host.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PushInventory {
-    /// `dpkg-status` (a dpkg status file) or `rpm-qa` (rpm -qa with Sluice's query format).
-    pub format: String,
-    /// The file's content.
-    pub content: String,
-    /// The host's os-release file, to choose the ecosystem.
-    pub os_release: Option<String>,
-    /// Or the ecosystem by name, e.g. `Debian:12`.
-    pub ecosystem: Option<String>,
-}
-
-/// What a push did.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PushReport {
-    /// Host.
-    pub hostname: String,
-    /// Ecosystem.
-    pub ecosystem: String,
-    /// Installed packages.
-    pub packages: usize,
-    /// Whether the package list changed since the last push.
-    pub changed: bool,
-    /// What happened to the host's findings.
-    #[schema(value_type = Object)]
-    pub findings: FindingsDiff,
-    /// The stored package list's hash: an agent names it as the base of its next diff.
-    pub package_hash: String,
 }
 
 /// Stores a host's inventory and recomputes its findings (operator, admin).
@@ -289,7 +244,7 @@ pub async fn ingest(
         ecosystem: eco_name,
         packages: count,
         changed,
-        findings,
+        findings: findings_diff(findings),
         package_hash: hash,
     })
 }
@@ -318,35 +273,6 @@ pub struct FindingFilter {
     pub limit: Option<i64>,
     /// Page start (default 0).
     pub offset: Option<i64>,
-}
-
-/// A finding with its deferral standing: `standing` is `open`, `pending` (a record asks to
-/// cover it), `deferred` (covered `until`), or `due-again` (the record that covered it expired
-/// at `expired_at`); `deferral` names the record.
-#[derive(Debug, Serialize)]
-pub struct FindingItem {
-    /// The finding.
-    #[serde(flatten)]
-    pub finding: StoredFinding,
-    /// Its standing.
-    #[serde(flatten)]
-    pub standing: Standing,
-}
-
-/// A page of findings.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FindingsPage {
-    /// Findings, highest priority first, each with its deferral standing.
-    #[schema(value_type = Vec<Object>)]
-    pub items: Vec<FindingItem>,
-    /// How many match, counted up to 10,000.
-    pub total: i64,
-    /// `false` when more than 10,000 match: `total` is then a lower bound.
-    pub total_exact: bool,
-    /// Page size.
-    pub limit: i64,
-    /// Page start.
-    pub offset: i64,
 }
 
 /// Which findings a filter picks, as the store takes it (page 0, size 0: the caller sets both).
@@ -457,7 +383,7 @@ pub async fn list_findings(
         .into_iter()
         .map(|finding| FindingItem {
             standing: crate::governance::finding_standing(&finding, &deferrals, now),
-            finding,
+            finding: finding_record(finding),
         })
         .collect();
     Ok(Json(FindingsPage {
@@ -467,4 +393,34 @@ pub async fn list_findings(
         limit,
         offset,
     }))
+}
+
+/// The store's feed kind for the wire's.
+fn feed_kind(kind: sluice_protocol::findings::FeedKind) -> FeedKind {
+    match kind {
+        sluice_protocol::findings::FeedKind::Advisories => FeedKind::Advisories,
+        sluice_protocol::findings::FeedKind::Kev => FeedKind::Kev,
+        sluice_protocol::findings::FeedKind::Epss => FeedKind::Epss,
+    }
+}
+
+/// The wire's copy of what an ingest changed.
+fn findings_diff(diff: FindingsDiff) -> sluice_protocol::findings::FindingsDiff {
+    sluice_protocol::findings::FindingsDiff {
+        opened: diff.opened,
+        resolved: diff.resolved,
+        updated: diff.updated,
+        open: diff.open,
+    }
+}
+
+/// The wire's copy of a stored finding.
+fn finding_record(finding: StoredFinding) -> FindingRecord {
+    FindingRecord {
+        id: finding.id,
+        hostname: finding.hostname,
+        finding: finding.finding,
+        first_seen: finding.first_seen,
+        resolved_at: finding.resolved_at,
+    }
 }

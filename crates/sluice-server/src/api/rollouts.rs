@@ -13,10 +13,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::Stream;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_core::rollout::HostStatus;
-use utoipa::{IntoParams, ToSchema};
+use sluice_protocol::rollouts::{BatchView, HostView, RingView, RolloutView};
+use utoipa::IntoParams;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, Problem};
@@ -24,102 +25,14 @@ use crate::governance;
 use crate::rollouts::{self, Loaded, OperatorAction, RolloutRequest};
 use crate::state::AppState;
 
-/// One host in a rollout view.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HostView {
-    /// Host name.
-    pub name: String,
-    /// `pending`, `running`, `succeeded`, `failed`, `rolled-back`, `pending-reboot`, or
-    /// `cancelled` (its job was cancelled before an agent took it).
-    pub status: String,
-    /// Its current update job.
-    pub job: Option<String>,
-    /// Its rollback job, if one was queued.
-    pub rollback_job: Option<String>,
-    /// Versions of the bundle's packages when the rollout started.
-    pub versions_before: BTreeMap<String, String>,
-    /// The last word on it (a failed step, a verification).
-    pub note: Option<String>,
-    /// Waiting for a fresh inventory to confirm its versions.
-    pub verifying: bool,
-}
-
-/// One batch.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BatchView {
-    /// The ring's canary.
-    pub canary: bool,
-    /// Its hosts.
-    pub hosts: Vec<HostView>,
-}
-
-/// One ring.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RingView {
-    /// Its environment.
-    pub environment: String,
-    /// Canary, then batches.
-    pub batches: Vec<BatchView>,
-}
-
-/// A rollout as people and tools see it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RolloutView {
-    /// `RO-<n>`.
-    pub id: String,
-    /// The change.
-    pub change: String,
-    /// `planned`, `running`, `paused`, `halted`, `aborted`, `completed`.
-    pub phase: String,
-    /// `completed`, `rolled-back`, `aborted` or `failed` once it ended.
-    pub outcome: Option<String>,
-    /// Whether it ended: nothing more will happen.
-    pub finished: bool,
-    /// The current ring's index.
-    pub ring: usize,
-    /// Why nothing starts now, when so.
-    pub waiting: Option<String>,
-    /// When that may change.
-    pub wait_until: Option<String>,
-    /// Why it is paused (an operator, alerts).
-    pub pause_reason: Option<String>,
-    /// Alerts firing now.
-    pub alerts_firing: Vec<String>,
-    /// The tripped breaker.
-    #[schema(value_type = Option<Object>)]
-    pub breaker: Option<Value>,
-    /// The tripped breaker in words (`2 failed of a threshold of 2 in prod, batch 3`).
-    pub breaker_reason: Option<String>,
-    /// Trips so far.
-    pub breaker_trips: u32,
-    /// Hosts restored to their earlier versions so far.
-    pub rollbacks: u32,
-    /// Hosts per status.
-    pub counts: BTreeMap<String, usize>,
-    /// Latency regressions flagged against the pre-update baseline.
-    pub regressions: Vec<String>,
-    /// The bundle: package → target version.
-    pub targets: BTreeMap<String, String>,
-    /// The policy it runs under.
-    #[schema(value_type = Object)]
-    pub policy: Value,
-    /// Rings, batches, hosts.
-    pub rings: Vec<RingView>,
-    /// Who started it.
-    pub created_by: String,
-    /// When.
-    pub created_at: String,
-    /// Last change.
-    pub updated_at: String,
-    /// When it ended.
-    pub finished_at: Option<String>,
-    /// Rises with every write.
-    pub version: i64,
-}
-
-impl RolloutView {
+/// Building the view of a loaded rollout (the wire type lives in `sluice_protocol`).
+pub trait RolloutViewOf {
     /// The view of a loaded rollout.
-    pub fn of(loaded: &Loaded) -> Self {
+    fn of(loaded: &Loaded) -> Self;
+}
+
+impl RolloutViewOf for RolloutView {
+    fn of(loaded: &Loaded) -> Self {
         let runtime = &loaded.runtime;
         let status = |host: &str| -> String {
             if runtime.cancelled.contains(host) && loaded.state.status(host) == HostStatus::Running

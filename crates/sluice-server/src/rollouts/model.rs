@@ -6,104 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sluice_core::calendar::{TimeRange, WindowSpec};
-use sluice_core::job::{Check, Preflight, RollbackPolicy};
 use sluice_core::rollout::{HostInfo, OnTrip, Plan, Ring, RolloutPolicy, RolloutState, Size};
+pub use sluice_protocol::rollouts::{
+    HaproxySpec, JobTemplate, OperatorAction, PrometheusSpec, RolloutRequest,
+};
 use sluice_store::StoredRollout;
-use utoipa::ToSchema;
 
 use crate::error::ApiError;
-
-/// What every host's job does besides reaching the bundle's versions.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JobTemplate {
-    /// Checks before anything changes.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub preflight: Preflight,
-    /// Checks that prove the host works afterwards (a command check runs with `SLUICE_ROOT`).
-    #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
-    pub checks: Vec<Check>,
-    /// What the agent does when a check fails after the change.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub rollback: RollbackPolicy,
-}
-
-/// A Prometheus instant query polled while the rollout runs: any series it returns with a
-/// non-zero value pauses the rollout like a firing alert.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PrometheusSpec {
-    /// The Prometheus base URL (`http://prometheus:9090`).
-    pub url: String,
-    /// The query (`sum(rate(http_requests_total{code=~"5.."}[1m])) > 1`).
-    pub query: String,
-    /// Seconds between queries (default 15).
-    #[serde(default = "default_interval")]
-    pub interval_secs: u64,
-}
-
-pub(super) fn default_interval() -> u64 {
-    15
-}
-
-/// HAProxy in front of the hosts: a canary host's server weight is lowered while its batch
-/// runs, so only a small share of traffic reaches the new version, and restored afterwards.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HaproxySpec {
-    /// The runtime API: `unix:/run/haproxy/admin.sock`, a path, or `host:port`.
-    pub address: String,
-    /// The backend the hosts serve in.
-    pub backend: String,
-    /// Weight of a canary server while it is watched, in percent of its configured weight.
-    #[serde(default = "default_canary_weight")]
-    pub canary_weight: u8,
-    /// HAProxy server name per host, where it differs from the host name.
-    #[serde(default)]
-    pub servers: BTreeMap<String, String>,
-}
-
-pub(super) fn default_canary_weight() -> u8 {
-    10
-}
-
-/// What `POST /api/v1/rollouts` takes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RolloutRequest {
-    /// The change to roll out: scheduled (the server starts its implementation for the caller)
-    /// or already implementing.
-    pub change: String,
-    /// Rings, canary, batches, limits, breaker (docs/rollout.md); default: dev → test →
-    /// staging → prod, a one-host canary, batches of 25%, 10 at once, trip at one failure in a
-    /// batch or 10% of a ring, roll the batch back.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub policy: Option<RolloutPolicy>,
-    /// Pre-flight, checks and the agent's own rollback for every host's job.
-    #[serde(default)]
-    pub job: JobTemplate,
-    /// Shift canary traffic through HAProxy.
-    #[serde(default)]
-    pub haproxy: Option<HaproxySpec>,
-    /// Pause while this query returns breaching series.
-    #[serde(default)]
-    pub prometheus: Option<PrometheusSpec>,
-    /// Offer a version that was rolled back in a ring's environment again (a person decided).
-    #[serde(default)]
-    pub override_rolled_back: bool,
-    /// Resume by itself when every alert that paused it resolved and no person paused it
-    /// (default true); false: only a person resumes.
-    #[serde(default = "yes")]
-    pub resume_on_resolve: bool,
-}
-
-pub(super) fn yes() -> bool {
-    true
-}
 
 /// The default policy: small and careful.
 pub fn default_policy() -> RolloutPolicy {
@@ -316,39 +225,4 @@ pub fn decode(stored: StoredRollout) -> Result<Loaded, ApiError> {
         state,
         runtime,
     })
-}
-
-/// What an operator asks of a rollout (`POST /api/v1/rollouts/{id}/actions`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum OperatorAction {
-    /// Start nothing more until resumed.
-    Pause {
-        /// Why.
-        reason: String,
-    },
-    /// Go on (refused while an alert fires).
-    Resume,
-    /// Stop for good; jobs not yet taken by an agent are cancelled.
-    Abort {
-        /// Why.
-        reason: String,
-    },
-    /// Stop and return every host the rollout changed to its earlier versions.
-    Rollback {
-        /// Why.
-        reason: String,
-    },
-    /// Approve the gate into a ring (approvers; not the person who started the rollout).
-    ApproveGate {
-        /// The ring index the gate leads to.
-        to_ring: usize,
-    },
-    /// Go on after a breaker trip.
-    ResetBreaker,
-    /// Try a failed or rolled-back host of the current ring again.
-    Retry {
-        /// The host.
-        host: String,
-    },
 }

@@ -1,0 +1,127 @@
+//! Feeds, pushed inventories and findings.
+
+use serde::{Deserialize, Serialize};
+use sluice_core::deferral::Standing;
+use sluice_core::finding::Finding;
+
+/// A feed to register.
+#[derive(Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateFeed {
+    /// Unique name.
+    pub name: String,
+    /// `advisories` (OSV file, directory or zip; DSA/DLA list), `kev` or `epss`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub kind: FeedKind,
+    /// An absolute path inside one of the server's feed directories (`feed_dirs`), or an
+    /// http(s) URL.
+    pub source: String,
+    /// Sync every so often (`6h`, `1d`); on demand only when left out.
+    pub interval: Option<String>,
+}
+
+/// An inventory pushed for a host.
+#[derive(Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PushInventory {
+    /// `dpkg-status` (a dpkg status file) or `rpm-qa` (rpm -qa with Sluice's query format).
+    pub format: String,
+    /// The file's content.
+    pub content: String,
+    /// The host's os-release file, to choose the ecosystem.
+    pub os_release: Option<String>,
+    /// Or the ecosystem by name, e.g. `Debian:12`.
+    pub ecosystem: Option<String>,
+}
+
+/// What a push did.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PushReport {
+    /// Host.
+    pub hostname: String,
+    /// Ecosystem.
+    pub ecosystem: String,
+    /// Installed packages.
+    pub packages: usize,
+    /// Whether the package list changed since the last push.
+    pub changed: bool,
+    /// What happened to the host's findings.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub findings: FindingsDiff,
+    /// The stored package list's hash: an agent names it as the base of its next diff.
+    pub package_hash: String,
+}
+
+/// A finding with its deferral standing: `standing` is `open`, `pending` (a record asks to
+/// cover it), `deferred` (covered `until`), or `due-again` (the record that covered it expired
+/// at `expired_at`); `deferral` names the record.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FindingItem {
+    /// The finding.
+    #[serde(flatten)]
+    pub finding: FindingRecord,
+    /// Its standing.
+    #[serde(flatten)]
+    pub standing: Standing,
+}
+
+/// A page of findings.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FindingsPage {
+    /// Findings, highest priority first, each with its deferral standing.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub items: Vec<FindingItem>,
+    /// How many match, counted up to 10,000.
+    pub total: i64,
+    /// `false` when more than 10,000 match: `total` is then a lower bound.
+    pub total_exact: bool,
+    /// Page size.
+    pub limit: i64,
+    /// Page start.
+    pub offset: i64,
+}
+
+/// What a feed provides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedKind {
+    /// Advisories (OSV, DSA/DLA lists).
+    Advisories,
+    /// The CISA KEV catalog.
+    Kev,
+    /// FIRST EPSS scores.
+    Epss,
+}
+
+/// What applying a host's current findings changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingsDiff {
+    /// Newly opened.
+    pub opened: u64,
+    /// Resolved (no longer present).
+    pub resolved: u64,
+    /// Still open, with changed details.
+    pub updated: u64,
+    /// Open after the change.
+    pub open: u64,
+}
+
+/// A stored finding, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    /// Id.
+    pub id: i64,
+    /// Host.
+    pub hostname: String,
+    /// The finding (its `due` counts from `first_seen`).
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// When it was first seen.
+    pub first_seen: String,
+    /// When it was resolved, if it was.
+    pub resolved_at: Option<String>,
+}
