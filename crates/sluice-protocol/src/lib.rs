@@ -16,4 +16,5 @@ pub mod changes;
 pub mod deferrals;
 pub mod findings;
 pub mod policies;
+pub mod problem;
 pub mod rollouts;

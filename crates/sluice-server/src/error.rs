@@ -6,8 +6,8 @@ use axum::extract::FromRequest;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+pub use sluice_protocol::problem::Problem;
 use sluice_store::StoreError;
 
 /// An error answer.
@@ -23,23 +23,6 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds to wait, for 429.
     pub retry_after: Option<u64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-/// The problem document (RFC 9457).
-pub struct Problem {
-    /// A URI reference for the problem type (`about:blank`: the title says it).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The status's summary.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong.
-    pub detail: String,
-    /// JSON path of the field at fault.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
 }
 
 impl ApiError {

@@ -15,13 +15,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::{Signer, SigningKey};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sluice_agent::{Executor, ExecutorConfig, PackageRoot};
 use sluice_core::agent_auth;
 use sluice_core::inventory::InstalledPackage;
 use sluice_core::job::{Job, JobReport};
+use sluice_protocol::agents::{
+    AgentToken, Challenge, ChallengeRequest, Enroll, Enrolled, InventoryDiff, InventoryRequest,
+    RemovedPackage, TokenRequest,
+};
+use sluice_protocol::findings::PushReport;
 
 use super::client::Client;
 
@@ -130,14 +135,13 @@ fn one_round(
         session.report(&report)?;
     }
     send_inventory(args, root, session, sent_inventory)?;
-    let answer = session
+    let job: Option<Job> = session
         .client()?
-        .get(&format!("/api/v1/agent/jobs/next?wait={}", args.poll_wait))?;
-    if answer.is_null() || answer.as_str() == Some("") {
+        .get_as(&format!("/api/v1/agent/jobs/next?wait={}", args.poll_wait))
+        .context("the server sent a job this agent cannot read")?;
+    let Some(job) = job else {
         return Ok(());
-    }
-    let job: Job =
-        serde_json::from_value(answer).context("the server sent a job this agent cannot read")?;
+    };
     eprintln!("sluice agent: running job {}", job.id);
     let report = executor.run(&job);
     eprintln!("sluice agent: job {}: {}", job.id, report.outcome.as_str());
@@ -170,9 +174,9 @@ fn send_inventory(
         object.remove("taken_at");
     }
     let fingerprint = agent_auth::to_hex(&Sha256::digest(fingerprint.to_string().as_bytes()));
-    let requested = session.client()?.get("/api/v1/agent/inventory-request")?["requested"]
-        .as_bool()
-        .unwrap_or(false);
+    let InventoryRequest { requested } = session
+        .client()?
+        .get_as("/api/v1/agent/inventory-request")?;
     if !requested && sent.as_ref().is_some_and(|s| s.fingerprint == fingerprint) {
         return Ok(());
     }
@@ -180,15 +184,15 @@ fn send_inventory(
     // server cannot apply (its copy is not the base) is followed by the whole inventory.
     let mut answer = None;
     if let (false, Some(previous)) = (requested, sent.as_ref()) {
-        let diff = package_diff(&previous.packages, &inventory.packages);
-        let body = json!({
-            "base": previous.base,
-            "os_release": inventory.os_release,
-            "added": diff.0,
-            "removed": diff.1,
-            "reboot_required": inventory.reboot_required,
-        });
-        match session.client()?.send(
+        let (added, removed) = package_diff(&previous.packages, &inventory.packages);
+        let body = InventoryDiff {
+            base: previous.base.clone(),
+            os_release: inventory.os_release.clone(),
+            added,
+            removed,
+            reboot_required: inventory.reboot_required,
+        };
+        match session.client()?.call::<_, PushReport>(
             reqwest::Method::PATCH,
             "/api/v1/agent/inventory",
             Some(&body),
@@ -200,20 +204,16 @@ fn send_inventory(
     }
     let report = match answer {
         Some(report) => report,
-        None => {
-            let body = serde_json::to_value(&inventory)?;
-            session
-                .client()?
-                .send(reqwest::Method::PUT, "/api/v1/agent/inventory", Some(&body))?
-        }
+        None => session.client()?.call(
+            reqwest::Method::PUT,
+            "/api/v1/agent/inventory",
+            Some(&inventory),
+        )?,
     };
     *sent = Some(Sent {
         fingerprint,
         packages: inventory.packages,
-        base: report["package_hash"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        base: report.package_hash,
     });
     Ok(())
 }
@@ -223,7 +223,7 @@ fn send_inventory(
 fn package_diff(
     before: &[InstalledPackage],
     after: &[InstalledPackage],
-) -> (Vec<InstalledPackage>, Vec<Value>) {
+) -> (Vec<InstalledPackage>, Vec<RemovedPackage>) {
     let key = |p: &InstalledPackage| (p.name.clone(), p.arch.clone());
     let old: BTreeMap<_, &InstalledPackage> = before.iter().map(|p| (key(p), p)).collect();
     let new: BTreeMap<_, &InstalledPackage> = after.iter().map(|p| (key(p), p)).collect();
@@ -235,7 +235,10 @@ fn package_diff(
     let removed = before
         .iter()
         .filter(|p| !new.contains_key(&key(p)))
-        .map(|p| json!({"name": p.name, "arch": p.arch}))
+        .map(|p| RemovedPackage {
+            name: p.name.clone(),
+            arch: p.arch.clone(),
+        })
         .collect();
     (added, removed)
 }
@@ -298,21 +301,18 @@ fn enroll_if_needed(args: &AgentArgs, key: &SigningKey) -> Result<Identity> {
         labels.insert(k.trim().to_owned(), v.trim().to_owned());
     }
     let client = Client::with(args.server.trim_end_matches('/').to_owned(), None)?;
-    let enrolled = client.post(
+    let enrolled: Enrolled = client.post_as(
         "/api/v1/agent/enroll",
-        &json!({
-            "enrollment_token": token,
-            "hostname": hostname,
-            "public_key": agent_auth::to_hex(key.verifying_key().as_bytes()),
-            "labels": labels,
-        }),
+        &Enroll {
+            enrollment_token: token.clone(),
+            hostname: hostname.clone(),
+            public_key: agent_auth::to_hex(key.verifying_key().as_bytes()),
+            labels,
+        },
     )?;
     let identity = Identity {
         server: client.base().to_owned(),
-        agent_id: enrolled["agent_id"]
-            .as_str()
-            .context("the server sent no agent id")?
-            .to_owned(),
+        agent_id: enrolled.agent_id,
         hostname,
     };
     let mut file = std::fs::OpenOptions::new()
@@ -342,24 +342,25 @@ impl Session {
     fn client(&mut self) -> Result<&Client> {
         if self.client.is_none() || Instant::now() >= self.renew_at {
             let anonymous = Client::with(self.server.clone(), None)?;
-            let challenge = anonymous.post(
+            let challenge: Challenge = anonymous.post_as(
                 "/api/v1/agent/challenge",
-                &json!({"agent_id": self.agent_id}),
+                &ChallengeRequest {
+                    agent_id: self.agent_id.clone(),
+                },
             )?;
-            let nonce = challenge["nonce"]
-                .as_str()
-                .context("the server sent no challenge")?;
-            let signature = self
-                .key
-                .sign(&agent_auth::challenge_message(&self.agent_id, nonce));
-            let token = anonymous.post(
+            let signature = self.key.sign(&agent_auth::challenge_message(
+                &self.agent_id,
+                &challenge.nonce,
+            ));
+            let token: AgentToken = anonymous.post_as(
                 "/api/v1/agent/token",
-                &json!({"agent_id": self.agent_id, "nonce": nonce, "signature": agent_auth::to_hex(&signature.to_bytes())}),
+                &TokenRequest {
+                    agent_id: self.agent_id.clone(),
+                    nonce: challenge.nonce,
+                    signature: agent_auth::to_hex(&signature.to_bytes()),
+                },
             )?;
-            let secret = token["token"]
-                .as_str()
-                .context("the server sent no token")?
-                .to_owned();
+            let secret = token.token;
             // Renew two minutes early (tokens live at most 15 minutes).
             self.renew_at = Instant::now() + Duration::from_secs(13 * 60);
             self.client = Some(Client::with(self.server.clone(), Some(secret))?);
@@ -369,8 +370,7 @@ impl Session {
 
     fn report(&mut self, report: &JobReport) -> Result<()> {
         let path = format!("/api/v1/agent/jobs/{}/report", report.job_id);
-        let body = serde_json::to_value(report)?;
-        match self.client()?.post(&path, &body) {
+        match self.client()?.post_as::<_, IgnoredAny>(&path, report) {
             Ok(_) => Ok(()),
             // A job the server does not know (queued through another server, or deleted) or
             // already reported differently: the journal keeps the truth; nothing to resend.

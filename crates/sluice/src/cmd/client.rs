@@ -7,8 +7,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sluice_protocol::problem::Problem;
 
 /// What `sluice login` stores.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,29 +145,75 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value> {
+        let text = self.exchange_idempotent(method, path, body)?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    fn exchange_idempotent<B: Serialize + ?Sized>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<String> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).context("no randomness for an Idempotency-Key")?;
         let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let text = match self.exchange(method.clone(), path, body, Some(&key)) {
+        match self.exchange(method.clone(), path, body, Some(&key)) {
             Err(error) if error.downcast_ref::<Retryable>().is_some() => {
                 std::thread::sleep(std::time::Duration::from_secs(1));
-                self.exchange(method, path, body, Some(&key))?
+                self.exchange(method, path, body, Some(&key))
             }
-            other => other?,
-        };
-        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            other => other,
+        }
     }
 
     /// GET, returning the answer's text as it came (CSV, for instance).
     pub fn get_text(&self, path: &str) -> Result<String> {
-        self.exchange(reqwest::Method::GET, path, None, None)
+        self.exchange(reqwest::Method::GET, path, None::<&()>, None)
     }
 
-    fn exchange(
+    /// Sends a typed request body (or none) and reads the answer as a protocol type.
+    pub fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let text = self.exchange(method.clone(), path, body, None)?;
+        parse(&method, path, &text)
+    }
+
+    /// [`Client::call`] with a fresh `Idempotency-Key` and one retry when the connection fails
+    /// (see [`Client::send_idempotent`]).
+    pub fn call_idempotent<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let text = self.exchange_idempotent(method.clone(), path, body)?;
+        parse(&method, path, &text)
+    }
+
+    /// GET, read as a protocol type.
+    pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(reqwest::Method::GET, path, None::<&()>)
+    }
+
+    /// POST a typed body, read the answer as a protocol type.
+    pub fn post_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.call(reqwest::Method::POST, path, Some(body))
+    }
+
+    fn exchange<B: Serialize + ?Sized>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
         idempotency_key: Option<&str>,
     ) -> Result<String> {
         let url = format!("{}{path}", self.base);
@@ -192,8 +240,8 @@ impl Client {
             if status.is_success() {
                 return Ok(text);
             }
-            let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let detail = problem["detail"].as_str().unwrap_or(text.trim());
+            let problem = serde_json::from_str::<Problem>(&text).ok();
+            let detail = problem.as_ref().map_or(text.trim(), |p| p.detail.as_str());
             if status == reqwest::StatusCode::UNAUTHORIZED {
                 bail!("{method} {path}: not logged in or the token is no longer valid ({detail}); run `sluice login`");
             }
@@ -231,10 +279,10 @@ impl Client {
             let status = response.status();
             if !status.is_success() {
                 let text = response.text().await.unwrap_or_default();
-                let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let problem = serde_json::from_str::<Problem>(&text).ok();
                 bail!(
                     "GET {path}: {status}: {}",
-                    problem["detail"].as_str().unwrap_or(text.trim())
+                    problem.as_ref().map_or(text.trim(), |p| p.detail.as_str())
                 );
             }
             let mut buffer = String::new();
@@ -288,6 +336,14 @@ impl Client {
     pub fn delete(&self, path: &str) -> Result<Value> {
         self.send(reqwest::Method::DELETE, path, None)
     }
+}
+
+/// Reads an answer as a protocol type; a mismatch names the route, so a renamed field is
+/// reported as what it is.
+fn parse<T: DeserializeOwned>(method: &reqwest::Method, path: &str, text: &str) -> Result<T> {
+    // An empty answer (204) reads as JSON null: `()` and `Option`s accept it.
+    let text = if text.trim().is_empty() { "null" } else { text };
+    serde_json::from_str(text).with_context(|| format!("{method} {path}: unexpected answer"))
 }
 
 /// A failure worth one retry: the request or its answer was lost on the way.
