@@ -169,3 +169,20 @@ pub struct ClearedLock {
     /// How many failures were forgotten.
     pub failures_cleared: u64,
 }
+
+/// A login limit reached now, as `GET /api/v1/login-locks` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginLock {
+    /// Which limit: `account_address`, `account` or `address`.
+    pub scope: String,
+    /// The account, for account and account-and-address locks.
+    pub account: Option<String>,
+    /// The address key, for address and account-and-address locks (absent: unknown address).
+    pub address: Option<String>,
+    /// Failures in the window.
+    pub failures: u64,
+    /// The limit reached.
+    pub limit: u32,
+    /// The latest failure.
+    pub last_failure_at: String,
+}

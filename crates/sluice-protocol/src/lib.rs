@@ -18,3 +18,10 @@ pub mod findings;
 pub mod policies;
 pub mod problem;
 pub mod rollouts;
+
+use serde::{Deserialize, Serialize};
+
+/// The empty object (`{}`), for actions whose request carries nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}

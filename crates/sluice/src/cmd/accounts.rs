@@ -5,7 +5,12 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use sluice_core::access::{Role, Roles};
+use sluice_protocol::Empty;
+use sluice_protocol::accounts::{
+    ClearedLock, CreateToken, CreateUser, IssuedToken, LoginLock, LoginRequest, PasswordReset,
+    ResetPassword, TokenView, UserChange, UserView, WhoAmI,
+};
 
 use super::client::{
     Client, Credentials, ServerArgs, load_credentials, print_table, save_credentials,
@@ -53,21 +58,21 @@ pub fn login(args: LoginArgs) -> Result<ExitCode> {
     let client = Client::new(&ServerArgs {
         server: Some(server),
     })?;
-    let answer = client.post(
+    let answer: IssuedToken = client.post_as(
         "/api/v1/login",
-        &json!({"username": args.username, "password": password, "token_name": "cli login"}),
+        &LoginRequest {
+            username: args.username.clone(),
+            password,
+            token_name: Some("cli login".to_owned()),
+            expires_in: None,
+            roles: None,
+        },
     )?;
     let credentials = Credentials {
         server: client.base().to_owned(),
         username: args.username.clone(),
-        token: answer["token"]
-            .as_str()
-            .context("the server sent no token")?
-            .to_owned(),
-        expires_at: answer["record"]["expires_at"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        token: answer.token,
+        expires_at: answer.record.expires_at,
     };
     let path = save_credentials(&credentials)?;
     eprintln!(
@@ -82,26 +87,29 @@ pub fn login(args: LoginArgs) -> Result<ExitCode> {
 
 /// Runs `sluice whoami`.
 pub fn whoami(server: ServerArgs) -> Result<ExitCode> {
-    let me = Client::new(&server)?.get("/api/v1/whoami")?;
-    println!(
-        "{} ({})",
-        me["username"].as_str().unwrap_or("?"),
-        roles_of(&me["roles"])
-    );
+    let me: WhoAmI = Client::new(&server)?.get_as("/api/v1/whoami")?;
+    println!("{} ({})", me.username, roles_of(&me.roles));
     Ok(ExitCode::SUCCESS)
 }
 
-fn roles_of(value: &Value) -> String {
-    value
-        .as_array()
-        .map(|roles| {
-            roles
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
+fn roles_of(roles: &Roles) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Roles as given on the command line (`--role viewer,operator`); none: the server's default.
+fn parse_role_list(given: &[String]) -> Result<Option<Vec<Role>>> {
+    if given.is_empty() {
+        return Ok(None);
+    }
+    given
+        .iter()
+        .map(|r| r.parse::<Role>().with_context(|| format!("--role {r:?}")))
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// Subcommands of `sluice token`.
@@ -172,18 +180,21 @@ pub fn token(command: TokenCommand) -> Result<ExitCode> {
                         .context("whose token? pass --username NAME")?,
                 };
                 let password = first_line_of_stdin()?;
-                let mut body = json!({"username": username, "password": password,
-                                      "token_name": name, "expires_in": expires});
-                if !role.is_empty() {
-                    body["roles"] = json!(role);
-                }
-                client.post("/api/v1/login", &body)?
+                let body = LoginRequest {
+                    username,
+                    password,
+                    token_name: Some(name),
+                    expires_in: Some(expires),
+                    roles: parse_role_list(&role)?,
+                };
+                client.post_as::<_, IssuedToken>("/api/v1/login", &body)?
             } else {
-                let mut body = json!({"name": name, "expires_in": expires});
-                if !role.is_empty() {
-                    body["roles"] = json!(role);
-                }
-                let answer = client.post("/api/v1/tokens", &body)?;
+                let body = CreateToken {
+                    name,
+                    roles: parse_role_list(&role)?,
+                    expires_in: expires.clone(),
+                };
+                let answer: IssuedToken = client.post_as("/api/v1/tokens", &body)?;
                 if expires_sooner_than_asked(&answer, &expires) {
                     eprintln!(
                         "note: capped at the expiry of the token that made it; use --password-stdin for a longer-lived one"
@@ -193,12 +204,12 @@ pub fn token(command: TokenCommand) -> Result<ExitCode> {
             };
             eprintln!(
                 "token {} for {} ({}), expires {}; the secret is shown this once:",
-                answer["record"]["id"].as_str().unwrap_or("?"),
-                answer["record"]["username"].as_str().unwrap_or("?"),
-                roles_of(&answer["record"]["roles"]),
-                answer["record"]["expires_at"].as_str().unwrap_or("?")
+                answer.record.id,
+                answer.record.username,
+                roles_of(&answer.record.roles),
+                answer.record.expires_at
             );
-            println!("{}", answer["token"].as_str().unwrap_or_default());
+            println!("{}", answer.token);
         }
         TokenCommand::List {
             server,
@@ -211,22 +222,22 @@ pub fn token(command: TokenCommand) -> Result<ExitCode> {
                 (None, true) => "/api/v1/tokens?all=true".to_owned(),
                 (None, false) => "/api/v1/tokens".to_owned(),
             };
-            let tokens = Client::new(&server)?.get(&path)?;
+            let client = Client::new(&server)?;
             if output == Output::Json {
+                let tokens = client.get(&path)?;
                 println!("{}", serde_json::to_string_pretty(&tokens)?);
             } else {
+                let tokens: Vec<TokenView> = client.get_as(&path)?;
                 let rows: Vec<Vec<String>> = tokens
-                    .as_array()
                     .into_iter()
-                    .flatten()
                     .map(|t| {
                         vec![
-                            t["id"].as_str().unwrap_or_default().to_owned(),
-                            t["username"].as_str().unwrap_or_default().to_owned(),
-                            t["name"].as_str().unwrap_or_default().to_owned(),
-                            roles_of(&t["roles"]),
-                            t["expires_at"].as_str().unwrap_or_default().to_owned(),
-                            t["revoked_at"].as_str().unwrap_or("-").to_owned(),
+                            t.id,
+                            t.username,
+                            t.name,
+                            roles_of(&t.roles),
+                            t.expires_at,
+                            t.revoked_at.unwrap_or_else(|| "-".to_owned()),
                         ]
                     })
                     .collect();
@@ -237,11 +248,15 @@ pub fn token(command: TokenCommand) -> Result<ExitCode> {
             }
         }
         TokenCommand::Revoke { server, id } => {
-            let token = Client::new(&server)?.delete(&format!("/api/v1/tokens/{}", encode(&id)))?;
+            let token: TokenView = Client::new(&server)?.call(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/tokens/{}", encode(&id)),
+                None::<&()>,
+            )?;
             eprintln!(
                 "revoked token {} at {}",
                 id,
-                token["revoked_at"].as_str().unwrap_or("?")
+                token.revoked_at.as_deref().unwrap_or("?")
             );
         }
     }
@@ -334,14 +349,11 @@ fn first_line_of_stdin() -> Result<String> {
 }
 
 /// Whether a new token expires more than a minute before the lifetime asked for.
-fn expires_sooner_than_asked(answer: &Value, asked: &str) -> bool {
+fn expires_sooner_than_asked(answer: &IssuedToken, asked: &str) -> bool {
     let Ok(lifetime) = sluice_server::settings::parse_duration("expires", asked) else {
         return false;
     };
-    let Some(expires) = answer["record"]["expires_at"]
-        .as_str()
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-    else {
+    let Ok(expires) = answer.record.expires_at.parse::<jiff::Timestamp>() else {
         return false;
     };
     let asked_for = jiff::SignedDuration::try_from(lifetime)
@@ -379,37 +391,33 @@ pub fn users(command: UsersCommand) -> Result<ExitCode> {
                 std::io::stdin().lock().read_line(&mut line)?;
                 line.trim_end_matches(['\n', '\r']).to_owned()
             };
-            let user = Client::new(&server)?.post(
+            let user: UserView = Client::new(&server)?.post_as(
                 "/api/v1/users",
-                &json!({"username": username, "password": password, "roles": role, "groups": group}),
+                &CreateUser {
+                    username,
+                    password,
+                    roles: parse_role_list(&role)?.unwrap_or_default(),
+                    groups: group.into_iter().collect(),
+                },
             )?;
-            eprintln!(
-                "created user {} ({})",
-                user["username"].as_str().unwrap_or("?"),
-                roles_of(&user["roles"])
-            );
+            eprintln!("created user {} ({})", user.username, roles_of(&user.roles));
         }
         UsersCommand::List { server, output } => {
-            let users = Client::new(&server)?.get("/api/v1/users")?;
+            let client = Client::new(&server)?;
             if output == Output::Json {
+                let users = client.get("/api/v1/users")?;
                 println!("{}", serde_json::to_string_pretty(&users)?);
             } else {
+                let users: Vec<UserView> = client.get_as("/api/v1/users")?;
                 let rows: Vec<Vec<String>> = users
-                    .as_array()
                     .into_iter()
-                    .flatten()
                     .map(|u| {
                         vec![
-                            u["username"].as_str().unwrap_or_default().to_owned(),
-                            roles_of(&u["roles"]),
-                            roles_of(&u["groups"]),
-                            u["created_at"].as_str().unwrap_or_default().to_owned(),
-                            if u["disabled"] == true {
-                                "disabled"
-                            } else {
-                                "enabled"
-                            }
-                            .to_owned(),
+                            u.username,
+                            roles_of(&u.roles),
+                            u.groups.into_iter().collect::<Vec<_>>().join(","),
+                            u.created_at,
+                            if u.disabled { "disabled" } else { "enabled" }.to_owned(),
                         ]
                     })
                     .collect();
@@ -417,19 +425,19 @@ pub fn users(command: UsersCommand) -> Result<ExitCode> {
             }
         }
         UsersCommand::Disable { server, username } => {
-            let change = Client::new(&server)?.post(
+            let change: UserChange = Client::new(&server)?.post_as(
                 &format!("/api/v1/users/{}/disable", encode(&username)),
-                &json!({}),
+                &Empty {},
             )?;
             eprintln!(
                 "disabled user {username}; {} token(s) revoked",
-                change["revoked_tokens"].as_array().map_or(0, Vec::len)
+                change.revoked_tokens.len()
             );
         }
         UsersCommand::Enable { server, username } => {
-            Client::new(&server)?.post(
+            Client::new(&server)?.post_as::<_, UserChange>(
                 &format!("/api/v1/users/{}/enable", encode(&username)),
-                &json!({}),
+                &Empty {},
             )?;
             eprintln!("enabled user {username}");
         }
@@ -438,41 +446,43 @@ pub fn users(command: UsersCommand) -> Result<ExitCode> {
             username,
             generate,
         } => {
-            let body = if generate {
-                json!({})
-            } else {
-                json!({"password": first_line_of_stdin()?})
+            let body = ResetPassword {
+                password: if generate {
+                    None
+                } else {
+                    Some(first_line_of_stdin()?)
+                },
             };
-            let reset = Client::new(&server)?.post(
+            let reset: PasswordReset = Client::new(&server)?.post_as(
                 &format!("/api/v1/users/{}/password", encode(&username)),
                 &body,
             )?;
             eprintln!(
                 "password of {username} reset; {} token(s) revoked",
-                reset["revoked_tokens"].as_array().map_or(0, Vec::len)
+                reset.revoked_tokens.len()
             );
-            if let Some(password) = reset["password"].as_str() {
+            if let Some(password) = reset.password {
                 eprintln!("the new password, shown this once:");
                 println!("{password}");
             }
         }
         UsersCommand::Locks { server, output } => {
-            let locks = Client::new(&server)?.get("/api/v1/login-locks")?;
+            let client = Client::new(&server)?;
             if output == Output::Json {
+                let locks = client.get("/api/v1/login-locks")?;
                 println!("{}", serde_json::to_string_pretty(&locks)?);
             } else {
-                let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+                let locks: Vec<LoginLock> = client.get_as("/api/v1/login-locks")?;
+                let text = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
                 let rows: Vec<Vec<String>> = locks
-                    .as_array()
                     .into_iter()
-                    .flatten()
                     .map(|l| {
                         vec![
-                            text(&l["scope"]),
-                            text(&l["account"]),
-                            text(&l["address"]),
-                            format!("{}/{}", l["failures"], l["limit"]),
-                            text(&l["last_failure_at"]),
+                            l.scope,
+                            text(l.account),
+                            text(l.address),
+                            format!("{}/{}", l.failures, l.limit),
+                            l.last_failure_at,
                         ]
                     })
                     .collect();
@@ -497,12 +507,12 @@ pub fn users(command: UsersCommand) -> Result<ExitCode> {
             if query.is_empty() {
                 bail!("name a user, an --address, or both");
             }
-            let cleared = Client::new(&server)?
-                .delete(&format!("/api/v1/login-locks?{}", query.join("&")))?;
-            eprintln!(
-                "forgot {} failed login(s)",
-                cleared["failures_cleared"].as_u64().unwrap_or(0)
-            );
+            let cleared: ClearedLock = Client::new(&server)?.call(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/login-locks?{}", query.join("&")),
+                None::<&()>,
+            )?;
+            eprintln!("forgot {} failed login(s)", cleared.failures_cleared);
         }
     }
     Ok(ExitCode::SUCCESS)
