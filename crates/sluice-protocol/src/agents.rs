@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use sluice_core::job::{Job, JobReport, Target};
 
 /// An enrollment token request.
 #[derive(Debug, Deserialize, Serialize)]
@@ -164,4 +165,39 @@ pub struct CreateJob {
     /// The job (`id` and `idempotency_key` may be left out: the server fills them).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub job: serde_json::Value,
+}
+
+/// A job made of targets only, as `sluice jobs create --target` writes it: the server fills
+/// `id` (and `idempotency_key` when left out), the rest takes the job's defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDraft {
+    /// The exact versions to install.
+    pub targets: Vec<Target>,
+    /// The same key twice queues one job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// A job as the server keeps it (`/api/v1/jobs`): the spec, where it stands and the report
+/// once there is one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job, as the agent receives it.
+    pub job: Job,
+    /// The agent it is for.
+    pub agent_id: String,
+    /// Its host.
+    pub hostname: String,
+    /// `queued`, `claimed`, or the reported outcome (`succeeded`, `failed`, …).
+    pub state: String,
+    /// Who asked for it.
+    pub created_by: String,
+    /// When.
+    pub created_at: String,
+    /// When the agent took it.
+    pub claimed_at: Option<String>,
+    /// When the agent reported.
+    pub finished_at: Option<String>,
+    /// The agent's report.
+    pub report: Option<JobReport>,
 }

@@ -1,11 +1,17 @@
 //! `sluice agents …` (enrollment tokens, listing, revocation) and `sluice jobs …` (queue a job
 //! for a host's agent, list, show).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
+use sluice_core::job::Target;
+use sluice_protocol::Empty;
+use sluice_protocol::agents::{
+    AgentView, CreateEnrollmentToken, CreateJob, IssuedEnrollmentToken, JobDraft, JobRecord,
+};
 
 use super::accounts::Output;
 use super::client::{Client, ServerArgs, print_table};
@@ -57,36 +63,38 @@ pub enum EnrollmentTokenCommand {
 pub fn run(command: AgentsCommand) -> Result<ExitCode> {
     match command {
         AgentsCommand::Token(EnrollmentTokenCommand::Create { server, expires }) => {
-            let issued = Client::new(&server)?.post(
+            let issued: IssuedEnrollmentToken = Client::new(&server)?.post_as(
                 "/api/v1/agents/enrollment-tokens",
-                &json!({"expires_in": expires}),
+                &CreateEnrollmentToken {
+                    expires_in: expires,
+                },
             )?;
-            println!("{}", issued["token"].as_str().unwrap_or_default());
+            println!("{}", issued.token);
             eprintln!(
                 "one-time enrollment token {} (expires {}); start an agent with `sluice agent --server URL --enroll-token TOKEN`",
-                issued["id"].as_str().unwrap_or_default(),
-                issued["expires_at"].as_str().unwrap_or_default()
+                issued.id, issued.expires_at
             );
         }
         AgentsCommand::List { server, output } => {
-            let agents = Client::new(&server)?.get("/api/v1/agents")?;
+            let client = Client::new(&server)?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&agents)?),
+                Output::Json => {
+                    let agents = client.get("/api/v1/agents")?;
+                    println!("{}", serde_json::to_string_pretty(&agents)?)
+                }
                 Output::Table => {
+                    let agents: Vec<AgentView> = client.get_as("/api/v1/agents")?;
                     let rows: Vec<Vec<String>> = agents
-                        .as_array()
                         .into_iter()
-                        .flatten()
                         .map(|a| {
                             vec![
-                                text(&a["hostname"]),
-                                if a["revoked_at"].is_string() {
-                                    format!("revoked {}", text(&a["revoked_at"]))
-                                } else {
-                                    "active".to_owned()
+                                a.hostname,
+                                match a.revoked_at {
+                                    Some(at) => format!("revoked {at}"),
+                                    None => "active".to_owned(),
                                 },
-                                text(&a["last_seen_at"]),
-                                labels(&a["labels"]),
+                                text(a.last_seen_at),
+                                labels(&a.labels),
                             ]
                         })
                         .collect();
@@ -95,22 +103,22 @@ pub fn run(command: AgentsCommand) -> Result<ExitCode> {
             }
         }
         AgentsCommand::Inventory { server, host } => {
-            let agent = Client::new(&server)?.post(
+            let agent: AgentView = Client::new(&server)?.post_as(
                 &format!("/api/v1/agents/{host}/inventory-request"),
-                &json!({}),
+                &Empty {},
             )?;
             eprintln!(
                 "asked the agent of {host} for its inventory (requested at {})",
-                text(&agent["inventory_requested_at"])
+                text(agent.inventory_requested_at)
             );
         }
         AgentsCommand::Revoke { server, host } => {
-            let agent =
-                Client::new(&server)?.post(&format!("/api/v1/agents/{host}/revoke"), &json!({}))?;
+            let agent: AgentView = Client::new(&server)?
+                .post_as(&format!("/api/v1/agents/{host}/revoke"), &Empty {})?;
             eprintln!(
                 "revoked the agent of {} at {}",
-                text(&agent["hostname"]),
-                text(&agent["revoked_at"])
+                agent.hostname,
+                text(agent.revoked_at)
             );
         }
     }
@@ -188,28 +196,44 @@ pub fn jobs(command: JobsCommand) -> Result<ExitCode> {
                             let (package, version) = t.split_once('=').with_context(|| {
                                 format!("--target {t:?}: expected PACKAGE=VERSION")
                             })?;
-                            Ok(json!({"package": package.trim(), "version": version.trim()}))
+                            Ok(Target {
+                                package: package.trim().to_owned(),
+                                version: version.trim().to_owned(),
+                            })
                         })
                         .collect::<Result<Vec<_>>>()?;
-                    json!({"targets": targets})
+                    serde_json::to_value(JobDraft {
+                        targets,
+                        idempotency_key: None,
+                    })?
                 }
             };
+            // The job file is the user's JSON, passed on as written but for the key.
             if let (Some(key), Some(object)) = (key, job.as_object_mut()) {
                 object.insert("idempotency_key".into(), key.into());
             }
-            let stored = Client::new(&server)?.send_idempotent(
-                reqwest::Method::POST,
-                "/api/v1/jobs",
-                Some(&json!({"host": host, "job": job})),
-            )?;
+            let body = CreateJob { host, job };
+            let client = Client::new(&server)?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&stored)?),
-                Output::Table => println!(
-                    "job {} queued for {} ({})",
-                    text(&stored["job"]["id"]),
-                    text(&stored["hostname"]),
-                    text(&stored["state"])
-                ),
+                Output::Json => {
+                    let stored = client.send_idempotent(
+                        reqwest::Method::POST,
+                        "/api/v1/jobs",
+                        Some(&serde_json::to_value(&body)?),
+                    )?;
+                    println!("{}", serde_json::to_string_pretty(&stored)?)
+                }
+                Output::Table => {
+                    let stored: JobRecord = client.call_idempotent(
+                        reqwest::Method::POST,
+                        "/api/v1/jobs",
+                        Some(&body),
+                    )?;
+                    println!(
+                        "job {} queued for {} ({})",
+                        stored.job.id, stored.hostname, stored.state
+                    )
+                }
             }
         }
         JobsCommand::List {
@@ -221,21 +245,23 @@ pub fn jobs(command: JobsCommand) -> Result<ExitCode> {
                 Some(host) => format!("/api/v1/jobs?host={host}"),
                 None => "/api/v1/jobs".to_owned(),
             };
-            let jobs = Client::new(&server)?.get(&path)?;
+            let client = Client::new(&server)?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&jobs)?),
+                Output::Json => {
+                    let jobs = client.get(&path)?;
+                    println!("{}", serde_json::to_string_pretty(&jobs)?)
+                }
                 Output::Table => {
+                    let jobs: Vec<JobRecord> = client.get_as(&path)?;
                     let rows: Vec<Vec<String>> = jobs
-                        .as_array()
                         .into_iter()
-                        .flatten()
                         .map(|j| {
                             vec![
-                                text(&j["job"]["id"]),
-                                text(&j["hostname"]),
-                                text(&j["state"]),
-                                targets_of(&j["job"]["targets"]),
-                                text(&j["created_at"]),
+                                j.job.id.clone(),
+                                j.hostname,
+                                j.state,
+                                targets_of(&j.job.targets),
+                                j.created_at,
                             ]
                         })
                         .collect();
@@ -251,35 +277,22 @@ pub fn jobs(command: JobsCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
+fn text(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".to_owned())
 }
 
-fn labels(value: &Value) -> String {
-    value
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", text(v)))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
+fn labels(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-fn targets_of(value: &Value) -> String {
-    value
-        .as_array()
-        .map(|targets| {
-            targets
-                .iter()
-                .map(|t| format!("{}={}", text(&t["package"]), text(&t["version"])))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
+fn targets_of(targets: &[Target]) -> String {
+    targets
+        .iter()
+        .map(|t| format!("{}={}", t.package, t.version))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
