@@ -3,13 +3,18 @@
 //! this module reads files, sends them and formats answers. Changes carry an Idempotency-Key,
 //! so the one automatic retry after a lost connection never applies a change twice.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
+use sluice_core::cmdb::Asset;
+use sluice_protocol::assets::{
+    AssetPage, AssetPatch, ImportFormat as WireFormat, ImportRequest, ImportResult,
+};
 
 use super::client::{Client, ServerArgs, print_table};
 
@@ -27,17 +32,17 @@ pub enum ImportFormat {
 }
 
 impl ImportFormat {
-    /// The name the API takes, `auto` resolved from the extension when it tells.
-    fn api_name(self, file: &Path) -> &'static str {
+    /// The format the API takes, `auto` resolved from the extension when it tells.
+    fn api_format(self, file: &Path) -> WireFormat {
         let extension = file
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
         match (self, extension.as_deref()) {
-            (Self::Csv, _) | (Self::Auto, Some("csv")) => "csv",
-            (Self::AnsibleIni, _) | (Self::Auto, Some("ini" | "cfg")) => "ansible-ini",
-            (Self::AnsibleYaml, _) | (Self::Auto, Some("yml" | "yaml")) => "ansible-yaml",
-            (Self::Auto, _) => "auto",
+            (Self::Csv, _) | (Self::Auto, Some("csv")) => WireFormat::Csv,
+            (Self::AnsibleIni, _) | (Self::Auto, Some("ini" | "cfg")) => WireFormat::AnsibleIni,
+            (Self::AnsibleYaml, _) | (Self::Auto, Some("yml" | "yaml")) => WireFormat::AnsibleYaml,
+            (Self::Auto, _) => WireFormat::Auto,
         }
     }
 }
@@ -161,7 +166,7 @@ pub fn run(command: AssetsCommand) -> Result<ExitCode> {
             host,
             output,
         } => {
-            let asset = Client::new(&server)?.get(&asset_path(&host))?;
+            let asset: Asset = Client::new(&server)?.get_as(&asset_path(&host))?;
             print_asset(&asset, output)
         }
         AssetsCommand::Set {
@@ -170,17 +175,17 @@ pub fn run(command: AssetsCommand) -> Result<ExitCode> {
             pairs,
             output,
         } => {
-            let mut set = Map::new();
+            let mut set = BTreeMap::new();
             for pair in &pairs {
                 let (key, value) = pair
                     .split_once('=')
                     .with_context(|| format!("expected KEY=VALUE, got {pair:?}"))?;
                 set.insert(key.trim().to_owned(), Value::String(value.to_owned()));
             }
-            let asset = Client::new(&server)?.send_idempotent(
+            let asset: Asset = Client::new(&server)?.call_idempotent(
                 Method::PATCH,
                 &asset_path(&host),
-                Some(&json!({ "set": set })),
+                Some(&AssetPatch { set }),
             )?;
             print_asset(&asset, output)
         }
@@ -228,27 +233,35 @@ fn import(
         );
         (text, name)
     };
-    let body = json!({"format": format.api_name(file), "content": content, "source_name": name});
-    let summary =
-        Client::new(server)?.send_idempotent(Method::POST, "/api/v1/assets/import", Some(&body))?;
+    let body = ImportRequest {
+        format: format.api_format(file),
+        content,
+        source_name: Some(name.clone()),
+    };
+    let client = Client::new(server)?;
     if output == Output::Json {
+        let summary = client.send_idempotent(
+            Method::POST,
+            "/api/v1/assets/import",
+            Some(&serde_json::to_value(&body)?),
+        )?;
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let count = |key: &str| summary[key].as_u64().unwrap_or(0);
+    let summary: ImportResult =
+        client.call_idempotent(Method::POST, "/api/v1/assets/import", Some(&body))?;
     let mut line = format!(
         "imported {name} ({}): {} assets: {} created, {} updated, {} unchanged",
-        summary["format"].as_str().unwrap_or("?"),
-        count("assets"),
-        count("created"),
-        count("updated"),
-        count("unchanged"),
+        text(&serde_json::to_value(summary.format)?),
+        summary.assets,
+        summary.created,
+        summary.updated,
+        summary.unchanged,
     );
-    if count("groups_created") + count("groups_updated") > 0 {
+    if summary.groups_created + summary.groups_updated > 0 {
         line.push_str(&format!(
             "; groups: {} created, {} updated",
-            count("groups_created"),
-            count("groups_updated")
+            summary.groups_created, summary.groups_updated
         ));
     }
     println!("{line}");
@@ -268,40 +281,49 @@ fn list(server: &ServerArgs, selector: Option<&str>, output: ListOutput) -> Resu
     let client = Client::new(server)?;
     let mut assets = Vec::new();
     loop {
-        let page = client.get(&format!(
+        let page: AssetPage = client.get_as(&format!(
             "/api/v1/assets?limit=1000&offset={}{}",
             assets.len(),
             selector_query(selector)
         ))?;
-        let items = page["items"]
-            .as_array()
-            .context("the server's answer has no items")?;
-        let total = page["total"].as_u64().unwrap_or(0);
-        assets.extend(items.iter().cloned());
-        if items.is_empty() || assets.len() as u64 >= total {
+        let empty = page.items.is_empty();
+        assets.extend(page.items);
+        if empty || assets.len() >= page.total {
             break;
         }
     }
     if output == ListOutput::Json {
-        println!("{}", serde_json::to_string_pretty(&assets)?);
+        // Through `Value`, as the server's answer was printed: keys sorted.
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&assets)?)?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = assets
         .iter()
         .map(|a| {
-            vec![
-                text(&a["hostname"]),
-                text(&a["os"]),
-                text(&a["environment"]),
-                text(&a["criticality"]),
-                text(&a["exposure"]),
-                text(&a["owner_group"]),
-                text(&a["location"]),
-                text(&a["groups"]),
-                text(&a["tags"]),
-            ]
+            let list = |set: &BTreeSet<String>| {
+                if set.is_empty() {
+                    "-".to_owned()
+                } else {
+                    set.iter().cloned().collect::<Vec<_>>().join(",")
+                }
+            };
+            let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+            Ok(vec![
+                a.hostname.clone(),
+                or_dash(a.os.as_ref().map(ToString::to_string)),
+                or_dash(a.environment.clone()),
+                a.criticality.to_string(),
+                text(&serde_json::to_value(a.exposure)?),
+                or_dash(a.owner_group.clone()),
+                or_dash(a.location.as_ref().map(ToString::to_string)),
+                list(&a.groups),
+                list(&a.tags),
+            ])
         })
-        .collect();
+        .collect::<Result<_>>()?;
     print_table(
         &[
             "HOST", "OS", "ENV", "CRIT", "EXPOSURE", "OWNER", "LOCATION", "GROUPS", "TAGS",
@@ -331,13 +353,15 @@ fn export(server: &ServerArgs, format: &str, selector: Option<&str>) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_asset(asset: &Value, output: Output) -> Result<ExitCode> {
+fn print_asset(asset: &Asset, output: Output) -> Result<ExitCode> {
+    // Every field as the record writes it: the typed asset, shown through its own form.
+    let asset = serde_json::to_value(asset)?;
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(asset)?);
+        println!("{}", serde_json::to_string_pretty(&asset)?);
         return Ok(ExitCode::SUCCESS);
     }
     let Some(fields) = asset.as_object() else {
-        bail!("the server's answer is not an asset: {asset}");
+        bail!("an asset is not a JSON object: {asset}");
     };
     // The record's own order (the JSON map comes back sorted), then anything newer, then vars.
     const ORDER: [&str; 12] = [
