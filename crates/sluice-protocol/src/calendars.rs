@@ -73,3 +73,68 @@ pub struct ConflictPreview {
     /// Whether scheduling would be refused for them.
     pub blocked: bool,
 }
+
+/// What a delete answers: the name of what is gone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    /// The name deleted.
+    pub deleted: String,
+}
+
+/// A maintenance window as stored and listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowRecord {
+    /// Unique name.
+    pub name: String,
+    /// The hosts it applies to: a CMDB selector (`group=web`); empty means every host.
+    pub scope: String,
+    /// The definition as written.
+    pub definition: WindowSpec,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// A freeze as stored and listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeRecord {
+    /// Unique name.
+    pub name: String,
+    /// The hosts it holds for: a CMDB selector; empty means every host.
+    pub scope: String,
+    /// The definition as written.
+    pub definition: FreezeSpec,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// A request to work inside a freeze, as stored and listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeExceptionRecord {
+    /// `FEX-<n>`.
+    pub id: String,
+    /// The freeze it lifts, by name.
+    pub freeze: String,
+    /// The hosts it lifts the freeze for: a CMDB selector; empty means every host the freeze
+    /// holds for.
+    pub scope: String,
+    /// Start of the lifted time.
+    pub from: Timestamp,
+    /// End of the lifted time.
+    pub until: Timestamp,
+    /// Why the work cannot wait.
+    pub justification: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// When.
+    pub requested_at: Timestamp,
+    /// `requested`, `approved` or `rejected`.
+    pub state: String,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<Timestamp>,
+}

@@ -331,11 +331,6 @@ impl Client {
     pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
         self.send(reqwest::Method::POST, path, Some(body))
     }
-
-    /// DELETE.
-    pub fn delete(&self, path: &str) -> Result<Value> {
-        self.send(reqwest::Method::DELETE, path, None)
-    }
 }
 
 /// Reads an answer as a protocol type; a mismatch names the route, so a renamed field is

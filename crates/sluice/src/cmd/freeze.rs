@@ -7,10 +7,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
 use reqwest::Method;
-use serde_json::{Value, json};
+use sluice_core::calendar::{FreezeRuleSpec, FreezeSpec};
+use sluice_protocol::Empty;
+use sluice_protocol::calendars::{
+    CreateFreeze, Deleted, FreezeExceptionRecord, FreezeRecord, RequestException,
+};
 
 use super::accounts::Output;
-use super::assets::{encode, text};
+use super::assets::encode;
 use super::client::{Client, ServerArgs, print_table};
 use super::window::{RuleArgs, rule_cell, scope_cell};
 
@@ -137,7 +141,7 @@ fn instant(flag: &str, text: &str) -> Result<Timestamp> {
     Ok(day.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
 }
 
-fn rule(args: &AddArgs) -> Result<Value> {
+fn rule(args: &AddArgs) -> Result<FreezeRuleSpec> {
     Ok(
         match (
             &args.from,
@@ -146,15 +150,30 @@ fn rule(args: &AddArgs) -> Result<Value> {
             &args.yearly_from,
             &args.yearly_until,
         ) {
-            (Some(from), Some(until), ..) => json!({"kind": "range",
-                "from": instant("from", from)?, "until": instant("until", until)?}),
-            (_, _, Some(days), ..) => json!({"kind": "last-business-days",
-                "days": days, "holidays": args.holiday}),
-            (_, _, _, Some(from), Some(until)) => {
-                json!({"kind": "yearly", "from": from, "until": until})
-            }
+            (Some(from), Some(until), ..) => FreezeRuleSpec::Range {
+                from: instant("from", from)?,
+                until: instant("until", until)?,
+            },
+            (_, _, Some(days), ..) => FreezeRuleSpec::LastBusinessDays {
+                days,
+                holidays: args
+                    .holiday
+                    .iter()
+                    .map(|d| {
+                        d.trim()
+                            .parse()
+                            .with_context(|| format!("--holiday {d:?}: a day (YYYY-MM-DD)"))
+                    })
+                    .collect::<Result<_>>()?,
+            },
+            (_, _, _, Some(from), Some(until)) => FreezeRuleSpec::Yearly {
+                from: from.clone(),
+                until: until.clone(),
+            },
             _ if args.rule.rrule.is_some() || args.rule.cron.is_some() => {
-                json!({"kind": "recurring", "window": args.rule.definition(&args.tz)?})
+                FreezeRuleSpec::Recurring {
+                    window: args.rule.definition(&args.tz)?,
+                }
             }
             _ => bail!(
                 "say when the freeze holds: --from/--until, --last-business-days, \
@@ -168,32 +187,39 @@ fn rule(args: &AddArgs) -> Result<Value> {
 pub fn run(command: FreezeCommand) -> Result<ExitCode> {
     match command {
         FreezeCommand::Add(args) => {
-            let body = json!({"name": args.name, "scope": args.scope,
-                "definition": {"tz": args.tz, "rule": rule(&args)?}});
-            let freeze = Client::new(&args.server)?.post("/api/v1/freezes", &body)?;
+            let body = CreateFreeze {
+                name: args.name.clone(),
+                scope: args.scope.clone(),
+                definition: FreezeSpec {
+                    tz: args.tz.clone(),
+                    rule: rule(&args)?,
+                },
+            };
+            let freeze: FreezeRecord =
+                Client::new(&args.server)?.post_as("/api/v1/freezes", &body)?;
             println!(
                 "freeze {} created for {}",
-                text(&freeze["name"]),
-                scope_cell(&freeze["scope"])
+                freeze.name,
+                scope_cell(&freeze.scope)
             );
             Ok(ExitCode::SUCCESS)
         }
         FreezeCommand::List { server, output } => {
-            let list = Client::new(&server)?.get("/api/v1/freezes")?;
+            let client = Client::new(&server)?;
             if output == Output::Json {
+                let list = client.get("/api/v1/freezes")?;
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(ExitCode::SUCCESS);
             }
+            let list: Vec<FreezeRecord> = client.get_as("/api/v1/freezes")?;
             let rows: Vec<Vec<String>> = list
-                .as_array()
                 .into_iter()
-                .flatten()
                 .map(|f| {
                     vec![
-                        text(&f["name"]),
-                        scope_cell(&f["scope"]),
-                        freeze_rule_cell(&f["definition"]),
-                        text(&f["created_by"]),
+                        f.name,
+                        scope_cell(&f.scope),
+                        freeze_rule_cell(&f.definition),
+                        f.created_by,
                     ]
                 })
                 .collect();
@@ -201,7 +227,11 @@ pub fn run(command: FreezeCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         FreezeCommand::Delete { server, name } => {
-            Client::new(&server)?.delete(&format!("/api/v1/freezes/{}", encode(&name)))?;
+            Client::new(&server)?.call::<(), Deleted>(
+                Method::DELETE,
+                &format!("/api/v1/freezes/{}", encode(&name)),
+                None,
+            )?;
             println!("freeze {name} deleted");
             Ok(ExitCode::SUCCESS)
         }
@@ -219,15 +249,19 @@ fn exception(command: ExceptionCommand) -> Result<ExitCode> {
             scope,
             justification,
         } => {
-            let body = json!({"scope": scope, "from": instant("from", &from)?,
-                "until": instant("until", &until)?, "justification": justification});
-            let record = Client::new(&server)?.post(
+            let body = RequestException {
+                scope,
+                from: instant("from", &from)?,
+                until: instant("until", &until)?,
+                justification,
+            };
+            let record: FreezeExceptionRecord = Client::new(&server)?.post_as(
                 &format!("/api/v1/freezes/{}/exceptions", encode(&freeze)),
                 &body,
             )?;
             println!(
                 "{} requested; it lifts nothing until another approver approves it",
-                text(&record["id"])
+                record.id
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -242,25 +276,25 @@ fn exception(command: ExceptionCommand) -> Result<ExitCode> {
                 Some(freeze) => format!("/api/v1/freezes/{}/exceptions", encode(freeze)),
                 None => "/api/v1/freeze-exceptions".to_owned(),
             };
-            let list = Client::new(&server)?.get(&path)?;
+            let client = Client::new(&server)?;
             if output == Output::Json {
+                let list = client.get(&path)?;
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(ExitCode::SUCCESS);
             }
+            let list: Vec<FreezeExceptionRecord> = client.get_as(&path)?;
             let rows: Vec<Vec<String>> = list
-                .as_array()
                 .into_iter()
-                .flatten()
                 .map(|e| {
                     vec![
-                        text(&e["id"]),
-                        text(&e["freeze"]),
-                        scope_cell(&e["scope"]),
-                        format!("{} .. {}", text(&e["from"]), text(&e["until"])),
-                        text(&e["state"]),
-                        text(&e["requested_by"]),
-                        text(&e["decided_by"]),
-                        text(&e["justification"]),
+                        e.id,
+                        e.freeze,
+                        scope_cell(&e.scope),
+                        format!("{} .. {}", e.from, e.until),
+                        e.state,
+                        e.requested_by,
+                        e.decided_by.unwrap_or_else(|| "-".to_owned()),
+                        e.justification,
                     ]
                 })
                 .collect();
@@ -283,32 +317,23 @@ fn exception(command: ExceptionCommand) -> Result<ExitCode> {
 }
 
 fn decide(server: &ServerArgs, id: &str, what: &str) -> Result<ExitCode> {
-    let record = Client::new(server)?.send(
+    let record: FreezeExceptionRecord = Client::new(server)?.call(
         Method::POST,
         &format!("/api/v1/freeze-exceptions/{}/{what}", encode(id)),
-        Some(&json!({})),
+        Some(&Empty {}),
     )?;
-    println!("{}: {}", text(&record["id"]), text(&record["state"]));
+    println!("{}: {}", record.id, record.state);
     Ok(ExitCode::SUCCESS)
 }
 
-fn freeze_rule_cell(definition: &Value) -> String {
-    let rule = &definition["rule"];
-    let tz = text(&definition["tz"]);
-    match rule["kind"].as_str() {
-        Some("range") => format!("{} .. {}", text(&rule["from"]), text(&rule["until"])),
-        Some("last-business-days") => {
-            format!(
-                "last {} business days of each month {tz}",
-                text(&rule["days"])
-            )
+fn freeze_rule_cell(definition: &FreezeSpec) -> String {
+    let tz = &definition.tz;
+    match &definition.rule {
+        FreezeRuleSpec::Range { from, until } => format!("{from} .. {until}"),
+        FreezeRuleSpec::LastBusinessDays { days, .. } => {
+            format!("last {days} business days of each month {tz}")
         }
-        Some("yearly") => format!(
-            "every year {} .. {} {tz}",
-            text(&rule["from"]),
-            text(&rule["until"])
-        ),
-        Some("recurring") => rule_cell(&rule["window"]),
-        _ => "-".to_owned(),
+        FreezeRuleSpec::Yearly { from, until } => format!("every year {from} .. {until} {tz}"),
+        FreezeRuleSpec::Recurring { window } => rule_cell(window),
     }
 }

@@ -13,14 +13,14 @@ use anyhow::{Context, bail};
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use serde::Serialize;
-use serde_json::{Value, json};
 use sluice_core::calendar::{
-    CronSchedule, MaintenanceWindow, Occurrence, RecurrenceRule, Schedule, parse_duration,
-    parse_time_of_day,
+    CronSchedule, MaintenanceWindow, Occurrence, RecurrenceRule, Schedule, WindowSpec,
+    parse_duration, parse_time_of_day,
 };
+use sluice_protocol::calendars::{CreateWindow, Deleted, WindowRecord};
 
 use super::accounts::Output;
-use super::assets::{encode, text};
+use super::assets::encode;
 use super::client::{Client, ServerArgs, print_table};
 
 /// `sluice window ...`.
@@ -76,26 +76,40 @@ pub struct RuleArgs {
 }
 
 impl RuleArgs {
-    /// The definition's JSON (`WindowSpec`), in `tz`.
-    pub fn definition(&self, tz: &str) -> anyhow::Result<Value> {
+    /// The definition (`WindowSpec`), in `tz`.
+    pub fn definition(&self, tz: &str) -> anyhow::Result<WindowSpec> {
         let Some(duration) = &self.duration else {
             bail!("--duration is required with a rule (4h, 90m, 1h30m)");
         };
-        let mut definition =
-            json!({"duration": duration, "tz": tz, "offset_days": self.offset_days});
-        match (&self.rrule, &self.cron) {
-            (Some(rule), None) => definition["rrule"] = json!(rule),
-            (None, Some(expr)) => definition["cron"] = json!(expr),
+        let (rrule, cron) = match (&self.rrule, &self.cron) {
+            (Some(rule), None) => (Some(rule.clone()), None),
+            (None, Some(expr)) => (None, Some(expr.clone())),
             _ => bail!("give exactly one of --rrule and --cron"),
-        }
-        if let Some(dtstart) = &self.dtstart {
-            definition["dtstart"] = json!(dtstart);
-        }
-        if let Some(start) = &self.start {
-            definition["start"] = json!(start);
-        }
-        Ok(definition)
+        };
+        Ok(WindowSpec {
+            rrule,
+            dtstart: self
+                .dtstart
+                .as_deref()
+                .map(|d| day("dtstart", d))
+                .transpose()?,
+            cron,
+            start: self.start.clone(),
+            duration: duration.clone(),
+            cutoff: None,
+            tz: tz.to_owned(),
+            offset_days: self.offset_days,
+            active_from: None,
+            active_until: None,
+        })
     }
+}
+
+/// A day given on the command line (YYYY-MM-DD).
+fn day(flag: &str, text: &str) -> anyhow::Result<Date> {
+    text.trim()
+        .parse()
+        .with_context(|| format!("--{flag} {text:?}: a day (YYYY-MM-DD)"))
 }
 
 /// Arguments of `sluice window add`.
@@ -191,7 +205,11 @@ pub fn run(command: WindowCommand) -> anyhow::Result<ExitCode> {
         WindowCommand::Add(args) => add(&args),
         WindowCommand::List { server, output } => list(&server, output),
         WindowCommand::Delete { server, name } => {
-            Client::new(&server)?.delete(&format!("/api/v1/windows/{}", encode(&name)))?;
+            Client::new(&server)?.call::<(), Deleted>(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/windows/{}", encode(&name)),
+                None,
+            )?;
             println!("window {name} deleted");
             Ok(ExitCode::SUCCESS)
         }
@@ -200,71 +218,77 @@ pub fn run(command: WindowCommand) -> anyhow::Result<ExitCode> {
 
 fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
     let mut definition = args.rule.definition(&args.tz)?;
-    for (key, value) in [
-        ("cutoff", &args.cutoff),
-        ("active_from", &args.active_from),
-        ("active_until", &args.active_until),
-    ] {
-        if let Some(value) = value {
-            definition[key] = json!(value);
-        }
-    }
-    let body = json!({"name": args.name, "scope": args.scope, "definition": definition});
-    let window = Client::new(&args.server)?.post("/api/v1/windows", &body)?;
+    definition.cutoff = args.cutoff.clone();
+    definition.active_from = args
+        .active_from
+        .as_deref()
+        .map(|d| day("active-from", d))
+        .transpose()?;
+    definition.active_until = args
+        .active_until
+        .as_deref()
+        .map(|d| day("active-until", d))
+        .transpose()?;
+    let body = CreateWindow {
+        name: args.name.clone(),
+        scope: args.scope.clone(),
+        definition,
+    };
+    let window: WindowRecord = Client::new(&args.server)?.post_as("/api/v1/windows", &body)?;
     println!(
         "window {} created for {}",
-        text(&window["name"]),
-        scope_cell(&window["scope"])
+        window.name,
+        scope_cell(&window.scope)
     );
     Ok(ExitCode::SUCCESS)
 }
 
 /// A stored scope for people: the selector, or `every host`.
-pub fn scope_cell(scope: &Value) -> String {
-    match scope.as_str() {
-        None | Some("") => "every host".to_owned(),
-        Some(selector) => selector.to_owned(),
+pub fn scope_cell(scope: &str) -> String {
+    match scope {
+        "" => "every host".to_owned(),
+        selector => selector.to_owned(),
     }
 }
 
 /// A stored window rule for people: `FREQ=… 22:00 +3d for 4h (cutoff 30m) Europe/Berlin`.
-pub fn rule_cell(definition: &Value) -> String {
-    let mut out = match (definition["rrule"].as_str(), definition["cron"].as_str()) {
-        (Some(rule), _) => rule.to_owned(),
+pub fn rule_cell(definition: &WindowSpec) -> String {
+    let mut out = match (&definition.rrule, &definition.cron) {
+        (Some(rule), _) => rule.clone(),
         (_, Some(expr)) => format!("cron {expr}"),
         _ => "-".to_owned(),
     };
-    if let Some(start) = definition["start"].as_str() {
+    if let Some(start) = &definition.start {
         out.push_str(&format!(" {start}"));
     }
-    match definition["offset_days"].as_i64() {
-        Some(0) | None => {}
-        Some(days) => out.push_str(&format!(" {days:+}d")),
+    match definition.offset_days {
+        0 => {}
+        days => out.push_str(&format!(" {days:+}d")),
     }
-    out.push_str(&format!(" for {}", text(&definition["duration"])));
-    if let Some(cutoff) = definition["cutoff"].as_str() {
+    out.push_str(&format!(" for {}", definition.duration));
+    if let Some(cutoff) = &definition.cutoff {
         out.push_str(&format!(" (cutoff {cutoff})"));
     }
-    out.push_str(&format!(" {}", text(&definition["tz"])));
+    out.push_str(&format!(" {}", definition.tz));
     out
 }
 
 fn list(server: &ServerArgs, output: Output) -> anyhow::Result<ExitCode> {
-    let list = Client::new(server)?.get("/api/v1/windows")?;
+    let client = Client::new(server)?;
     if output == Output::Json {
+        let list = client.get("/api/v1/windows")?;
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let list: Vec<WindowRecord> = client.get_as("/api/v1/windows")?;
     let rows: Vec<Vec<String>> = list
-        .as_array()
         .into_iter()
-        .flatten()
         .map(|w| {
             vec![
-                text(&w["name"]),
-                scope_cell(&w["scope"]),
-                rule_cell(&w["definition"]),
-                text(&w["created_by"]),
+                w.name,
+                scope_cell(&w.scope),
+                rule_cell(&w.definition),
+                w.created_by,
             ]
         })
         .collect();
