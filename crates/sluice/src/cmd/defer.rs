@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use jiff::{SignedDuration, Timestamp};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde::Serialize;
+use sluice_core::deferral::{DeferralKind, DeferralRequest, DeferralStatus, DeferralTarget};
+use sluice_protocol::deferrals::{ApproveBody, DeferralView, RenewBody, RevokeBody};
 
 use super::accounts::Output;
-use super::assets::{encode, text};
+use super::assets::encode;
 use super::client::{Client, ServerArgs, print_table};
 
 /// Until when: a time or a day (`--until`), or a duration from now (`--for`).
@@ -142,55 +144,60 @@ pub fn run(command: DeferCommand) -> Result<ExitCode> {
             output,
         } => {
             let target = match (finding, host, package) {
-                (Some(id), _, _) => json!({"type": "finding", "id": id.to_string()}),
-                (None, Some(host), Some(package)) => {
-                    json!({"type": "host-package", "host": host, "package": package})
-                }
+                (Some(id), _, _) => DeferralTarget::Finding { id: id.to_string() },
+                (None, Some(host), Some(package)) => DeferralTarget::HostPackage { host, package },
                 _ => bail!("say what is deferred: --finding ID, or --host HOST --package PACKAGE"),
             };
             let kind = match (kind.as_str(), pin_version) {
-                ("legacy-pin", Some(version)) => json!({"legacy-pin": {"version": version}}),
+                ("legacy-pin", Some(version)) => DeferralKind::LegacyPin { version },
                 ("legacy-pin", None) => bail!("a legacy pin needs --pin-version"),
-                (other, None) => json!(other),
+                ("deferral", None) => DeferralKind::Deferral,
+                ("risk-acceptance", None) => DeferralKind::RiskAcceptance,
+                (other, None) => {
+                    bail!("--kind {other:?}: one of deferral, risk-acceptance, legacy-pin")
+                }
                 (_, Some(_)) => bail!("--pin-version is for --kind legacy-pin"),
             };
-            let body = json!({
-                "target": target,
-                "kind": kind,
-                "justification": justification,
-                "expires_at": expiry.timestamp()?,
-            });
-            let record = Client::new(&server)?.send_idempotent(
-                Method::POST,
-                "/api/v1/deferrals",
-                Some(&body),
-            )?;
+            let body = DeferralRequest {
+                target,
+                kind,
+                justification,
+                expires_at: expiry.timestamp()?,
+            };
+            let client = Client::new(&server)?;
             if output == Output::Json {
+                let record = client.send_idempotent(
+                    Method::POST,
+                    "/api/v1/deferrals",
+                    Some(&serde_json::to_value(&body)?),
+                )?;
                 println!("{}", serde_json::to_string_pretty(&record)?);
             } else {
+                let record: DeferralView =
+                    client.call_idempotent(Method::POST, "/api/v1/deferrals", Some(&body))?;
                 println!(
                     "{} requested ({}); it covers nothing until someone else approves it",
-                    text(&record["id"]),
-                    status_cell(&record["status"])
+                    record.deferral.id,
+                    status_cell(&record.status)
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
-        DeferCommand::Approve { server, id } => step(&server, &id, "approve", &json!({})),
+        DeferCommand::Approve { server, id } => step(&server, &id, "approve", &ApproveBody {}),
         DeferCommand::Renew {
             server,
             id,
             expiry,
             justification,
         } => {
-            let mut body = json!({"expires_at": expiry.timestamp()?});
-            if let Some(justification) = justification {
-                body["justification"] = json!(justification);
-            }
+            let body = RenewBody {
+                expires_at: expiry.timestamp()?,
+                justification,
+            };
             step(&server, &id, "renew", &body)
         }
         DeferCommand::Revoke { server, id, reason } => {
-            step(&server, &id, "revoke", &json!({"reason": reason}))
+            step(&server, &id, "revoke", &RevokeBody { reason })
         }
         DeferCommand::List {
             server,
@@ -209,26 +216,28 @@ pub fn run(command: DeferCommand) -> Result<ExitCode> {
             if let Some(status) = status {
                 query.push(format!("status={}", encode(&status)));
             }
-            let list =
-                Client::new(&server)?.get(&format!("/api/v1/deferrals?{}", query.join("&")))?;
+            let path = format!("/api/v1/deferrals?{}", query.join("&"));
+            let client = Client::new(&server)?;
             if output == Output::Json {
+                let list = client.get(&path)?;
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(ExitCode::SUCCESS);
             }
+            let list: Vec<DeferralView> = client.get_as(&path)?;
             let rows: Vec<Vec<String>> = list
-                .as_array()
                 .into_iter()
-                .flatten()
                 .map(|d| {
+                    let status = status_cell(&d.status);
+                    let d = d.deferral;
                     vec![
-                        text(&d["id"]),
-                        target_cell(&d["target"]),
-                        kind_cell(&d["kind"]),
-                        status_cell(&d["status"]),
-                        text(&d["requested_by"]),
-                        text(&d["approved_by"]),
-                        text(&d["renewals"]),
-                        text(&d["justification"]),
+                        d.id,
+                        target_cell(&d.target),
+                        kind_cell(&d.kind),
+                        status,
+                        d.requested_by,
+                        d.approved_by.unwrap_or_else(|| "-".to_owned()),
+                        d.renewals.to_string(),
+                        d.justification,
                     ]
                 })
                 .collect();
@@ -250,40 +259,36 @@ pub fn run(command: DeferCommand) -> Result<ExitCode> {
     }
 }
 
-fn step(server: &ServerArgs, id: &str, what: &str, body: &Value) -> Result<ExitCode> {
-    let record = Client::new(server)?.send(
+fn step(server: &ServerArgs, id: &str, what: &str, body: &impl Serialize) -> Result<ExitCode> {
+    let record: DeferralView = Client::new(server)?.call(
         Method::POST,
         &format!("/api/v1/deferrals/{}/{what}", encode(id)),
         Some(body),
     )?;
-    println!(
-        "{}: {}",
-        text(&record["id"]),
-        status_cell(&record["status"])
-    );
+    println!("{}: {}", record.deferral.id, status_cell(&record.status));
     Ok(ExitCode::SUCCESS)
 }
 
-fn status_cell(status: &Value) -> String {
-    match status["status"].as_str() {
-        Some("active") => format!("active until {}", text(&status["until"])),
-        Some("expired") => format!("expired {}", text(&status["since"])),
-        Some("revoked") => format!("revoked {}", text(&status["at"])),
-        Some(other) => other.to_owned(),
-        None => "-".to_owned(),
+fn status_cell(status: &DeferralStatus) -> String {
+    match status {
+        DeferralStatus::Active { until } => format!("active until {until}"),
+        DeferralStatus::Expired { since } => format!("expired {since}"),
+        DeferralStatus::Revoked { at } => format!("revoked {at}"),
+        DeferralStatus::Pending => "pending".to_owned(),
     }
 }
 
-fn target_cell(target: &Value) -> String {
-    match target["type"].as_str() {
-        Some("finding") => format!("finding {}", text(&target["id"])),
-        _ => format!("{} on {}", text(&target["package"]), text(&target["host"])),
+fn target_cell(target: &DeferralTarget) -> String {
+    match target {
+        DeferralTarget::Finding { id } => format!("finding {id}"),
+        DeferralTarget::HostPackage { host, package } => format!("{package} on {host}"),
     }
 }
 
-fn kind_cell(kind: &Value) -> String {
+fn kind_cell(kind: &DeferralKind) -> String {
     match kind {
-        Value::String(name) => name.clone(),
-        other => format!("legacy-pin {}", text(&other["legacy-pin"]["version"])),
+        DeferralKind::Deferral => "deferral".to_owned(),
+        DeferralKind::RiskAcceptance => "risk-acceptance".to_owned(),
+        DeferralKind::LegacyPin { version } => format!("legacy-pin {version}"),
     }
 }
