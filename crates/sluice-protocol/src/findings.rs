@@ -125,3 +125,52 @@ pub struct FindingRecord {
     /// When it was resolved, if it was.
     pub resolved_at: Option<String>,
 }
+
+/// A registered feed, as listed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedRecord {
+    /// Id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// What it provides.
+    pub kind: FeedKind,
+    /// URL or local path.
+    pub source: String,
+    /// Sync interval in seconds (`None`: manual only).
+    pub interval_seconds: Option<i64>,
+    /// Registered at.
+    pub created_at: String,
+    /// Last sync attempt.
+    pub last_sync_at: Option<String>,
+    /// `ok`, `unchanged` or `error`.
+    pub last_status: Option<String>,
+    /// Error of the last failed sync.
+    pub last_error: Option<String>,
+    /// Hash of the last content synced.
+    pub content_hash: Option<String>,
+    /// Records in the last content.
+    pub records: i64,
+    /// Records skipped in the last content.
+    pub skipped: i64,
+}
+
+/// What a feed sync did (`POST /api/v1/feeds/{name}/sync`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedSyncReport {
+    /// The feed after the sync.
+    pub feed: FeedRecord,
+    /// Totals of the findings recomputed, when the content changed.
+    pub findings: Option<FindingsDiff>,
+}
+
+impl FeedKind {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Advisories => "advisories",
+            Self::Kev => "kev",
+            Self::Epss => "epss",
+        }
+    }
+}

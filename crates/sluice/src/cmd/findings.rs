@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
+use sluice_core::deferral::Standing;
+use sluice_protocol::Empty;
+use sluice_protocol::findings::{
+    CreateFeed, FeedKind, FeedRecord, FeedSyncReport, FindingsPage, PushInventory, PushReport,
+};
 
 use super::accounts::Output;
 use super::client::{Client, ServerArgs, print_table};
@@ -57,36 +62,41 @@ pub fn feeds(command: FeedsCommand) -> Result<ExitCode> {
             kind,
             interval,
         } => {
-            let mut body = json!({"name": name, "kind": kind, "source": source});
-            if let Some(interval) = interval {
-                body["interval"] = json!(interval);
-            }
-            let feed = Client::new(&server)?.post("/api/v1/feeds", &body)?;
-            eprintln!(
-                "registered feed {} ({})",
-                feed["name"].as_str().unwrap_or("?"),
-                feed["kind"].as_str().unwrap_or("?")
-            );
+            let kind = match kind.as_str() {
+                "advisories" => FeedKind::Advisories,
+                "kev" => FeedKind::Kev,
+                "epss" => FeedKind::Epss,
+                other => bail!("--kind {other:?}: one of advisories, kev, epss"),
+            };
+            let body = CreateFeed {
+                name,
+                kind,
+                source,
+                interval,
+            };
+            let feed: FeedRecord = Client::new(&server)?.post_as("/api/v1/feeds", &body)?;
+            eprintln!("registered feed {} ({})", feed.name, feed.kind.as_str());
             Ok(ExitCode::SUCCESS)
         }
         FeedsCommand::List { server, output } => {
-            let feeds = Client::new(&server)?.get("/api/v1/feeds")?;
+            let client = Client::new(&server)?;
             if output == Output::Json {
+                let feeds = client.get("/api/v1/feeds")?;
                 println!("{}", serde_json::to_string_pretty(&feeds)?);
             } else {
+                let feeds: Vec<FeedRecord> = client.get_as("/api/v1/feeds")?;
+                let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
                 let rows: Vec<Vec<String>> = feeds
-                    .as_array()
                     .into_iter()
-                    .flatten()
                     .map(|f| {
                         vec![
-                            text(&f["name"]),
-                            text(&f["kind"]),
-                            f["records"].to_string(),
-                            f["skipped"].to_string(),
-                            text(&f["last_status"]),
-                            text(&f["last_sync_at"]),
-                            text(&f["source"]),
+                            f.name,
+                            f.kind.as_str().to_owned(),
+                            f.records.to_string(),
+                            f.skipped.to_string(),
+                            or_dash(f.last_status),
+                            or_dash(f.last_sync_at),
+                            f.source,
                         ]
                     })
                     .collect();
@@ -109,37 +119,37 @@ pub fn feeds(command: FeedsCommand) -> Result<ExitCode> {
             let client = Client::new(&server)?;
             let names = if names.is_empty() {
                 client
-                    .get("/api/v1/feeds")?
-                    .as_array()
+                    .get_as::<Vec<FeedRecord>>("/api/v1/feeds")?
                     .into_iter()
-                    .flatten()
-                    .filter_map(|f| f["name"].as_str().map(str::to_owned))
+                    .map(|f| f.name)
                     .collect()
             } else {
                 names
             };
             let mut failed = false;
             for name in names {
-                let report = client.post(&format!("/api/v1/feeds/{name}/sync"), &json!({}))?;
-                let feed = &report["feed"];
-                let status = text(&feed["last_status"]);
+                let report: FeedSyncReport =
+                    client.post_as(&format!("/api/v1/feeds/{name}/sync"), &Empty {})?;
+                let feed = report.feed;
+                let status = feed.last_status.unwrap_or_else(|| "-".to_owned());
                 if status == "error" {
                     failed = true;
-                    eprintln!("{name}: sync failed: {}", text(&feed["last_error"]));
+                    eprintln!(
+                        "{name}: sync failed: {}",
+                        feed.last_error.as_deref().unwrap_or("-")
+                    );
                     continue;
                 }
-                let findings = &report["findings"];
                 eprintln!(
                     "{name}: {status}; {} records ({} skipped){}",
-                    feed["records"],
-                    feed["skipped"],
-                    if findings.is_null() {
-                        String::new()
-                    } else {
-                        format!(
+                    feed.records,
+                    feed.skipped,
+                    match report.findings {
+                        None => String::new(),
+                        Some(findings) => format!(
                             "; findings: {} opened, {} resolved, {} open",
-                            findings["opened"], findings["resolved"], findings["open"]
-                        )
+                            findings.opened, findings.resolved, findings.open
+                        ),
                     }
                 );
             }
@@ -213,32 +223,27 @@ pub fn inventory(command: InventoryCommand) -> Result<ExitCode> {
         .as_ref()
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
         .transpose()?;
-    let mut body = json!({"format": format, "content": content});
-    if let Some(text) = os_release {
-        body["os_release"] = json!(text);
-    }
-    if let Some(ecosystem) = &args.ecosystem {
-        body["ecosystem"] = json!(ecosystem);
-    }
-    let report = Client::new(&args.server)?.send(
+    let body = PushInventory {
+        format: format.to_owned(),
+        content,
+        os_release,
+        ecosystem: args.ecosystem.clone(),
+    };
+    let report: PushReport = Client::new(&args.server)?.call(
         reqwest::Method::PUT,
         &format!("/api/v1/inventories/{}", args.host),
         Some(&body),
     )?;
-    let findings = &report["findings"];
+    let findings = report.findings;
     eprintln!(
         "{} ({}): {} packages{}; findings: {} opened, {} resolved, {} open",
-        text(&report["hostname"]),
-        text(&report["ecosystem"]),
-        report["packages"],
-        if report["changed"] == json!(true) {
-            ""
-        } else {
-            " (unchanged)"
-        },
-        findings["opened"],
-        findings["resolved"],
-        findings["open"]
+        report.hostname,
+        report.ecosystem,
+        report.packages,
+        if report.changed { "" } else { " (unchanged)" },
+        findings.opened,
+        findings.resolved,
+        findings.open
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -334,11 +339,21 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
         .iter()
         .map(|(k, v)| format!("{k}={}", percent_encode(v)))
         .collect();
-    let page =
-        Client::new(&args.server)?.get(&format!("/api/v1/findings?{}", encoded.join("&")))?;
-    let items: Vec<&Value> = page["items"].as_array().into_iter().flatten().collect();
+    let path = format!("/api/v1/findings?{}", encoded.join("&"));
+    let client = Client::new(&args.server)?;
+    if args.output == ListOutput::Json {
+        println!("{}", serde_json::to_string_pretty(&client.get(&path)?)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let page: FindingsPage = client.get_as(&path)?;
+    // Cells show each field as the API writes it (scores, dates), so through its JSON form.
+    let items = page
+        .items
+        .iter()
+        .map(|item| Ok((item, serde_json::to_value(item)?)))
+        .collect::<Result<Vec<_>>>()?;
     match args.output {
-        ListOutput::Json => println!("{}", serde_json::to_string_pretty(&page)?),
+        ListOutput::Json => {}
         ListOutput::Csv => {
             let mut writer = csv::Writer::from_writer(std::io::stdout());
             writer.write_record([
@@ -356,7 +371,7 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                 "standing",
                 "deferral",
             ])?;
-            for f in &items {
+            for (_, f) in &items {
                 // Cells a spreadsheet would evaluate as formulas are written as text.
                 writer.write_record(
                     [
@@ -383,7 +398,7 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
         ListOutput::Table => {
             let rows: Vec<Vec<String>> = items
                 .iter()
-                .map(|f| {
+                .map(|(item, f)| {
                     vec![
                         text(&f["hostname"]),
                         text(&f["score"]),
@@ -393,12 +408,12 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                         text(&f["installed"]),
                         text(&f["fixed"]),
                         text(&f["advisory"]),
-                        if f["kev"] == json!(true) {
+                        if item.finding.finding.kev {
                             "yes".to_owned()
                         } else {
                             "-".to_owned()
                         },
-                        standing_cell(f),
+                        standing_cell(&item.standing),
                     ]
                 })
                 .collect();
@@ -417,33 +432,26 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                 ],
                 &rows,
             );
-            let more = if page["total_exact"] == json!(false) {
-                "+"
-            } else {
-                ""
-            };
-            println!("{} of {}{more} findings", items.len(), page["total"]);
+            let more = if page.total_exact { "" } else { "+" };
+            println!("{} of {}{more} findings", items.len(), page.total);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// A finding's deferral standing, for people: `-` when no record bears on it.
-fn standing_cell(finding: &Value) -> String {
-    let day = |key: &str| text(&finding[key]).chars().take(10).collect::<String>();
-    match finding["standing"].as_str() {
-        Some("deferred") => format!(
-            "deferred until {} ({})",
-            day("until"),
-            text(&finding["deferral"])
-        ),
-        Some("due-again") => format!(
-            "due again since {} ({})",
-            day("expired_at"),
-            text(&finding["deferral"])
-        ),
-        Some("pending") => format!("deferral pending ({})", text(&finding["deferral"])),
-        _ => "-".to_owned(),
+fn standing_cell(standing: &Standing) -> String {
+    let day = |at: &jiff::Timestamp| at.to_string().chars().take(10).collect::<String>();
+    match standing {
+        Standing::Deferred {
+            deferral, until, ..
+        } => format!("deferred until {} ({deferral})", day(until)),
+        Standing::DueAgain {
+            deferral,
+            expired_at,
+        } => format!("due again since {} ({deferral})", day(expired_at)),
+        Standing::Pending { deferral } => format!("deferral pending ({deferral})"),
+        Standing::Open => "-".to_owned(),
     }
 }
 
