@@ -235,3 +235,19 @@ fn default_canary_weight() -> u8 {
 fn yes() -> bool {
     true
 }
+
+/// One event of a rollout's stream (`GET /api/v1/rollouts/{id}/events`, the `data` of each
+/// server-sent event but the `snapshot`s, which carry a [`RolloutView`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutEvent {
+    // Fields in alphabetical order: the stream wrote them from a JSON map before, so the bytes
+    // stay the same.
+    /// When it happened.
+    pub at: String,
+    /// Its details, by kind.
+    pub detail: Value,
+    /// What happened (`hosts-started`, `host-failed`, `breaker-tripped`, …).
+    pub kind: String,
+    /// Rises by one per event of the rollout; the stream's `id`.
+    pub seq: i64,
+}

@@ -31,7 +31,9 @@ use sluice_core::calendar::{
 };
 use sluice_core::change::{ChangeState, ScheduleConflict};
 use sluice_core::cmdb::{Asset, Selector};
-use sluice_protocol::calendars::{ConflictPreview, CreateFreeze, CreateWindow, RequestException};
+use sluice_protocol::calendars::{
+    ConflictPreview, CreateFreeze, CreateWindow, Deleted, RequestException,
+};
 use sluice_store::{
     ChangesQuery, ExceptionState, StoredFreeze, StoredFreezeException, StoredWindow,
 };
@@ -131,9 +133,9 @@ pub async fn delete_window(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     state.store.delete_window(&name, &principal.actor()).await?;
-    Ok(Json(serde_json::json!({"deleted": name})))
+    Ok(Json(Deleted { deleted: name }))
 }
 
 /// Every freeze, by name.
@@ -186,9 +188,9 @@ pub async fn delete_freeze(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     state.store.delete_freeze(&name, &principal.actor()).await?;
-    Ok(Json(serde_json::json!({"deleted": name})))
+    Ok(Json(Deleted { deleted: name }))
 }
 
 /// Exception requests of one freeze, oldest first.

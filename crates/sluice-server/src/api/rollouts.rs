@@ -14,9 +14,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::Stream;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_core::rollout::HostStatus;
-use sluice_protocol::rollouts::{BatchView, HostView, RingView, RolloutView};
+use sluice_protocol::rollouts::{BatchView, HostView, RingView, RolloutEvent, RolloutView};
 use utoipa::IntoParams;
 
 use crate::auth::Principal;
@@ -328,12 +328,18 @@ async fn next_events(mut s: Streaming) -> Option<(Result<Event, Infallible>, Str
         }
         for e in events {
             s.after = e.seq;
-            let data = json!({"seq": e.seq, "at": e.at, "kind": e.kind, "detail": e.detail});
+            let data = serde_json::to_string(&RolloutEvent {
+                at: e.at,
+                detail: e.detail,
+                kind: e.kind.clone(),
+                seq: e.seq,
+            })
+            .unwrap_or_default();
             s.pending.push_back(
                 Event::default()
                     .id(e.seq.to_string())
-                    .event(e.kind.clone())
-                    .data(data.to_string()),
+                    .event(e.kind)
+                    .data(data),
             );
         }
         let view = serde_json::to_string(&RolloutView::of(&loaded)).unwrap_or_default();

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::Value;
+use sluice_protocol::rollouts::{HostView, OperatorAction, RolloutEvent, RolloutView};
 
 use super::accounts::Output;
 use super::client::{Client, ServerArgs, print_table};
@@ -150,21 +151,19 @@ pub fn run(command: RolloutCommand) -> Result<ExitCode> {
                     serde_json::from_str::<Value>(&text)
                         .with_context(|| format!("{}: not JSON", path.display()))?
                 }
-                None => json!({}),
+                None => Value::Object(serde_json::Map::new()),
             };
             let Some(object) = body.as_object_mut() else {
                 bail!("the spec must be a JSON object");
             };
             object.insert("change".into(), Value::String(change));
+            // The spec file is the user's JSON, passed on as written but for the change: the
+            // server says what is wrong with it.
             let client = Client::new(&server)?;
-            let view = client.post("/api/v1/rollouts", &body)?;
-            let id = view["id"].as_str().unwrap_or_default().to_owned();
+            let view: RolloutView = client.post_as("/api/v1/rollouts", &body)?;
             if follow {
-                eprintln!(
-                    "rollout {id} started for {}",
-                    view["change"].as_str().unwrap_or("")
-                );
-                return watch(&client, &id);
+                eprintln!("rollout {} started for {}", view.id, view.change);
+                return watch(&client, &view.id);
             }
             show(&view, output)?;
         }
@@ -178,22 +177,24 @@ pub fn run(command: RolloutCommand) -> Result<ExitCode> {
             if let Some(change) = change {
                 path.push_str(&format!("&change={change}"));
             }
-            let list = Client::new(&server)?.get(&path)?;
+            let client = Client::new(&server)?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                Output::Json => {
+                    let list = client.get(&path)?;
+                    println!("{}", serde_json::to_string_pretty(&list)?)
+                }
                 Output::Table => {
+                    let list: Vec<RolloutView> = client.get_as(&path)?;
                     let rows: Vec<Vec<String>> = list
-                        .as_array()
                         .into_iter()
-                        .flatten()
                         .map(|r| {
                             vec![
-                                text(&r["id"]),
-                                text(&r["change"]),
-                                text(&r["phase"]),
-                                text(&r["outcome"]),
-                                counts(&r["counts"]),
-                                text(&r["created_at"]),
+                                r.id,
+                                r.change,
+                                r.phase,
+                                r.outcome.unwrap_or_else(|| "-".to_owned()),
+                                counts(&r.counts),
+                                r.created_at,
                             ]
                         })
                         .collect();
@@ -205,47 +206,45 @@ pub fn run(command: RolloutCommand) -> Result<ExitCode> {
             }
         }
         RolloutCommand::Status { server, id, output } => {
-            let view = Client::new(&server)?.get(&format!("/api/v1/rollouts/{id}"))?;
-            show(&view, output)?;
+            let client = Client::new(&server)?;
+            let path = format!("/api/v1/rollouts/{id}");
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&client.get(&path)?)?);
+            } else {
+                show(&client.get_as(&path)?, output)?;
+            }
         }
         RolloutCommand::Watch { server, id } => {
             return watch(&Client::new(&server)?, &id);
         }
         RolloutCommand::Pause { server, id, reason } => {
-            act(&server, &id, json!({"action": "pause", "reason": reason}))?;
+            act(&server, &id, OperatorAction::Pause { reason })?;
         }
         RolloutCommand::Resume { server, id } => {
-            act(&server, &id, json!({"action": "resume"}))?;
+            act(&server, &id, OperatorAction::Resume)?;
         }
         RolloutCommand::Abort { server, id, reason } => {
-            act(&server, &id, json!({"action": "abort", "reason": reason}))?;
+            act(&server, &id, OperatorAction::Abort { reason })?;
         }
         RolloutCommand::Rollback { server, id, reason } => {
-            act(
-                &server,
-                &id,
-                json!({"action": "rollback", "reason": reason}),
-            )?;
+            act(&server, &id, OperatorAction::Rollback { reason })?;
         }
         RolloutCommand::ApproveGate { server, id, ring } => {
-            act(
-                &server,
-                &id,
-                json!({"action": "approve-gate", "to_ring": ring}),
-            )?;
+            act(&server, &id, OperatorAction::ApproveGate { to_ring: ring })?;
         }
         RolloutCommand::ResetBreaker { server, id } => {
-            act(&server, &id, json!({"action": "reset-breaker"}))?;
+            act(&server, &id, OperatorAction::ResetBreaker)?;
         }
         RolloutCommand::Retry { server, id, host } => {
-            act(&server, &id, json!({"action": "retry", "host": host}))?;
+            act(&server, &id, OperatorAction::Retry { host })?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn act(server: &ServerArgs, id: &str, body: Value) -> Result<()> {
-    let view = Client::new(server)?.post(&format!("/api/v1/rollouts/{id}/actions"), &body)?;
+fn act(server: &ServerArgs, id: &str, action: OperatorAction) -> Result<()> {
+    let view: RolloutView =
+        Client::new(server)?.post_as(&format!("/api/v1/rollouts/{id}/actions"), &action)?;
     show(&view, Output::Table)
 }
 
@@ -257,66 +256,64 @@ fn text(value: &Value) -> String {
     }
 }
 
-fn counts(value: &Value) -> String {
-    value
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+fn counts(counts: &BTreeMap<String, usize>) -> String {
+    counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Prints a rollout view: a header, then one row per host.
-fn show(view: &Value, output: Output) -> Result<()> {
+fn show(view: &RolloutView, output: Output) -> Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(view)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(view)?)?
+        );
         return Ok(());
     }
     println!(
         "rollout {}  change {}  phase {}{}",
-        text(&view["id"]),
-        text(&view["change"]),
-        text(&view["phase"]),
-        view["outcome"]
-            .as_str()
+        view.id,
+        view.change,
+        view.phase,
+        view.outcome
+            .as_deref()
             .map(|o| format!("  outcome {o}"))
             .unwrap_or_default()
     );
-    println!("hosts: {}", counts(&view["counts"]));
-    for (label, key) in [
-        ("waiting", "waiting"),
-        ("paused", "pause_reason"),
-        ("breaker", "breaker_reason"),
+    println!("hosts: {}", counts(&view.counts));
+    for (label, value) in [
+        ("waiting", &view.waiting),
+        ("paused", &view.pause_reason),
+        ("breaker", &view.breaker_reason),
     ] {
-        if !view[key].is_null() {
-            println!("{label}: {}", text(&view[key]));
+        if let Some(value) = value {
+            println!("{label}: {value}");
         }
     }
-    if let Some(regressions) = view["regressions"].as_array().filter(|r| !r.is_empty()) {
-        for r in regressions {
-            println!("regression: {}", text(r));
-        }
+    for r in &view.regressions {
+        println!("regression: {r}");
     }
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
     let mut rows = Vec::new();
-    for ring in view["rings"].as_array().into_iter().flatten() {
-        for (b, batch) in ring["batches"].as_array().into_iter().flatten().enumerate() {
-            let label = if batch["canary"].as_bool() == Some(true) {
+    for ring in &view.rings {
+        for (b, batch) in ring.batches.iter().enumerate() {
+            let label = if batch.canary {
                 "canary".to_owned()
             } else {
                 format!("batch {b}")
             };
-            for host in batch["hosts"].as_array().into_iter().flatten() {
+            for host in &batch.hosts {
                 rows.push(vec![
-                    text(&ring["environment"]),
+                    ring.environment.clone(),
                     label.clone(),
-                    text(&host["name"]),
-                    text(&host["status"]),
-                    text(&host["job"]),
-                    text(&host["note"]),
+                    host.name.clone(),
+                    host.status.clone(),
+                    or_dash(&host.job),
+                    or_dash(&host.note),
                 ]);
             }
         }
@@ -329,7 +326,7 @@ fn show(view: &Value, output: Output) -> Result<()> {
 fn watch(client: &Client, id: &str) -> Result<ExitCode> {
     let bars = Bars::new();
     let mut last_seq: Option<i64> = None;
-    let mut last_view = Value::Null;
+    let mut last_view: Option<RolloutView> = None;
     loop {
         let ended = client.events(
             &format!("/api/v1/rollouts/{id}/events"),
@@ -338,14 +335,19 @@ fn watch(client: &Client, id: &str) -> Result<ExitCode> {
                 if let Some(seq) = id_field.and_then(|s| s.parse::<i64>().ok()) {
                     last_seq = Some(seq);
                 }
-                let value: Value = serde_json::from_str(data).unwrap_or(Value::Null);
                 if kind == "snapshot" {
-                    bars.update(&value);
-                    let finished = value["finished"].as_bool() == Some(true);
-                    last_view = value;
+                    let Ok(view) = serde_json::from_str::<RolloutView>(data) else {
+                        return false;
+                    };
+                    bars.update(&view);
+                    let finished = view.finished;
+                    last_view = Some(view);
                     return finished;
                 }
-                bars.println(&describe(kind, &value["detail"]));
+                let detail = serde_json::from_str::<RolloutEvent>(data)
+                    .map(|event| event.detail)
+                    .unwrap_or(Value::Null);
+                bars.println(&describe(kind, &detail));
                 false
             },
         );
@@ -354,19 +356,25 @@ fn watch(client: &Client, id: &str) -> Result<ExitCode> {
             Ok(false) => {}
             Err(e) => bars.println(&format!("(event stream: {e:#}; reconnecting)")),
         }
-        if last_view["finished"].as_bool() == Some(true) {
+        if last_view.as_ref().is_some_and(|v| v.finished) {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
     }
     bars.finish();
-    let outcome = last_view["outcome"].as_str().unwrap_or("ended");
-    eprintln!(
-        "rollout {id}: {outcome} ({}); breaker trips {}, rollbacks {}",
-        counts(&last_view["counts"]),
-        text(&last_view["breaker_trips"]),
-        text(&last_view["rollbacks"])
-    );
+    let outcome = last_view
+        .as_ref()
+        .and_then(|v| v.outcome.clone())
+        .unwrap_or_else(|| "ended".to_owned());
+    let (tally, trips, rollbacks) = match &last_view {
+        Some(v) => (
+            counts(&v.counts),
+            v.breaker_trips.to_string(),
+            v.rollbacks.to_string(),
+        ),
+        None => (String::new(), "-".to_owned(), "-".to_owned()),
+    };
+    eprintln!("rollout {id}: {outcome} ({tally}); breaker trips {trips}, rollbacks {rollbacks}");
     Ok(if outcome == "completed" {
         ExitCode::SUCCESS
     } else {
@@ -499,56 +507,42 @@ impl Bars {
         }
     }
 
-    fn update(&self, view: &Value) {
+    fn update(&self, view: &RolloutView) {
         let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         let mut rings = self.rings.borrow_mut();
-        for (r, ring) in view["rings"].as_array().into_iter().flatten().enumerate() {
-            let hosts: Vec<&Value> = ring["batches"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|b| b["hosts"].as_array().into_iter().flatten())
-                .collect();
+        for (r, ring) in view.rings.iter().enumerate() {
+            let hosts: Vec<&HostView> = ring.batches.iter().flat_map(|b| &b.hosts).collect();
             let done = hosts
                 .iter()
                 .filter(|h| {
                     matches!(
-                        h["status"].as_str(),
-                        Some("succeeded" | "failed" | "rolled-back" | "cancelled")
+                        h.status.as_str(),
+                        "succeeded" | "failed" | "rolled-back" | "cancelled"
                     )
                 })
                 .count();
             let bar = rings.entry(r).or_insert_with(|| {
                 let bar = self.multi.add(ProgressBar::new(hosts.len() as u64));
                 bar.set_style(style.clone());
-                bar.set_prefix(text(&ring["environment"]));
+                bar.set_prefix(ring.environment.clone());
                 bar
             });
             bar.set_position(done as u64);
             let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
             for h in &hosts {
-                *by_status
-                    .entry(h["status"].as_str().unwrap_or("?"))
-                    .or_default() += 1;
+                *by_status.entry(h.status.as_str()).or_default() += 1;
             }
-            let current_batch = ring["batches"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .position(|b| {
-                    b["hosts"].as_array().into_iter().flatten().any(|h| {
-                        matches!(
-                            h["status"].as_str(),
-                            Some("pending" | "running" | "pending-reboot")
-                        )
-                    })
-                });
+            let current_batch = ring.batches.iter().position(|b| {
+                b.hosts
+                    .iter()
+                    .any(|h| matches!(h.status.as_str(), "pending" | "running" | "pending-reboot"))
+            });
             let mut message: Vec<String> =
                 by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
-            if let Some(b) = current_batch.filter(|_| view["ring"].as_u64() == Some(r as u64)) {
-                let canary = ring["batches"][b]["canary"].as_bool() == Some(true);
+            if let Some(b) = current_batch.filter(|_| view.ring == r) {
+                let canary = ring.batches.get(b).is_some_and(|batch| batch.canary);
                 message.insert(
                     0,
                     if canary {
