@@ -98,7 +98,7 @@ pub struct ChangeView {
     /// What can be done next, by the transition table.
     pub next_actions: Vec<ActionKind>,
     /// On create: advisories the bundle leaves open, and why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unresolved: Vec<Unresolved>,
 }
 

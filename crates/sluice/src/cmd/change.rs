@@ -9,7 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sluice_core::change::{Action, Pin, RetrospectiveStatus, Schedule};
+use sluice_protocol::changes::{ChangePage, ChangeView, CreateChange, FromFindings, Target};
+use sluice_protocol::policies::{PolicyUpdate, PolicyView};
 
 use super::accounts::Output;
 use super::assets::{encode, text};
@@ -238,15 +242,18 @@ pub fn run(command: ChangeCommand) -> Result<ExitCode> {
             output,
         } => {
             let body = content_body(&content)?;
-            let change = Client::new(&server)?.send_idempotent(
-                Method::POST,
-                "/api/v1/changes",
-                Some(&body),
-            )?;
+            let client = Client::new(&server)?;
             if output == Output::Json {
+                let change = client.send_idempotent(
+                    Method::POST,
+                    "/api/v1/changes",
+                    Some(&serde_json::to_value(&body)?),
+                )?;
                 println!("{}", serde_json::to_string_pretty(&change)?);
             } else {
-                print_change(&change);
+                let change: ChangeView =
+                    client.call_idempotent(Method::POST, "/api/v1/changes", Some(&body))?;
+                print_change(&change)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -257,56 +264,58 @@ pub fn run(command: ChangeCommand) -> Result<ExitCode> {
             output,
         } => {
             let body = content_body(&content)?;
-            let change = Client::new(&server)?.send(
-                Method::PUT,
-                &format!("/api/v1/changes/{}", encode(&id)),
-                Some(&body),
-            )?;
+            let client = Client::new(&server)?;
+            let path = format!("/api/v1/changes/{}", encode(&id));
             if output == Output::Json {
+                let change =
+                    client.send(Method::PUT, &path, Some(&serde_json::to_value(&body)?))?;
                 println!("{}", serde_json::to_string_pretty(&change)?);
             } else {
-                print_change(&change);
+                let change: ChangeView = client.call(Method::PUT, &path, Some(&body))?;
+                print_change(&change)?;
             }
             Ok(ExitCode::SUCCESS)
         }
-        ChangeCommand::Submit(act) => action(&act, json!({"action": "submit"})),
-        ChangeCommand::SignOff(c) => action(
-            &c.act,
-            with_optional(json!({"action": "sign-off-plan"}), "comment", c.comment),
-        ),
-        ChangeCommand::Review(act) => action(&act, json!({"action": "start-review"})),
-        ChangeCommand::Approve(c) => action(
-            &c.act,
-            with_optional(json!({"action": "approve"}), "comment", c.comment),
-        ),
-        ChangeCommand::Reject(r) => action(&r.act, json!({"action": "reject", "reason": r.reason})),
-        ChangeCommand::Revise(r) => action(&r.act, json!({"action": "revise", "reason": r.reason})),
+        ChangeCommand::Submit(act) => action(&act, Action::Submit),
+        ChangeCommand::SignOff(c) => action(&c.act, Action::SignOffPlan { comment: c.comment }),
+        ChangeCommand::Review(act) => action(&act, Action::StartReview),
+        ChangeCommand::Approve(c) => action(&c.act, Action::Approve { comment: c.comment }),
+        ChangeCommand::Reject(r) => action(&r.act, Action::Reject { reason: r.reason }),
+        ChangeCommand::Revise(r) => action(&r.act, Action::Revise { reason: r.reason }),
         ChangeCommand::Schedule { act, start, end } => action(
             &act,
-            json!({"action": "schedule", "window": {"start": start, "end": end}}),
+            Action::Schedule {
+                window: Schedule {
+                    start: wire("--start", &start)?,
+                    end: wire("--end", &end)?,
+                },
+                conflicts: Vec::new(),
+            },
         ),
-        ChangeCommand::Start(act) => action(&act, json!({"action": "start-implementation"})),
-        ChangeCommand::Complete(act) => action(&act, json!({"action": "complete"})),
-        ChangeCommand::Fail(r) => action(&r.act, json!({"action": "fail", "reason": r.reason})),
-        ChangeCommand::Rollback(r) => {
-            action(&r.act, json!({"action": "roll-back", "reason": r.reason}))
-        }
+        ChangeCommand::Start(act) => action(&act, Action::StartImplementation),
+        ChangeCommand::Complete(act) => action(&act, Action::Complete),
+        ChangeCommand::Fail(r) => action(&r.act, Action::Fail { reason: r.reason }),
+        ChangeCommand::Rollback(r) => action(&r.act, Action::RollBack { reason: r.reason }),
         ChangeCommand::PostReview {
             act,
             outcome,
             notes,
         } => action(
             &act,
-            json!({"action": "review", "outcome": outcome, "notes": notes}),
+            Action::Review {
+                outcome: wire("--outcome", &outcome)?,
+                notes,
+            },
         ),
-        ChangeCommand::Close(act) => action(&act, json!({"action": "close"})),
-        ChangeCommand::Cancel(r) => action(&r.act, json!({"action": "cancel", "reason": r.reason})),
+        ChangeCommand::Close(act) => action(&act, Action::Close),
+        ChangeCommand::Cancel(r) => action(&r.act, Action::Cancel { reason: r.reason }),
         ChangeCommand::Show { server, id, output } => {
-            let change = Client::new(&server)?.get(&format!("/api/v1/changes/{}", encode(&id)))?;
+            let client = Client::new(&server)?;
+            let path = format!("/api/v1/changes/{}", encode(&id));
             if output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&change)?);
+                println!("{}", serde_json::to_string_pretty(&client.get(&path)?)?);
             } else {
-                print_change(&change);
+                print_change(&client.get_as(&path)?)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -334,24 +343,27 @@ pub fn run(command: ChangeCommand) -> Result<ExitCode> {
             if overdue_review {
                 query.push("overdue_review=true".to_owned());
             }
-            let page =
-                Client::new(&server)?.get(&format!("/api/v1/changes?{}", query.join("&")))?;
-            let items: Vec<&Value> = page["items"].as_array().into_iter().flatten().collect();
+            let client = Client::new(&server)?;
+            let path = format!("/api/v1/changes?{}", query.join("&"));
             if output == Output::Json {
+                let page = client.get(&path)?;
+                let items: Vec<&Value> = page["items"].as_array().into_iter().flatten().collect();
                 println!("{}", serde_json::to_string_pretty(&items)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let rows: Vec<Vec<String>> = items
-                .iter()
+            let page: ChangePage = client.get_as(&path)?;
+            let rows: Vec<Vec<String>> = page
+                .items
+                .into_iter()
                 .map(|c| {
                     vec![
-                        text(&c["id"]),
-                        text(&c["type"]),
-                        text(&c["state"]),
-                        text(&c["risk"]),
-                        text(&c["requester"]),
-                        retrospective_cell(&c["retrospective"]),
-                        text(&c["title"]),
+                        c.id,
+                        c.kind,
+                        c.state,
+                        c.risk.unwrap_or_else(|| "-".to_owned()),
+                        c.requester,
+                        retrospective_cell(&c.retrospective),
+                        c.title,
                     ]
                 })
                 .collect();
@@ -367,7 +379,7 @@ pub fn run(command: ChangeCommand) -> Result<ExitCode> {
                 ],
                 &rows,
             );
-            eprintln!("{} of {} changes", rows.len(), page["total"]);
+            eprintln!("{} of {} changes", rows.len(), page.total);
             Ok(ExitCode::SUCCESS)
         }
         ChangeCommand::Export {
@@ -395,11 +407,11 @@ pub fn run(command: ChangeCommand) -> Result<ExitCode> {
     }
 }
 
-fn with_optional(mut body: Value, key: &str, value: Option<String>) -> Value {
-    if let Some(value) = value {
-        body[key] = Value::String(value);
-    }
-    body
+/// A command-line word read as the API's value (`--outcome successful`, `--type normal`, a
+/// timestamp), so a wrong one is named before anything is sent.
+fn wire<T: DeserializeOwned>(flag: &str, text: &str) -> Result<T> {
+    serde_json::from_value(Value::String(text.trim().to_owned()))
+        .with_context(|| format!("{flag} {text:?}"))
 }
 
 fn split_pair<'t>(text: &'t str, what: &str) -> Result<(&'t str, &'t str)> {
@@ -413,78 +425,74 @@ fn split_pair<'t>(text: &'t str, what: &str) -> Result<(&'t str, &'t str)> {
 }
 
 /// The request body of create and edit.
-fn content_body(content: &ChangeContent) -> Result<Value> {
-    let mut body = Map::new();
-    body.insert("title".into(), json!(content.title));
-    body.insert("type".into(), json!(content.kind));
+fn content_body(content: &ChangeContent) -> Result<CreateChange> {
+    let mut body = CreateChange {
+        title: content.title.clone(),
+        kind: wire("--type", &content.kind)?,
+        from_findings: None,
+        targets: None,
+        pins: Vec::new(),
+        scope: content.scope.clone(),
+        update_types: None,
+        justification: content.justification.clone(),
+        template: content.template.clone(),
+        plan: None,
+        plan_toml: None,
+    };
     if content.from_findings {
-        let mut from = Map::new();
-        for (key, value) in [
-            ("host", &content.host),
-            ("selector", &content.selector),
-            ("decision", &content.decision),
-        ] {
-            if let Some(value) = value {
-                from.insert(key.into(), json!(value));
-            }
-        }
-        if content.kev {
-            from.insert("kev".into(), json!(true));
-        }
-        if !content.findings.is_empty() {
-            from.insert("ids".into(), json!(content.findings));
-        }
-        body.insert("from_findings".into(), Value::Object(from));
-        let mut pins = Vec::new();
+        body.from_findings = Some(FromFindings {
+            host: content.host.clone(),
+            selector: content.selector.clone(),
+            decision: content.decision.clone(),
+            kev: content.kev.then_some(true),
+            ids: content.findings.clone(),
+        });
         for pin in &content.pins {
             let (package, version) = split_pair(pin, "--pin")?;
-            pins.push(json!({"package": package, "version": version}));
-        }
-        if !pins.is_empty() {
-            body.insert("pins".into(), Value::Array(pins));
+            body.pins.push(Pin {
+                package: package.to_owned(),
+                ecosystem: None,
+                version: version.to_owned(),
+            });
         }
     } else if !content.target.is_empty() {
         let mut targets = Vec::new();
         for target in &content.target {
             let (package, rest) = split_pair(target, "--target")?;
             let (version, ecosystem) = match rest.rsplit_once('@') {
-                Some((version, ecosystem)) => (version, Some(ecosystem)),
+                Some((version, ecosystem)) => (version, Some(ecosystem.to_owned())),
                 None => (rest, None),
             };
-            let mut item = json!({"package": package, "version": version});
-            if let Some(ecosystem) = ecosystem {
-                item["ecosystem"] = json!(ecosystem);
-            }
-            targets.push(item);
+            targets.push(Target {
+                package: package.to_owned(),
+                version: version.to_owned(),
+                ecosystem,
+            });
         }
-        body.insert("targets".into(), Value::Array(targets));
+        body.targets = Some(targets);
     } else {
         bail!(
             "say what the change is made of: --from-findings (with a filter) or --target PACKAGE=VERSION"
         );
     }
-    if let Some(scope) = &content.scope {
-        body.insert("scope".into(), json!(scope));
-    }
     if !content.update_types.is_empty() {
-        body.insert("update_types".into(), json!(content.update_types));
-    }
-    if let Some(justification) = &content.justification {
-        body.insert("justification".into(), json!(justification));
-    }
-    if let Some(template) = &content.template {
-        body.insert("template".into(), json!(template));
+        body.update_types = Some(
+            content
+                .update_types
+                .iter()
+                .map(|t| wire("--update-type", t))
+                .collect::<Result<_>>()?,
+        );
     }
     if let Some(path) = &content.plan_file {
-        let (key, value) = plan_field(path)?;
-        body.insert(key.into(), value);
+        plan_field(path, &mut body)?;
     }
-    Ok(Value::Object(body))
+    Ok(body)
 }
 
 /// The plan file: JSON (by its extension, or when it starts with `{`) goes as `plan`, anything
 /// else as `plan_toml`, which the server reads.
-fn plan_field(path: &Path) -> Result<(&'static str, Value)> {
+fn plan_field(path: &Path, body: &mut CreateChange) -> Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let json = match path.extension().and_then(|e| e.to_str()) {
@@ -493,62 +501,69 @@ fn plan_field(path: &Path) -> Result<(&'static str, Value)> {
         _ => text.trim_start().starts_with('{'),
     };
     if json {
-        let value = serde_json::from_str(&text)
+        let value: Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not valid JSON", path.display()))?;
-        Ok(("plan", value))
+        body.plan = Some(
+            serde_json::from_value(value)
+                .with_context(|| format!("{} is not a change plan", path.display()))?,
+        );
     } else {
-        Ok(("plan_toml", Value::String(text)))
+        body.plan_toml = Some(text);
     }
+    Ok(())
 }
 
-fn action(act: &Act, body: Value) -> Result<ExitCode> {
-    let change = Client::new(&act.server)?.send_idempotent(
-        Method::POST,
-        &format!("/api/v1/changes/{}/actions", encode(&act.id)),
-        Some(&body),
-    )?;
+fn action(act: &Act, action: Action) -> Result<ExitCode> {
+    let client = Client::new(&act.server)?;
+    let path = format!("/api/v1/changes/{}/actions", encode(&act.id));
     if act.output == Output::Json {
+        let change =
+            client.send_idempotent(Method::POST, &path, Some(&serde_json::to_value(&action)?))?;
         println!("{}", serde_json::to_string_pretty(&change)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let view: ChangeView = client.call_idempotent(Method::POST, &path, Some(&action))?;
     println!(
         "{}: {} ({} by {})",
-        text(&change["id"]),
-        text(&change["state"]),
-        body["action"].as_str().unwrap_or("?"),
-        change["history"]
-            .as_array()
-            .and_then(|h| h.last())
-            .map(|h| text(&h["by"]))
-            .unwrap_or_else(|| "?".to_owned())
+        view.change.id,
+        view.change.state.as_str(),
+        action.kind().as_str(),
+        view.change
+            .history
+            .last()
+            .map_or_else(|| "?".to_owned(), |h| h.by.clone())
     );
-    if let Some(reasons) = change["quorum"]["reasons"].as_array() {
-        for reason in reasons {
-            println!("  {}", text(reason));
-        }
+    for reason in view.quorum.iter().flat_map(|q| &q.reasons) {
+        println!("  {reason}");
     }
-    let retrospective = retrospective_cell(&change["retrospective"]);
+    let retrospective = retrospective_cell(&view.retrospective);
     if retrospective != "-" {
         println!("  retrospective review {retrospective}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn retrospective_cell(value: &Value) -> String {
-    match value["status"].as_str() {
-        Some("due") => format!("due by {}", text(&value["by"])),
-        Some("overdue") => format!(
-            "OVERDUE by {} (due {})",
-            text(&value["overdue_by"]),
-            text(&value["by"])
-        ),
-        Some("done") if value["late"] == json!(true) => "done (late)".to_owned(),
-        Some("done") => "done".to_owned(),
-        _ => "-".to_owned(),
+fn retrospective_cell(status: &RetrospectiveStatus) -> String {
+    match status {
+        RetrospectiveStatus::Due { by } => format!("due by {by}"),
+        RetrospectiveStatus::Overdue { by, .. } => {
+            // The lateness as the API words it (`2h 30m`), from the status's own JSON.
+            let overdue_by = serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.get("overdue_by").map(text))
+                .unwrap_or_else(|| "-".to_owned());
+            format!("OVERDUE by {overdue_by} (due {by})")
+        }
+        RetrospectiveStatus::Done { late: true, .. } => "done (late)".to_owned(),
+        RetrospectiveStatus::Done { .. } => "done".to_owned(),
+        RetrospectiveStatus::NotRequired => "-".to_owned(),
     }
 }
 
-fn print_change(change: &Value) {
+/// Prints a change for people. The record is typed ([`ChangeView`]); its many fields are shown
+/// as the API writes them (lists joined, timestamps, enum names), through its own JSON form.
+fn print_change(view: &ChangeView) -> Result<()> {
+    let change = &serde_json::to_value(view)?;
     println!("{}  {}", text(&change["id"]), text(&change["title"]));
     let risk = &change["assessment"]["risk"];
     let mut rows: Vec<(&str, String)> = vec![
@@ -576,10 +591,7 @@ fn print_change(change: &Value) {
             format!("{} to {}", text(&window["start"]), text(&window["end"])),
         ));
     }
-    rows.push((
-        "retrospective",
-        retrospective_cell(&change["retrospective"]),
-    ));
+    rows.push(("retrospective", retrospective_cell(&view.retrospective)));
     if let Some(reason) = change["outcome_reason"].as_str() {
         rows.push(("reason", reason.to_owned()));
     }
@@ -665,12 +677,13 @@ fn print_change(change: &Value) {
             text(&escalation["recorded_at"])
         );
     }
-    if let Some(reasons) = change["quorum"]["reasons"].as_array() {
+    if let Some(quorum) = &view.quorum {
         println!("quorum:");
-        for reason in reasons {
-            println!("  {}", text(reason));
+        for reason in &quorum.reasons {
+            println!("  {reason}");
         }
     }
+    Ok(())
 }
 
 /// Subcommands of `sluice policy`.
@@ -716,24 +729,23 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
     let path = format!("/api/v1/policies/{kind}");
     match action {
         PolicyAction::Show { server, output } => {
-            let policy = Client::new(&server)?.get(&path)?;
+            let client = Client::new(&server)?;
             match output.as_str() {
-                "json" => println!("{}", serde_json::to_string_pretty(&policy)?),
+                "json" => println!("{}", serde_json::to_string_pretty(&client.get(&path)?)?),
                 "toml" => {
-                    let origin = if policy["default"] == json!(true) {
+                    let policy: PolicyView = client.get_as(&path)?;
+                    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+                    let origin = if policy.default {
                         "the built-in default".to_owned()
                     } else {
                         format!(
                             "stored by {} at {}",
-                            text(&policy["created_by"]),
-                            text(&policy["created_at"])
+                            or_dash(policy.created_by),
+                            or_dash(policy.created_at)
                         )
                     };
-                    println!(
-                        "# {kind} policy version {}, {origin}",
-                        text(&policy["version"])
-                    );
-                    print!("{}", policy["toml"].as_str().unwrap_or_default());
+                    println!("# {kind} policy version {}, {origin}", policy.version);
+                    print!("{}", policy.toml);
                 }
                 other => bail!("--output {other:?}: toml or json"),
             }
@@ -748,18 +760,24 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let is_json = file.extension().and_then(|e| e.to_str()) == Some("json")
                 || text_content.trim_start().starts_with('{');
-            let mut body = if is_json {
+            // The policy document is the user's, passed on as written: the server checks it.
+            let body = if is_json {
                 let policy: Value = serde_json::from_str(&text_content)
                     .with_context(|| format!("{} is not valid JSON", file.display()))?;
-                json!({"policy": policy})
+                PolicyUpdate {
+                    toml: None,
+                    policy: Some(policy),
+                    based_on,
+                }
             } else {
-                json!({"toml": text_content})
+                PolicyUpdate {
+                    toml: Some(text_content),
+                    policy: None,
+                    based_on,
+                }
             };
-            if let Some(version) = based_on {
-                body["based_on"] = json!(version);
-            }
-            let stored = Client::new(&server)?.send(Method::PUT, &path, Some(&body))?;
-            println!("stored {kind} policy version {}", text(&stored["version"]));
+            let stored: PolicyView = Client::new(&server)?.call(Method::PUT, &path, Some(&body))?;
+            println!("stored {kind} policy version {}", stored.version);
             Ok(ExitCode::SUCCESS)
         }
     }
