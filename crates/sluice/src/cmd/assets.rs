@@ -32,6 +32,17 @@ pub enum ImportFormat {
 }
 
 impl ImportFormat {
+    /// The name the API takes, `auto` resolved from the extension when it tells.
+    #[cfg(test)]
+    fn api_name(self, file: &Path) -> &'static str {
+        match self.api_format(file) {
+            WireFormat::Csv => "csv",
+            WireFormat::AnsibleIni => "ansible-ini",
+            WireFormat::AnsibleYaml => "ansible-yaml",
+            WireFormat::Auto => "auto",
+        }
+    }
+
     /// The format the API takes, `auto` resolved from the extension when it tells.
     fn api_format(self, file: &Path) -> WireFormat {
         let extension = file
@@ -433,6 +444,7 @@ pub(crate) fn encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn selectors_survive_the_query_string() {
