@@ -9,6 +9,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use jiff::{Timestamp, ToSpan, Unit};
 use serde_json::{Value, json};
+use sluice_core::access::Role;
+use sluice_core::calendar::WindowSpec;
+use sluice_core::cmdb::Asset;
+use sluice_protocol::Empty;
+use sluice_protocol::accounts::{CreateUser, IssuedToken, LoginRequest, UserView};
+use sluice_protocol::agents::{AgentView, CreateEnrollmentToken, IssuedEnrollmentToken};
+use sluice_protocol::assets::{ImportFormat, ImportRequest, ImportResult};
+use sluice_protocol::calendars::{ConflictPreview, CreateWindow, WindowRecord};
+use sluice_protocol::findings::{
+    CreateFeed, FeedKind, FeedRecord, FeedSyncReport, FindingRecord, FindingsPage,
+};
 
 use super::fleet::{self, Host, Process, Server};
 use super::narrate::{Narrator, pause};
@@ -139,17 +150,21 @@ pub struct Person {
 
 fn login(url: &str, name: &'static str, password: &str) -> Result<Person> {
     let anonymous = Client::with(url.to_owned(), None)?;
-    let answer = anonymous.post(
-        "/api/v1/login",
-        &json!({"username": name, "password": password, "token_name": "sluice demo"}),
-    )?;
-    let token = answer["token"]
-        .as_str()
-        .with_context(|| format!("logging in as {name}: no token in the answer"))?
-        .to_owned();
+    let answer: IssuedToken = anonymous
+        .post_as(
+            "/api/v1/login",
+            &LoginRequest {
+                username: name.to_owned(),
+                password: password.to_owned(),
+                token_name: Some("sluice demo".to_owned()),
+                expires_in: None,
+                roles: None,
+            },
+        )
+        .with_context(|| format!("logging in as {name}"))?;
     Ok(Person {
         name,
-        client: Client::with(url.to_owned(), Some(token))?,
+        client: Client::with(url.to_owned(), Some(answer.token))?,
     })
 }
 
@@ -340,12 +355,18 @@ fn people(url: &str, admin_password: &str, password: &str, narrator: &Narrator) 
     let admin = login(url, "admin", admin_password)?;
     let mut people = BTreeMap::new();
     for (name, roles, groups, what) in PEOPLE {
+        let body = CreateUser {
+            username: name.to_owned(),
+            password: password.to_owned(),
+            roles: roles
+                .iter()
+                .map(|r| r.parse::<Role>())
+                .collect::<Result<_, _>>()?,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        };
         admin
             .client
-            .post(
-                "/api/v1/users",
-                &json!({"username": name, "password": password, "roles": roles, "groups": groups}),
-            )
+            .post_as::<_, UserView>("/api/v1/users", &body)
             .with_context(|| format!("creating the user {name}"))?;
         let groups = if groups.is_empty() {
             String::new()
@@ -373,13 +394,17 @@ fn import_assets(cast: &Cast, hosts: &[Host], narrator: &Narrator) -> Result<()>
             host.site.tz
         ));
     }
-    let answer = cast.get("olga")?.client.post(
+    let answer: ImportResult = cast.get("olga")?.client.post_as(
         "/api/v1/assets/import",
-        &json!({"format": "csv", "content": csv, "source_name": "demo-fleet.csv"}),
+        &ImportRequest {
+            format: ImportFormat::Csv,
+            content: csv,
+            source_name: Some("demo-fleet.csv".to_owned()),
+        },
     )?;
     narrator.say(format!(
         "  CMDB: {} assets imported (prod: criticality 4, internet-facing; test 2; dev 1)",
-        text(&answer["created"])
+        answer.created
     ));
     Ok(())
 }
@@ -394,17 +419,16 @@ fn start_agents(
     let bar = narrator.bar(story.hosts.len() as u64, "agents");
     bar.set_message("enrolling");
     for host in &story.hosts {
-        let issued = cast.admin.client.post(
+        let issued: IssuedEnrollmentToken = cast.admin.client.post_as(
             "/api/v1/agents/enrollment-tokens",
-            &json!({"expires_in": "1h"}),
+            &CreateEnrollmentToken {
+                expires_in: "1h".to_owned(),
+            },
         )?;
-        let token = issued["token"]
-            .as_str()
-            .context("the server sent no enrollment token")?;
         story.agents.push(fleet::start_agent(
             &story.server.url,
             host,
-            token,
+            &issued.token,
             refresh,
             &logs.join(format!("agent-{}.log", host.name)),
         )?);
@@ -416,11 +440,11 @@ fn start_agents(
             if ready[i] {
                 continue;
             }
-            let asset = cast
+            let asset: Asset = cast
                 .admin
                 .client
-                .get(&format!("/api/v1/assets/{}", host.name))?;
-            if asset["os"].as_str() == Some("Debian:12") {
+                .get_as(&format!("/api/v1/assets/{}", host.name))?;
+            if asset.os.is_some_and(|os| os.to_string() == "Debian:12") {
                 ready[i] = true;
                 bar.inc(1);
             }
@@ -446,8 +470,8 @@ fn start_agents(
         pause(Duration::from_millis(200))?;
     }
     narrator.clear(&bar);
-    let enrolled = cast.admin.client.get("/api/v1/agents")?;
-    let count = enrolled.as_array().map_or(0, Vec::len);
+    let enrolled: Vec<AgentView> = cast.admin.client.get_as("/api/v1/agents")?;
+    let count = enrolled.len();
     if count != story.hosts.len() {
         bail!("{count} agents enrolled, {} expected", story.hosts.len());
     }
@@ -473,31 +497,36 @@ fn windows(cast: &Cast, hosts: &[Host], narrator: &Narrator) -> Result<()> {
         let start = (i32::from(local.hour()) + 23) % 24;
         let dtstart = local.date().checked_sub(1.day())?;
         let name = format!("{}-daily", site.code);
-        let stored = cast.get("olga")?.client.post(
+        let stored: WindowRecord = cast.get("olga")?.client.post_as(
             "/api/v1/windows",
-            &json!({
-                "name": name,
-                "scope": format!("tz={}", site.tz),
-                "definition": {
-                    "rrule": "FREQ=DAILY",
-                    "dtstart": dtstart.to_string(),
-                    "start": format!("{start:02}:00"),
-                    "duration": "6h",
-                    "cutoff": "30m",
-                    "tz": site.tz,
-                }
-            }),
+            &CreateWindow {
+                name,
+                scope: format!("tz={}", site.tz),
+                definition: WindowSpec {
+                    rrule: Some("FREQ=DAILY".to_owned()),
+                    dtstart: Some(dtstart),
+                    cron: None,
+                    start: Some(format!("{start:02}:00")),
+                    duration: "6h".to_owned(),
+                    cutoff: Some("30m".to_owned()),
+                    tz: site.tz.to_owned(),
+                    offset_days: 0,
+                    active_from: None,
+                    active_until: None,
+                },
+            },
         )?;
         // As the server stored it; whether it is open, the server says when a change is
         // scheduled (see `schedule`).
-        let definition = &stored["definition"];
+        let definition = &stored.definition;
+        let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
         narrator.say(format!(
             "  {:<10} tz={:<17} daily from {} for {}, cutoff {}; {:02}:{:02} there now  ({})",
-            text(&stored["name"]),
-            text(&definition["tz"]),
-            text(&definition["start"]),
-            text(&definition["duration"]),
-            text(&definition["cutoff"]),
+            stored.name,
+            definition.tz,
+            or_dash(&definition.start),
+            definition.duration,
+            or_dash(&definition.cutoff),
             local.hour(),
             local.minute(),
             names.join(", ")
@@ -514,13 +543,13 @@ fn outside_windows(
     start: Timestamp,
     end: Timestamp,
 ) -> Result<(Vec<String>, Option<String>)> {
-    let verdict = person.client.get(&format!(
+    let verdict: ConflictPreview = person.client.get_as(&format!(
         "/api/v1/changes/{id}/conflicts?start={start}&end={end}"
     ))?;
     let mut hosts = Vec::new();
     let mut next: Option<String> = None;
-    for conflict in verdict["conflicts"].as_array().into_iter().flatten() {
-        let description = text(&conflict["description"]);
+    for conflict in &verdict.conflicts {
+        let description = &conflict.description;
         // "HOST: outside its maintenance windows (next opens T)", in the calendar's words.
         if let Some((host, rest)) = description.split_once(": outside its maintenance windows") {
             hosts.push(host.to_owned());
@@ -547,46 +576,48 @@ fn feeds(cast: &Cast, dir: &Path, narrator: &Narrator) -> Result<()> {
         osv.join("ACME-2026-0001.json"),
         serde_json::to_string_pretty(&packages::advisory_feed())?,
     )?;
-    let sources: [(&str, &str, PathBuf, &str); 2] = [
+    let sources: [(&str, FeedKind, PathBuf, &str); 2] = [
         (
             "cisa-kev",
-            "kev",
+            FeedKind::Kev,
             kev,
             "CISA's KEV catalog (real, 2025-08-25)",
         ),
         (
             "acme-security",
-            "advisories",
+            FeedKind::Advisories,
             osv,
             "ACME's OSV advisories (Debian:12)",
         ),
     ];
     for (name, kind, source, what) in sources {
-        cast.admin.client.post(
+        cast.admin.client.post_as::<_, FeedRecord>(
             "/api/v1/feeds",
-            &json!({"name": name, "kind": kind, "source": source.display().to_string()}),
+            &CreateFeed {
+                name: name.to_owned(),
+                kind,
+                source: source.display().to_string(),
+                interval: None,
+            },
         )?;
-        let report = cast
+        let report: FeedSyncReport = cast
             .admin
             .client
-            .post(&format!("/api/v1/feeds/{name}/sync"), &json!({}))?;
-        let feed = &report["feed"];
-        if feed["last_status"].as_str() == Some("error") {
-            bail!("feed {name}: {}", text(&feed["last_error"]));
+            .post_as(&format!("/api/v1/feeds/{name}/sync"), &Empty {})?;
+        let feed = report.feed;
+        if feed.last_status.as_deref() == Some("error") {
+            bail!("feed {name}: {}", feed.last_error.as_deref().unwrap_or("-"));
         }
-        let findings = &report["findings"];
         narrator.say(format!(
             "  feed {name:<14} {what}: {} record{}{}",
-            text(&feed["records"]),
-            if feed["records"] == json!(1) { "" } else { "s" },
-            if findings.is_null() {
-                String::new()
-            } else {
-                format!(
+            feed.records,
+            if feed.records == 1 { "" } else { "s" },
+            match report.findings {
+                None => String::new(),
+                Some(findings) => format!(
                     "; findings {} opened, {} open",
-                    text(&findings["opened"]),
-                    text(&findings["open"])
-                )
+                    findings.opened, findings.open
+                ),
             }
         ));
     }
@@ -630,10 +661,10 @@ fn roll_out(
 fn resolved(cast: &Cast, opened: usize, narrator: &Narrator) -> Result<FindingsOutcome> {
     let client = &cast.get("alice")?.client;
     let count = |status: &str| -> Result<usize> {
-        let page = client.get(&format!(
+        let page: FindingsPage = client.get_as(&format!(
             "/api/v1/findings?kev=true&status={status}&limit=1000"
         ))?;
-        Ok(page["items"].as_array().map_or(0, Vec::len))
+        Ok(page.items.len())
     };
     let outcome = FindingsOutcome {
         opened,
@@ -649,33 +680,32 @@ fn resolved(cast: &Cast, opened: usize, narrator: &Narrator) -> Result<FindingsO
 
 /// Shows the known-exploited findings the feeds opened; returns how many.
 fn findings(cast: &Cast, narrator: &Narrator) -> Result<usize> {
-    let page = cast
+    let page: FindingsPage = cast
         .get("alice")?
         .client
-        .get("/api/v1/findings?kev=true&limit=1000")?;
-    let items = page["items"].as_array().cloned().unwrap_or_default();
-    if items.is_empty() {
+        .get_as("/api/v1/findings?kev=true&limit=1000")?;
+    let items: Vec<&FindingRecord> = page.items.iter().map(|item| &item.finding).collect();
+    let Some(first) = items.first() else {
         bail!("the advisory feed matched no host: no findings");
-    }
+    };
     let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for f in &items {
+        // The decision as the API names it (`act`, `track*`).
+        let decision = text(&serde_json::to_value(f.finding.decision)?);
         groups
-            .entry((text(&f["decision"]), text(&f["due"])))
+            .entry((decision, f.finding.due.to_string()))
             .or_default()
-            .push(text(&f["hostname"]));
+            .push(f.hostname.clone());
     }
-    let f = &items[0];
+    let f = &first.finding;
     narrator.say(format!(
         "  {} findings: {} {} on every host, {} ({}), fixed in {}, KEV-listed",
         items.len(),
-        text(&f["package"]),
-        text(&f["installed"]),
-        text(&f["advisory"]),
-        f["aliases"]
-            .as_array()
-            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default(),
-        text(&f["fixed"]),
+        f.package,
+        f.installed,
+        f.advisory,
+        f.aliases.join(", "),
+        f.fixed.as_deref().unwrap_or("-"),
     ));
     let mut ordered: Vec<_> = groups.into_iter().collect();
     ordered.sort_by(|a, b| a.0.1.cmp(&b.0.1));
