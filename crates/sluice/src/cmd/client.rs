@@ -326,11 +326,6 @@ impl Client {
     pub fn get(&self, path: &str) -> Result<Value> {
         self.send(reqwest::Method::GET, path, None)
     }
-
-    /// POST with a JSON body.
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        self.send(reqwest::Method::POST, path, Some(body))
-    }
 }
 
 /// Reads an answer as a protocol type; a mismatch names the route, so a renamed field is

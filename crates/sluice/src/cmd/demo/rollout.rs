@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
-use serde_json::{Value, json};
+use serde_json::Value;
+use sluice_core::job::{Check, OnFailure, Preflight, RollbackPolicy, StepStatus};
+use sluice_core::rollout::{BreakerScope, BreakerTrip, RolloutPolicy, Size};
+use sluice_protocol::agents::JobRecord;
+use sluice_protocol::rollouts::{HostView, JobTemplate, RingView, RolloutRequest, RolloutView};
 
 use super::fleet::Host;
 use super::narrate::{Narrator, pause};
@@ -40,12 +44,15 @@ fn text(value: &Value) -> String {
 }
 
 /// The post-update check: the package's own health script, inside the agent's root.
-fn health_check() -> Value {
-    json!({
-        "type": "command",
-        "argv": ["/bin/sh", "-c", format!("exec \"$SLUICE_ROOT/{}\"", packages::HEALTH)],
-        "timeout_secs": 10
-    })
+fn health_check() -> Check {
+    Check::Command {
+        argv: vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            format!("exec \"$SLUICE_ROOT/{}\"", packages::HEALTH),
+        ],
+        timeout_secs: 10,
+    }
 }
 
 /// Starts the rollout of a scheduled change and watches it until it is finished.
@@ -53,7 +60,7 @@ pub fn run(
     client: &Client,
     change: &str,
     target: &str,
-    policy: Value,
+    policy: RolloutPolicy,
     hosts: &[Host],
     narrator: &Narrator,
 ) -> Result<RolloutOutcome> {
@@ -69,35 +76,34 @@ pub fn run(
         })
         .collect();
     let started = Instant::now();
-    let created = client
-        .post(
-            "/api/v1/rollouts",
-            &json!({
-                "change": change,
-                "policy": policy,
-                "job": {
-                    "checks": [health_check()],
-                    "rollback": {"on_failure": "rollback"}
-                },
-                "override_rolled_back": false
-            }),
-        )
+    let request = RolloutRequest {
+        change: change.to_owned(),
+        policy: Some(policy.clone()),
+        job: JobTemplate {
+            preflight: Preflight::default(),
+            checks: vec![health_check()],
+            rollback: RollbackPolicy {
+                on_failure: OnFailure::Rollback,
+                ..RollbackPolicy::default()
+            },
+        },
+        haproxy: None,
+        prometheus: None,
+        override_rolled_back: false,
+        resume_on_resolve: true,
+    };
+    let created: RolloutView = client
+        .post_as("/api/v1/rollouts", &request)
         .with_context(|| format!("starting the rollout of {change}"))?;
-    let id = created["id"]
-        .as_str()
-        .context("the rollout has no id")?
-        .to_owned();
+    let id = created.id;
     narrator.say(format!(
         "  alice starts rollout {id} of {change}: rings {}, canary {}, batches of {}, breaker {} per batch, on trip {}{}",
-        policy["ring_order"]
-            .as_array()
-            .map(|r| r.iter().map(text).collect::<Vec<_>>().join(" → "))
-            .unwrap_or_default(),
-        size(&policy["canary"]),
-        size(&policy["batch"]),
-        size(&policy["breaker"]["per_batch"]),
-        text(&policy["on_trip"]),
-        if policy["follow_the_sun"] == json!(true) {
+        policy.ring_order.join(" → "),
+        size(policy.canary),
+        size(Some(policy.batch)),
+        size(Some(policy.breaker.per_batch)),
+        text(&serde_json::to_value(policy.on_trip)?),
+        if policy.follow_the_sun {
             ", follow the sun (east to west)"
         } else {
             ""
@@ -116,13 +122,16 @@ pub fn run(
     };
     let deadline = Instant::now() + Duration::from_secs(900);
     let view = loop {
-        let view = client.get(&format!("/api/v1/rollouts/{id}"))?;
+        let view: RolloutView = client.get_as(&format!("/api/v1/rollouts/{id}"))?;
         watch.observe(&view);
-        if view["finished"] == json!(true) {
+        if view.finished {
             break view;
         }
         if Instant::now() > deadline {
-            bail!("rollout {id} did not finish within 15 minutes: {view}");
+            bail!(
+                "rollout {id} did not finish within 15 minutes: {}",
+                serde_json::to_string(&view)?
+            );
         }
         pause(Duration::from_millis(250))?;
     };
@@ -131,56 +140,54 @@ pub fn run(
     }
     let outcome = RolloutOutcome {
         id: id.clone(),
-        outcome: text(&view["outcome"]),
-        phase: text(&view["phase"]),
-        breaker_trips: view["breaker_trips"].as_u64().unwrap_or(0),
-        rollbacks: view["rollbacks"].as_u64().unwrap_or(0),
+        outcome: view.outcome.clone().unwrap_or_else(|| "-".to_owned()),
+        phase: view.phase.clone(),
+        breaker_trips: u64::from(view.breaker_trips),
+        rollbacks: u64::from(view.rollbacks),
         seconds: started.elapsed().as_secs_f64(),
     };
-    let counts = &view["counts"];
+    let count = |status: &str| view.counts.get(status).copied().unwrap_or(0);
     narrator.say(format!(
         "  rollout {id} {} in {:.1}s: {} succeeded, {} failed, {} rolled back, {} never started; breaker trips {}, rollbacks {}",
         outcome.outcome,
         outcome.seconds,
-        counts["succeeded"].as_u64().unwrap_or(0),
-        counts["failed"].as_u64().unwrap_or(0),
-        counts["rolled-back"].as_u64().unwrap_or(0),
-        counts["pending"].as_u64().unwrap_or(0),
+        count("succeeded"),
+        count("failed"),
+        count("rolled-back"),
+        count("pending"),
         outcome.breaker_trips,
         outcome.rollbacks
     ));
     Ok(outcome)
 }
 
-fn size(value: &Value) -> String {
-    if let Some(n) = value["count"].as_u64() {
-        format!("{n}")
-    } else if let Some(p) = value["percent"].as_u64() {
-        format!("{p}%")
-    } else {
-        "none".to_owned()
+fn size(size: Option<Size>) -> String {
+    match size {
+        Some(Size::Count(n)) => format!("{n}"),
+        Some(Size::Percent(p)) => format!("{p}%"),
+        None => "none".to_owned(),
     }
 }
 
 /// A breaker's scope in words: `the dev canary`, `batch 2 of prod`, `ring test`.
-fn scope(scope: &Value, rings: &[Value]) -> String {
-    let ring = scope["ring"]
-        .as_u64()
-        .and_then(|r| rings.get(usize::try_from(r).ok()?));
-    let env = ring.map_or_else(|| text(&scope["ring"]), |r| text(&r["environment"]));
-    match (scope["kind"].as_str(), scope["batch"].as_u64()) {
-        (Some("batch"), Some(batch)) => {
+fn scope(scope: &BreakerScope, rings: &[RingView]) -> String {
+    let index = match scope {
+        BreakerScope::Batch { ring, .. } | BreakerScope::Ring { ring, .. } => *ring,
+    };
+    let ring = rings.get(index);
+    let env = ring.map_or_else(|| index.to_string(), |r| r.environment.clone());
+    match scope {
+        BreakerScope::Batch { batch, .. } => {
             let canary = ring
-                .and_then(|r| r["batches"].get(usize::try_from(batch).ok()?))
-                .is_some_and(|b| b["canary"] == json!(true));
+                .and_then(|r| r.batches.get(*batch))
+                .is_some_and(|b| b.canary);
             if canary {
                 format!("the {env} canary")
             } else {
                 format!("batch {batch} of {env}")
             }
         }
-        (Some("ring"), _) => format!("ring {env}"),
-        _ => scope.to_string(),
+        BreakerScope::Ring { .. } => format!("ring {env}"),
     }
 }
 
@@ -220,35 +227,30 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    fn observe(&mut self, view: &Value) {
-        let rings = view["rings"].as_array().cloned().unwrap_or_default();
+    fn observe(&mut self, view: &RolloutView) {
+        let rings = &view.rings;
         if self.bars.is_empty() && self.narrator.bars() {
-            for ring in &rings {
-                let len = ring["batches"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|b| b["hosts"].as_array().map_or(0, Vec::len))
-                    .sum::<usize>();
+            for ring in rings {
+                let len = ring.batches.iter().map(|b| b.hosts.len()).sum::<usize>();
                 self.bars
-                    .push(self.narrator.bar(len as u64, text(&ring["environment"])));
+                    .push(self.narrator.bar(len as u64, ring.environment.clone()));
             }
         }
         for (r, ring) in rings.iter().enumerate() {
-            let env = text(&ring["environment"]);
+            let env = ring.environment.clone();
             let mut done = 0;
             let mut current = None;
             let mut number = 0;
-            for batch in ring["batches"].as_array().into_iter().flatten() {
-                let label = if batch["canary"] == json!(true) {
+            for batch in &ring.batches {
+                let label = if batch.canary {
                     "canary".to_owned()
                 } else {
                     number += 1;
                     format!("batch {number}")
                 };
-                for host in batch["hosts"].as_array().into_iter().flatten() {
-                    let name = text(&host["name"]);
-                    let status = text(&host["status"]);
+                for host in &batch.hosts {
+                    let name = host.name.clone();
+                    let status = host.status.clone();
                     if matches!(status.as_str(), "succeeded" | "failed" | "rolled-back") {
                         done += 1;
                     } else if status == "running" && current.is_none() {
@@ -265,25 +267,28 @@ impl Watch<'_> {
                 bar.set_message(current.unwrap_or_default());
             }
         }
-        let trips = view["breaker_trips"].as_u64().unwrap_or(0);
+        let trips = u64::from(view.breaker_trips);
         if trips > self.trips {
             self.trips = trips;
-            let breaker = &view["breaker"];
+            // The trip as the core records it (`breaker` is free-form on the wire).
+            let breaker = view
+                .breaker
+                .clone()
+                .and_then(|b| serde_json::from_value::<BreakerTrip>(b).ok());
             self.narrator.say(format!(
                 "  ⚡ breaker tripped{}: nothing more starts, the batch is rolled back",
-                if breaker.is_null() {
-                    String::new()
-                } else {
-                    format!(
+                match breaker {
+                    None => String::new(),
+                    Some(trip) => format!(
                         ": {} failure(s) in {}, threshold {}",
-                        text(&breaker["failed"]),
-                        scope(&breaker["scope"], &rings),
-                        text(&breaker["threshold"])
-                    )
+                        trip.failed,
+                        scope(&trip.scope, rings),
+                        trip.threshold
+                    ),
                 }
             ));
         }
-        let waiting = view["waiting"].as_str().map(str::to_owned);
+        let waiting = view.waiting.clone();
         if waiting != self.waiting {
             // Hosts still running are the lines above; say only why the rollout holds.
             if let Some(reason) = &waiting
@@ -304,7 +309,7 @@ impl Watch<'_> {
         name: &str,
         previous: Option<&str>,
         status: &str,
-        host: &Value,
+        host: &HostView,
     ) {
         let from = self.before.get(name).map_or("?", String::as_str);
         let now = self
@@ -329,25 +334,24 @@ impl Watch<'_> {
 
     /// The server's last word on the host, else the failed step of its job and its message,
     /// from the agent's report.
-    fn why(&self, host: &Value) -> String {
-        if let Some(note) = host["note"].as_str() {
+    fn why(&self, host: &HostView) -> String {
+        if let Some(note) = &host.note {
             return note.trim().to_owned();
         }
-        let Some(job) = host["job"].as_str() else {
+        let Some(job) = &host.job else {
             return "failed".to_owned();
         };
-        let Ok(job) = self.client.get(&format!("/api/v1/jobs/{job}")) else {
+        let Ok(job) = self
+            .client
+            .get_as::<JobRecord>(&format!("/api/v1/jobs/{job}"))
+        else {
             return "failed".to_owned();
         };
-        job["report"]["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["status"].as_str() == Some("failed"))
-            .map(|s| {
-                let message = text(&s["message"]);
-                format!("{} failed: {}", text(&s["step"]), message.trim())
-            })
-            .unwrap_or_else(|| format!("job {}", text(&job["state"])))
+        job.report
+            .iter()
+            .flat_map(|r| &r.steps)
+            .find(|s| s.status == StepStatus::Failed)
+            .map(|s| format!("{} failed: {}", s.step.as_str(), s.message.trim()))
+            .unwrap_or_else(|| format!("job {}", job.state))
     }
 }

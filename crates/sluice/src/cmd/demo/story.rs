@@ -11,15 +11,19 @@ use jiff::{Timestamp, ToSpan, Unit};
 use serde_json::{Value, json};
 use sluice_core::access::Role;
 use sluice_core::calendar::WindowSpec;
+use sluice_core::change::{Action, ChangeType, Plan, RollbackCriteria, Schedule, UpdateClass};
 use sluice_core::cmdb::Asset;
+use sluice_core::rollout::{BreakerThresholds, OnTrip, RolloutPolicy, Size};
 use sluice_protocol::Empty;
 use sluice_protocol::accounts::{CreateUser, IssuedToken, LoginRequest, UserView};
 use sluice_protocol::agents::{AgentView, CreateEnrollmentToken, IssuedEnrollmentToken};
 use sluice_protocol::assets::{ImportFormat, ImportRequest, ImportResult};
 use sluice_protocol::calendars::{ConflictPreview, CreateWindow, WindowRecord};
+use sluice_protocol::changes::{ChangeView, CreateChange, FromFindings, Target};
 use sluice_protocol::findings::{
     CreateFeed, FeedKind, FeedRecord, FeedSyncReport, FindingRecord, FindingsPage,
 };
+use sluice_protocol::policies::{PolicyUpdate, PolicyView};
 
 use super::fleet::{self, Host, Process, Server};
 use super::narrate::{Narrator, pause};
@@ -213,7 +217,7 @@ pub fn run(dir: &Path, agents: usize, narrator: &Narrator) -> Result<Story> {
         &story,
         &first,
         packages::FIXED,
-        json!({"percent": 50}),
+        Size::Percent(50),
         true,
         narrator,
     )?;
@@ -230,7 +234,7 @@ pub fn run(dir: &Path, agents: usize, narrator: &Narrator) -> Result<Story> {
         &story,
         &second,
         packages::BAD,
-        json!({"count": 1}),
+        Size::Count(1),
         false,
         narrator,
     )?;
@@ -631,21 +635,27 @@ fn roll_out(
     story: &Story,
     change: &str,
     target: &str,
-    per_ring: Value,
+    per_ring: Size,
     follow_the_sun: bool,
     narrator: &Narrator,
 ) -> Result<RolloutOutcome> {
-    let policy = json!({
-        "ring_order": fleet::ENVIRONMENTS,
-        "canary": {"count": 1},
-        "batch": {"percent": 50},
-        "max_concurrency": 4,
-        "breaker": {"per_batch": {"count": 1}, "per_ring": per_ring},
-        "on_trip": "rollback-batch",
-        "soak": "0s",
-        "manual_gate": false,
-        "follow_the_sun": follow_the_sun
-    });
+    let policy = RolloutPolicy {
+        ring_order: fleet::ENVIRONMENTS
+            .iter()
+            .map(|e| (*e).to_owned())
+            .collect(),
+        canary: Some(Size::Count(1)),
+        batch: Size::Percent(50),
+        max_concurrency: 4,
+        breaker: BreakerThresholds {
+            per_batch: Size::Count(1),
+            per_ring,
+        },
+        on_trip: OnTrip::RollbackBatch,
+        soak: jiff::SignedDuration::ZERO,
+        manual_gate: false,
+        follow_the_sun,
+    };
     rollout::run(
         &cast.get("alice")?.client,
         change,
@@ -718,104 +728,138 @@ fn findings(cast: &Cast, narrator: &Narrator) -> Result<usize> {
     Ok(items.len())
 }
 
-fn plan(implementation: &[&str], verification: &[&str]) -> Value {
-    json!({
-        "implementation": implementation,
-        "verification": verification,
-        "rollback_criteria": {
-            "max_failed_check_share": 0.0,
-            "detection_window": "2s"
-        }
-    })
+fn plan(implementation: &[&str], verification: &[&str]) -> Plan {
+    Plan {
+        implementation: implementation.iter().map(|s| (*s).to_owned()).collect(),
+        verification: verification.iter().map(|s| (*s).to_owned()).collect(),
+        rollback_criteria: RollbackCriteria {
+            max_failed_check_share: 0.0,
+            max_latency_factor: None,
+            custom_check: None,
+            detection_window: jiff::SignedDuration::from_secs(2),
+        },
+    }
 }
 
-fn act(person: &Person, id: &str, body: Value) -> Result<Value> {
+fn act(person: &Person, id: &str, action: Action) -> Result<ChangeView> {
     person
         .client
-        .post(&format!("/api/v1/changes/{id}/actions"), &body)
-        .with_context(|| format!("{} on {id}: {}", person.name, text(&body["action"])))
+        .post_as(&format!("/api/v1/changes/{id}/actions"), &action)
+        .with_context(|| format!("{} on {id}: {}", person.name, action.kind().as_str()))
+}
+
+/// A value's name on the wire (`lowest-fixing`), for the story's lines.
+fn wire_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).map_or_else(|_| "-".to_owned(), |v| text(&v))
+}
+
+/// A new change with everything but what the story sets left out.
+fn new_change(title: &str, kind: ChangeType) -> CreateChange {
+    CreateChange {
+        title: title.to_owned(),
+        kind,
+        from_findings: None,
+        targets: None,
+        pins: Vec::new(),
+        scope: None,
+        update_types: None,
+        justification: None,
+        template: None,
+        plan: None,
+        plan_toml: None,
+    }
 }
 
 fn fix_change(cast: &Cast, narrator: &Narrator) -> Result<String> {
     let alice = cast.get("alice")?;
-    let created = alice.client.post(
+    let created: ChangeView = alice.client.post_as(
         "/api/v1/changes",
-        &json!({
-            "title": "Fix known-exploited CVE-2024-38475 in acme-web across the fleet",
-            "type": "normal",
-            "from_findings": {"selector": "env=dev|test|prod", "kev": true},
-            "justification": "CVE-2024-38475 is in CISA's KEV catalog and every host runs acme-web 1.0",
-            "plan": plan(
-                &["update acme-web ring by ring (dev, test, prod), canary first", "the agent's health check after each host"],
-                &["/usr/lib/acme-web/health exits 0 on every host", "dpkg reports the target version"],
+        &CreateChange {
+            from_findings: Some(FromFindings {
+                selector: Some("env=dev|test|prod".to_owned()),
+                kev: Some(true),
+                ..FromFindings::default()
+            }),
+            justification: Some(
+                "CVE-2024-38475 is in CISA's KEV catalog and every host runs acme-web 1.0"
+                    .to_owned(),
             ),
-        }),
+            plan: Some(plan(
+                &[
+                    "update acme-web ring by ring (dev, test, prod), canary first",
+                    "the agent's health check after each host",
+                ],
+                &[
+                    "/usr/lib/acme-web/health exits 0 on every host",
+                    "dpkg reports the target version",
+                ],
+            )),
+            ..new_change(
+                "Fix known-exploited CVE-2024-38475 in acme-web across the fleet",
+                ChangeType::Normal,
+            )
+        },
     )?;
-    let id = created["id"]
-        .as_str()
-        .context("the new change has no id")?
-        .to_owned();
-    let bundle: Vec<String> = created["bundle"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let change = &created.change;
+    let id = change.id.clone();
+    let bundle: Vec<String> = change
+        .bundle
+        .iter()
         .map(|b| {
             format!(
                 "{} → {} ({}, {})",
-                text(&b["package"]),
-                text(&b["target_version"]),
-                text(&b["source"]),
-                b["advisories"]
-                    .as_array()
-                    .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
-                    .unwrap_or_default()
+                b.package,
+                b.target_version,
+                wire_name(&b.source),
+                b.advisories.join(",")
             )
         })
         .collect();
     narrator.say(format!(
         "  alice creates {id} from the KEV findings: {}; scope {}",
         bundle.join("; "),
-        text(&created["scope"])
+        wire_name(&change.scope)
     ));
-    let risk = &created["assessment"]["risk"];
+    let assessment = change
+        .assessment
+        .as_ref()
+        .context("the new change has no risk assessment")?;
     narrator.say(format!(
         "  risk {} (score {}): {}",
-        text(&risk["level"]),
-        text(&risk["score"]),
-        risk["reasons"]
-            .as_array()
-            .map(|r| r.iter().map(text).collect::<Vec<_>>().join("; "))
-            .unwrap_or_default()
+        assessment.risk.level.as_str(),
+        assessment.risk.score,
+        assessment.risk.reasons.join("; ")
     ));
-    act(alice, &id, json!({"action": "submit"}))?;
+    act(alice, &id, Action::Submit)?;
     narrator.say(format!("  alice submits {id}"));
-    let peer = &created["assessment"]["peer_review"];
-    if peer["required"] == json!(true) {
+    let peer = &assessment.peer_review;
+    if peer.required {
         let olga = cast.get("olga")?;
         act(
             olga,
             &id,
-            json!({"action": "sign-off-plan", "comment": "plan and rollback criteria read; canary first is right"}),
+            Action::SignOffPlan {
+                comment: Some("plan and rollback criteria read; canary first is right".to_owned()),
+            },
         )?;
         narrator.say(format!(
             "  peer review required ({}): olga signs off the plan",
-            peer["reasons"]
-                .as_array()
-                .map(|r| r.iter().map(text).collect::<Vec<_>>().join("; "))
-                .unwrap_or_else(|| "criticality-4 hosts in scope".to_owned())
+            peer.reasons.join("; ")
         ));
     }
-    let reviewing = act(alice, &id, json!({"action": "start-review"}))?;
+    let reviewing = act(alice, &id, Action::StartReview)?;
+    let rule = reviewing
+        .change
+        .approval_rule
+        .as_ref()
+        .context("the change in review has no approval rule")?;
     narrator.say(format!(
         "  CAB review starts under rule {}: {} approval(s) from {}",
-        text(&reviewing["approval_rule"]["name"]),
-        text(&reviewing["approval_rule"]["quorum"]),
-        reviewing["eligible_groups"]
-            .as_array()
-            .map(|g| g.iter().map(text).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default()
+        rule.name,
+        rule.quorum,
+        reviewing.eligible_groups.join(", ")
     ));
-    let mut state = text(&reviewing["state"]);
+    let mut state = reviewing.change.state.as_str().to_owned();
     for voter in ["bob", "carol", "sam", "chair"] {
         if state != "in-review" {
             break;
@@ -826,23 +870,26 @@ fn fix_change(cast: &Cast, narrator: &Narrator) -> Result<String> {
             .find(|p| p.0 == voter)
             .map(|p| p.2.to_vec())
             .unwrap_or_default();
-        let eligible = reviewing["eligible_groups"]
-            .as_array()
-            .is_some_and(|e| e.iter().any(|g| groups.iter().any(|m| g == m)));
+        let eligible = reviewing
+            .eligible_groups
+            .iter()
+            .any(|g| groups.iter().any(|m| g == m));
         if !eligible {
             continue;
         }
         let voted = act(
             person,
             &id,
-            json!({"action": "approve", "comment": "KEV-listed: fix it, canary first"}),
+            Action::Approve {
+                comment: Some("KEV-listed: fix it, canary first".to_owned()),
+            },
         )?;
-        state = text(&voted["state"]);
-        let quorum = &voted["quorum"];
+        state = voted.change.state.as_str().to_owned();
+        let quorum = voted.quorum.unwrap_or_default();
         narrator.say(format!(
             "  {voter} approves: {} of {} approvals{}",
-            text(&quorum["approvals"]),
-            text(&quorum["quorum"]),
+            quorum.approvals,
+            quorum.quorum,
             if state == "approved" {
                 " — quorum met, approved"
             } else {
@@ -858,8 +905,10 @@ fn fix_change(cast: &Cast, narrator: &Narrator) -> Result<String> {
 
 fn release_change(cast: &Cast, narrator: &Narrator) -> Result<String> {
     // The CAB pre-approves acme-web point releases as a standard change: a new policy version.
-    let current = cast.admin.client.get("/api/v1/policies/cab")?;
-    let mut policy = current["policy"].clone();
+    let current: PolicyView = cast.admin.client.get_as("/api/v1/policies/cab")?;
+    // The policy document itself is edited as the document it is (`policy` is free-form on
+    // the wire): one more template.
+    let mut policy = current.policy.clone();
     let template = json!({
         "id": "acme-web-release",
         "name": "acme-web point release",
@@ -871,46 +920,57 @@ fn release_change(cast: &Cast, narrator: &Narrator) -> Result<String> {
         Some(templates) => templates.push(template),
         None => policy["template"] = json!([template]),
     }
-    let stored = cast.admin.client.send(
+    let stored: PolicyView = cast.admin.client.call(
         reqwest::Method::PUT,
         "/api/v1/policies/cab",
-        Some(&json!({"policy": policy, "based_on": current["version"]})),
+        Some(&PolicyUpdate {
+            toml: None,
+            policy: Some(policy),
+            based_on: Some(current.version),
+        }),
     )?;
     narrator.say(format!(
         "  admin stores CAB policy v{}: template acme-web-release pre-approves acme-web bug-fix releases up to medium risk",
-        text(&stored["version"])
+        stored.version
     ));
     let alice = cast.get("alice")?;
-    let created = alice.client.post(
+    let created: ChangeView = alice.client.post_as(
         "/api/v1/changes",
-        &json!({
-            "title": "acme-web 1.2 bug-fix release",
-            "type": "standard",
-            "template": "acme-web-release",
-            "targets": [{"package": packages::PACKAGE, "version": packages::BAD, "ecosystem": "Debian:12"}],
-            "scope": "env=dev|test|prod",
-            "update_types": ["bugfix"],
-            "justification": "connection handling fixes from upstream",
-            "plan": plan(
-                &["update acme-web ring by ring, canary first", "stop at the first failed health check"],
+        &CreateChange {
+            template: Some("acme-web-release".to_owned()),
+            targets: Some(vec![Target {
+                package: packages::PACKAGE.to_owned(),
+                version: packages::BAD.to_owned(),
+                ecosystem: Some("Debian:12".to_owned()),
+            }]),
+            scope: Some("env=dev|test|prod".to_owned()),
+            update_types: Some([UpdateClass::Bugfix].into()),
+            justification: Some("connection handling fixes from upstream".to_owned()),
+            plan: Some(plan(
+                &[
+                    "update acme-web ring by ring, canary first",
+                    "stop at the first failed health check",
+                ],
                 &["/usr/lib/acme-web/health exits 0 on every host"],
-            ),
-        }),
+            )),
+            ..new_change("acme-web 1.2 bug-fix release", ChangeType::Standard)
+        },
     )?;
-    let id = created["id"]
-        .as_str()
-        .context("the new change has no id")?
-        .to_owned();
+    let id = created.change.id.clone();
     narrator.say(format!(
         "  alice creates {id}: {} → {} as a standard change (risk {})",
         packages::PACKAGE,
         packages::BAD,
-        text(&created["assessment"]["risk"]["level"])
+        created
+            .change
+            .assessment
+            .as_ref()
+            .map_or("-", |a| a.risk.level.as_str())
     ));
-    let submitted = act(alice, &id, json!({"action": "submit"}))?;
+    let submitted = act(alice, &id, Action::Submit)?;
     narrator.say(format!(
         "  alice submits {id}: {} by its template, no CAB meeting needed",
-        text(&submitted["state"])
+        submitted.change.state.as_str()
     ));
     Ok(id)
 }
@@ -924,20 +984,15 @@ fn schedule(cast: &Cast, id: &str, hosts: &[Host], narrator: &Narrator) -> Resul
             .mode(jiff::RoundMode::Trunc),
     )?;
     let end = start.checked_add(2.hours())?;
-    let verdict = alice.client.get(&format!(
+    let verdict: ConflictPreview = alice.client.get_as(&format!(
         "/api/v1/changes/{id}/conflicts?start={start}&end={end}"
     ))?;
-    let conflicts: Vec<String> = verdict["conflicts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            c["description"]
-                .as_str()
-                .map_or_else(|| c.to_string(), str::to_owned)
-        })
+    let conflicts: Vec<String> = verdict
+        .conflicts
+        .iter()
+        .map(|c| c.description.clone())
         .collect();
-    if verdict["blocked"] == json!(true) {
+    if verdict.blocked {
         bail!(
             "{id} cannot be scheduled {start}..{end}: {}",
             conflicts.join("; ")
@@ -968,7 +1023,10 @@ fn schedule(cast: &Cast, id: &str, hosts: &[Host], narrator: &Narrator) -> Resul
     act(
         alice,
         id,
-        json!({"action": "schedule", "window": {"start": start.to_string(), "end": end.to_string()}}),
+        Action::Schedule {
+            window: Schedule { start, end },
+            conflicts: Vec::new(),
+        },
     )?;
     narrator.say(format!(
         "  alice schedules {id} for {start} .. {end}: {}",
@@ -994,16 +1052,17 @@ fn finish(
     rollout: RolloutOutcome,
     narrator: &Narrator,
 ) -> Result<ChangeOutcome> {
-    let change = cast
+    let view: ChangeView = cast
         .get("alice")?
         .client
-        .get(&format!("/api/v1/changes/{id}"))?;
-    let state = text(&change["state"]);
+        .get_as(&format!("/api/v1/changes/{id}"))?;
+    let change = view.change;
+    let state = change.state.as_str().to_owned();
     narrator.say(format!("  {id} is now {state}"));
     Ok(ChangeOutcome {
         id: id.to_owned(),
-        title: text(&change["title"]),
-        kind: text(&change["type"]),
+        title: change.title,
+        kind: change.kind.as_str().to_owned(),
         state,
         target: target.to_owned(),
         rollout: Some(rollout),
