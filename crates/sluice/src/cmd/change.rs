@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_core::change::{Action, Pin, RetrospectiveStatus, Schedule};
 use sluice_protocol::changes::{ChangePage, ChangeView, CreateChange, FromFindings, Target};
 use sluice_protocol::policies::{PolicyUpdate, PolicyView};
@@ -560,75 +560,88 @@ fn retrospective_cell(status: &RetrospectiveStatus) -> String {
     }
 }
 
-/// Prints a change for people. The record is typed ([`ChangeView`]); its many fields are shown
-/// as the API writes them (lists joined, timestamps, enum names), through its own JSON form.
+/// A list for people: items joined with `,`, none as `-`.
+fn list<T: AsRef<str>>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.as_ref().to_owned()).collect();
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(",")
+    }
+}
+
+/// A value's name on the wire (`lowest-fixing`, `Debian:12`), as people see it.
+fn wire_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).map_or_else(|_| "-".to_owned(), |v| text(&v))
+}
+
 fn print_change(view: &ChangeView) -> Result<()> {
-    let change = &serde_json::to_value(view)?;
-    println!("{}  {}", text(&change["id"]), text(&change["title"]));
-    let risk = &change["assessment"]["risk"];
+    let change = &view.change;
+    println!("{}  {}", change.id, change.title);
+    let risk = change.assessment.as_ref().map(|a| &a.risk);
     let mut rows: Vec<(&str, String)> = vec![
-        ("type", text(&change["type"])),
-        ("state", text(&change["state"])),
-        ("requester", text(&change["requester"])),
-        ("scope", text(&change["scope"])),
+        ("type", change.kind.as_str().to_owned()),
+        ("state", change.state.as_str().to_owned()),
+        ("requester", change.requester.clone()),
+        ("scope", wire_name(&change.scope)),
         (
             "risk",
-            if risk.is_null() {
-                "-".to_owned()
-            } else {
-                format!("{} (score {})", text(&risk["level"]), text(&risk["score"]))
-            },
+            risk.map_or_else(
+                || "-".to_owned(),
+                |r| format!("{} (score {})", r.level.as_str(), r.score),
+            ),
         ),
-        ("policy", text(&change["policy_version"])),
-        ("update types", text(&change["update_types"])),
+        (
+            "policy",
+            change
+                .policy_version
+                .map_or_else(|| "-".to_owned(), |v| v.to_string()),
+        ),
+        (
+            "update types",
+            list(change.update_types.iter().map(|t| t.as_str())),
+        ),
     ];
-    if let Some(template) = change["template"].as_str() {
-        rows.push(("template", template.to_owned()));
+    if let Some(template) = &change.template {
+        rows.push(("template", template.clone()));
     }
-    if let Some(window) = change["schedule"].as_object() {
-        rows.push((
-            "window",
-            format!("{} to {}", text(&window["start"]), text(&window["end"])),
-        ));
+    if let Some(window) = &change.schedule {
+        rows.push(("window", format!("{} to {}", window.start, window.end)));
     }
     rows.push(("retrospective", retrospective_cell(&view.retrospective)));
-    if let Some(reason) = change["outcome_reason"].as_str() {
-        rows.push(("reason", reason.to_owned()));
+    if let Some(reason) = &change.outcome_reason {
+        rows.push(("reason", reason.clone()));
     }
-    rows.push(("version", text(&change["version"])));
-    rows.push(("next", text(&change["next_actions"])));
+    rows.push(("version", view.version.to_string()));
+    rows.push(("next", list(view.next_actions.iter().map(|a| a.as_str()))));
     for (key, value) in rows {
         println!("  {key:<14} {value}");
     }
-    if let Some(reasons) = risk["reasons"].as_array() {
+    if let Some(risk) = risk {
         println!("risk reasons:");
-        for reason in reasons {
-            println!("  {}", text(reason));
+        for reason in &risk.reasons {
+            println!("  {reason}");
         }
     }
-    if change["assessment"]["peer_review"]["required"] == json!(true) {
-        println!(
-            "peer review needed: {}",
-            text(&change["assessment"]["peer_review"]["reasons"])
-        );
+    if let Some(peer) = change.assessment.as_ref().map(|a| &a.peer_review)
+        && peer.required
+    {
+        println!("peer review needed: {}", list(&peer.reasons));
     }
     println!("bundle:");
-    let items: Vec<Vec<String>> = change["bundle"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let items: Vec<Vec<String>> = change
+        .bundle
+        .iter()
         .map(|i| {
             vec![
-                format!("  {}", text(&i["package"])),
-                text(&i["ecosystem"]),
-                text(&i["target_version"]),
-                text(&i["source"]),
-                if i["kev"] == json!(true) {
-                    "KEV".to_owned()
-                } else {
-                    "-".to_owned()
-                },
-                text(&i["advisories"]),
+                format!("  {}", i.package),
+                i.ecosystem
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), ToString::to_string),
+                i.target_version.clone(),
+                wire_name(&i.source),
+                if i.kev { "KEV" } else { "-" }.to_owned(),
+                list(&i.advisories),
             ]
         })
         .collect();
@@ -643,38 +656,28 @@ fn print_change(view: &ChangeView) -> Result<()> {
         ],
         &items,
     );
-    if let Some(unresolved) = change["unresolved"].as_array() {
+    if !view.unresolved.is_empty() {
         println!("left open:");
-        for u in unresolved {
-            println!(
-                "  {} {}: {}",
-                text(&u["package"]),
-                text(&u["advisory"]),
-                text(&u["reason"])
-            );
+        for u in &view.unresolved {
+            println!("  {} {}: {}", u.package, u.advisory, u.reason);
         }
     }
-    for sign_off in change["sign_offs"].as_array().into_iter().flatten() {
-        println!(
-            "signed off by {} at {}",
-            text(&sign_off["by"]),
-            text(&sign_off["at"])
-        );
+    for sign_off in &change.sign_offs {
+        println!("signed off by {} at {}", sign_off.by, sign_off.at);
     }
-    for vote in change["votes"].as_array().into_iter().flatten() {
+    for vote in &change.votes {
         println!(
             "vote: {} {} ({}) at {}",
-            text(&vote["voter"]),
-            text(&vote["decision"]),
-            text(&vote["groups"]),
-            text(&vote["at"])
+            vote.voter,
+            wire_name(&vote.decision),
+            list(&vote.groups),
+            vote.at
         );
     }
-    for escalation in change["escalations"].as_array().into_iter().flatten() {
+    for escalation in &change.escalations {
         println!(
             "escalated to {} at {}",
-            text(&escalation["group"]),
-            text(&escalation["recorded_at"])
+            escalation.group, escalation.recorded_at
         );
     }
     if let Some(quorum) = &view.quorum {
