@@ -9,7 +9,8 @@ use serde_json::Value;
 use sluice_core::deferral::Standing;
 use sluice_protocol::Empty;
 use sluice_protocol::findings::{
-    CreateFeed, FeedKind, FeedRecord, FeedSyncReport, FindingsPage, PushInventory, PushReport,
+    CreateFeed, FeedKind, FeedRecord, FeedSyncReport, FindingItem, FindingsPage, PushInventory,
+    PushReport,
 };
 
 use super::accounts::Output;
@@ -346,12 +347,7 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let page: FindingsPage = client.get_as(&path)?;
-    // Cells show each field as the API writes it (scores, dates), so through its JSON form.
-    let items = page
-        .items
-        .iter()
-        .map(|item| Ok((item, serde_json::to_value(item)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let items: Vec<Cells> = page.items.iter().map(Cells::of).collect();
     match args.output {
         ListOutput::Json => {}
         ListOutput::Csv => {
@@ -371,23 +367,23 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
                 "standing",
                 "deferral",
             ])?;
-            for (_, f) in &items {
+            for f in &items {
                 // Cells a spreadsheet would evaluate as formulas are written as text.
                 writer.write_record(
                     [
-                        text(&f["hostname"]),
-                        text(&f["score"]),
-                        text(&f["decision"]),
-                        text(&f["due"]),
-                        text(&f["package"]),
-                        text(&f["installed"]),
-                        text(&f["fixed"]),
-                        text(&f["advisory"]),
-                        text(&f["kev"]),
-                        text(&f["first_seen"]),
-                        text(&f["resolved_at"]),
-                        text(&f["standing"]),
-                        text(&f["deferral"]),
+                        f.hostname.clone(),
+                        f.score.clone(),
+                        f.decision.clone(),
+                        f.due.clone(),
+                        f.package.clone(),
+                        f.installed.clone(),
+                        f.fixed.clone(),
+                        f.advisory.clone(),
+                        f.item.finding.finding.kev.to_string(),
+                        f.item.finding.first_seen.clone(),
+                        dash(f.item.finding.resolved_at.clone()),
+                        f.standing.clone(),
+                        f.deferral.clone(),
                     ]
                     .iter()
                     .map(|cell| sluice_core::text::spreadsheet_cell(cell).into_owned()),
@@ -398,22 +394,22 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
         ListOutput::Table => {
             let rows: Vec<Vec<String>> = items
                 .iter()
-                .map(|(item, f)| {
+                .map(|f| {
                     vec![
-                        text(&f["hostname"]),
-                        text(&f["score"]),
-                        text(&f["decision"]),
-                        text(&f["due"]),
-                        text(&f["package"]),
-                        text(&f["installed"]),
-                        text(&f["fixed"]),
-                        text(&f["advisory"]),
-                        if item.finding.finding.kev {
+                        f.hostname.clone(),
+                        f.score.clone(),
+                        f.decision.clone(),
+                        f.due.clone(),
+                        f.package.clone(),
+                        f.installed.clone(),
+                        f.fixed.clone(),
+                        f.advisory.clone(),
+                        if f.item.finding.finding.kev {
                             "yes".to_owned()
                         } else {
                             "-".to_owned()
                         },
-                        standing_cell(&item.standing),
+                        standing_cell(&f.item.standing),
                     ]
                 })
                 .collect();
@@ -437,6 +433,51 @@ pub fn findings(command: FindingsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A finding's cells, as the API words each field (the score as JSON writes it: `7.0`).
+struct Cells<'a> {
+    item: &'a FindingItem,
+    hostname: String,
+    score: String,
+    decision: String,
+    due: String,
+    package: String,
+    installed: String,
+    fixed: String,
+    advisory: String,
+    standing: String,
+    deferral: String,
+}
+
+impl<'a> Cells<'a> {
+    fn of(item: &'a FindingItem) -> Self {
+        let f = &item.finding;
+        let (standing, deferral) = match &item.standing {
+            Standing::Open => ("open", None),
+            Standing::Pending { deferral } => ("pending", Some(deferral)),
+            Standing::Deferred { deferral, .. } => ("deferred", Some(deferral)),
+            Standing::DueAgain { deferral, .. } => ("due-again", Some(deferral)),
+        };
+        Self {
+            item,
+            hostname: f.hostname.clone(),
+            score: Value::from(f.finding.score).to_string(),
+            decision: serde_json::to_value(f.finding.decision)
+                .map_or_else(|_| "-".to_owned(), |v| text(&v)),
+            due: f.finding.due.to_string(),
+            package: f.finding.package.clone(),
+            installed: f.finding.installed.clone(),
+            fixed: dash(f.finding.fixed.clone()),
+            advisory: f.finding.advisory.clone(),
+            standing: standing.to_owned(),
+            deferral: dash(deferral.cloned()),
+        }
+    }
+}
+
+fn dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".to_owned())
 }
 
 /// A finding's deferral standing, for people: `-` when no record bears on it.
