@@ -18,6 +18,7 @@ use sqlx::Row;
 
 use crate::accounts::new_id;
 use crate::audit::append_audit;
+use crate::record::audit_value;
 use crate::{Actor, Result, Store, StoreError, begin_write, now, on_pool};
 
 /// An enrolled agent.
@@ -257,7 +258,7 @@ impl Store {
                 actor.event(
                     "agent.enroll",
                     format!("agent:{hostname}"),
-                    before.as_ref().and_then(|a| serde_json::to_value(a).ok()),
+                    before.as_ref().map(|a| audit_value("agent", a)).transpose()?,
                     Some(serde_json::json!({"id": agent.id, "public_key": agent.public_key, "labels": labels, "enrollment_token": token_id}))
                 )
             );
@@ -335,7 +336,7 @@ impl Store {
                     "agent.revoke",
                     format!("agent:{hostname}"),
                     None,
-                    serde_json::to_value(&agent).ok()
+                    Some(audit_value("agent", &agent)?)
                 )
             );
             tx.commit().await?;
