@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use sluice_core::change::{Action as ChangeAction, ChangeState};
-use sluice_core::job::{Job, JobKind, JobOutcome, JobReport, Preflight, RollbackPolicy, Target};
+use sluice_core::job::{
+    Job, JobKind, JobOutcome, JobReport, JobState, Preflight, RollbackPolicy, Target,
+};
 use sluice_core::rollout::{Action, HostStatus, Observation, OnTrip, RolloutPhase, next_actions};
 use sluice_store::{Actor, RolloutJob, RolloutWrite, StoreError, StoredRollout};
 
@@ -111,7 +113,7 @@ pub(super) async fn advance_once(
     if loaded.state.aborted.is_some() {
         let open = state.store.rollout_jobs(&id, true).await?;
         for job in &open {
-            if job.job.state == "queued" && job.kind == "update" {
+            if job.job.state == JobState::Queued && job.kind == "update" {
                 decision.cancel.push(job.job.job.id.clone());
                 loaded.runtime.cancelled.insert(job.job.hostname.clone());
             }
@@ -136,7 +138,7 @@ pub(super) async fn advance_once(
     // 6. Has it ended?
     let open_jobs = state.store.rollout_jobs(&id, true).await?;
     let outstanding = open_jobs.iter().any(|j| {
-        (j.job.state == "queued" || j.job.state == "claimed")
+        j.job.state.is_open()
             && !decision.cancel.contains(&j.job.job.id)
     }) || decision.write.jobs.iter().any(|_| true);
     let outcome = outcome(&loaded, &last_actions, outstanding);
@@ -213,7 +215,7 @@ pub(super) fn fold_jobs(
     for job in jobs {
         let host = job.job.hostname.clone();
         let job_id = job.job.job.id.clone();
-        if job.job.state == "cancelled" {
+        if job.job.state == JobState::Cancelled {
             decision.write.observed.push(job_id);
             continue;
         }
@@ -1342,7 +1344,7 @@ mod tests {
                 job,
                 agent_id: "agent-1".into(),
                 hostname: "web1".into(),
-                state: outcome.as_str().into(),
+                state: outcome.into(),
                 created_by: "system".into(),
                 created_at: "2026-06-01T00:00:00Z".into(),
                 claimed_at: Some("2026-06-01T00:00:01Z".into()),
