@@ -23,13 +23,13 @@ pub use engine::{
     RolloutState, next_actions, parity,
 };
 pub use memory::RolledBackVersions;
+pub use outcome::{
+    OutcomeKind, RollbackPlan, RolloutOutcome, awaits_host, hosts_to_roll_back, outcome,
+    plan_rollback, rolled_back_scopes,
+};
 pub use plan::{
     Batch, BreakerThresholds, HostInfo, OnTrip, Plan, PlanError, Ring, RolloutPolicy, Service,
     Size, default_ring_order, plan, plan_change,
-};
-pub use outcome::{
-    OutcomeKind, RollbackPlan, RolloutOutcome, hosts_to_roll_back, outcome, plan_rollback,
-    rolled_back_scopes, watched,
 };
 pub use track::{Bookkeeping, HostTrack, StoredBookkeeping, TrackPhase};
 pub use verify::{

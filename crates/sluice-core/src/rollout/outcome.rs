@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::{Action, BreakerScope, HostStatus, RolloutPhase, RolloutState};
 use super::plan::{OnTrip, Plan};
-use super::track::{Bookkeeping, TrackPhase};
+use super::track::Bookkeeping;
 use crate::job::Target;
 
 /// How a rollout ended, with why. Stored and sent as its name (`completed`, `rolled-back`,
@@ -236,13 +236,8 @@ pub fn rolled_back_scopes<'a>(
     out
 }
 
-/// Whether the server waits on the host for something beside the engine (a job, an
-/// inventory): the hosts whose inventories should wake the orchestrator.
-pub fn watched(book: &Bookkeeping, host: &str, status: HostStatus) -> bool {
-    status.in_flight()
-        || matches!(
-            book.phase(host),
-            TrackPhase::Verifying { .. } | TrackPhase::RollingBack { .. }
-        )
-        || book.rollback_job(host).is_some()
+/// Whether the orchestrator waits for the host's inventory or report: its job runs, it is
+/// being verified, or it has a rollback job. Only these hosts' inventories wake it.
+pub fn awaits_host(book: &Bookkeeping, host: &str, status: HostStatus) -> bool {
+    status.in_flight() || book.is_verifying(host) || book.rollback_job(host).is_some()
 }

@@ -379,7 +379,10 @@ mod tests {
             }
         );
         assert_eq!(book.rollback_job("web4"), Some("RO-1-web4-r1"));
-        assert_eq!(book.phase("web5"), &TrackPhase::RollbackFailed { rollback_job: None });
+        assert_eq!(
+            book.phase("web5"),
+            &TrackPhase::RollbackFailed { rollback_job: None }
+        );
         assert_eq!(book.rollback_job("web5"), None);
         assert_eq!(
             book.note("web5"),

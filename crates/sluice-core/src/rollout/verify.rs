@@ -133,10 +133,8 @@ pub fn judge_update(
                     note: format!("verification: the job's report shows {wrong}"),
                 };
             }
-            let regression = latency_regression(
-                report,
-                max_latency_factor.unwrap_or(DEFAULT_LATENCY_FACTOR),
-            );
+            let regression =
+                latency_regression(report, max_latency_factor.unwrap_or(DEFAULT_LATENCY_FACTOR));
             match regression {
                 // The change's own rollback criterion: beyond its latency factor the host
                 // counts as failed (without one, it is only flagged).
@@ -385,7 +383,10 @@ mod tests {
             [("openssl".to_owned(), "3.0.2-1".to_owned())].into();
         let mut versions: Versions = BTreeMap::new();
         versions.insert("openssl".into(), Some("3.0.2-2".into()));
-        assert_eq!(wrong_versions(&targets(), Some(&installed), &versions), None);
+        assert_eq!(
+            wrong_versions(&targets(), Some(&installed), &versions),
+            None
+        );
         versions.insert("openssl".into(), Some("3.0.2-1".into()));
         assert_eq!(
             wrong_versions(&targets(), Some(&installed), &versions).as_deref(),
