@@ -274,3 +274,21 @@ fn refused_text(value: &serde_json::Value, path: &str) -> Result<(), (String, St
         _ => Ok(()),
     }
 }
+
+impl From<crate::rollouts::RolloutError> for ApiError {
+    fn from(error: crate::rollouts::RolloutError) -> Self {
+        use crate::rollouts::RolloutError;
+        match error {
+            RolloutError::NotFound(detail) => Self::not_found(detail),
+            RolloutError::Conflict(detail) => Self::conflict(detail),
+            RolloutError::Invalid(detail) => Self::unprocessable(detail),
+            RolloutError::InvalidField { field, detail } => Self::invalid_field(field, detail),
+            RolloutError::Forbidden(detail) => Self::forbidden(detail),
+            RolloutError::Store(error) => error.into(),
+            RolloutError::Http(error) => error,
+            error @ (RolloutError::Corrupt { .. } | RolloutError::Internal(_)) => {
+                Self::internal(error)
+            }
+        }
+    }
+}

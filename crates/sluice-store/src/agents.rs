@@ -13,7 +13,7 @@
 //! idempotency key make the second delivery safe, and no job is lost to a crash.
 
 use serde::{Deserialize, Serialize};
-use sluice_core::job::{Job, JobReport};
+use sluice_core::job::{Job, JobReport, JobState};
 use sqlx::Row;
 
 use crate::accounts::new_id;
@@ -51,8 +51,8 @@ pub struct StoredJob {
     pub agent_id: String,
     /// Its host.
     pub hostname: String,
-    /// `queued`, `claimed`, or the reported outcome (`succeeded`, `failed`, …).
-    pub state: String,
+    /// `queued`, `claimed`, `cancelled` or the reported outcome (`succeeded`, `failed`, …).
+    pub state: JobState,
     /// Who asked for it.
     pub created_by: String,
     /// When.
@@ -106,7 +106,12 @@ macro_rules! job_from_row {
                 .map_err(|e| StoreError::Corrupt(format!("job spec: {e}")))?,
             agent_id: row.try_get("agent_id")?,
             hostname: row.try_get("hostname")?,
-            state: row.try_get("state")?,
+            state: {
+                let state: String = row.try_get("state")?;
+                state
+                    .parse::<sluice_core::job::JobState>()
+                    .map_err(|e| StoreError::Corrupt(format!("job state: {e}")))?
+            },
             created_by: row.try_get("created_by")?,
             created_at: row.try_get("created_at")?,
             claimed_at: row.try_get("claimed_at")?,
@@ -582,7 +587,7 @@ impl Store {
                     job: job.clone(),
                     agent_id: agent.id,
                     hostname: hostname.to_owned(),
-                    state: "queued".to_owned(),
+                    state: JobState::Queued,
                     created_by: actor.name.clone(),
                     created_at: at,
                     claimed_at: None,
@@ -641,13 +646,13 @@ impl Store {
                 return Ok(None);
             };
             let mut job = job_from_row!(&row);
-            if job.state == "queued" {
+            if job.state == JobState::Queued {
                 sqlx::query("UPDATE jobs SET state = 'claimed', claimed_at = $1 WHERE id = $2")
                     .bind(&at)
                     .bind(&job.job.id)
                     .execute(&mut *tx)
                     .await?;
-                job.state = "claimed".to_owned();
+                job.state = JobState::Claimed;
                 job.claimed_at = Some(at.clone());
                 append_audit!(
                     tx,
@@ -703,9 +708,9 @@ impl Store {
                     job.state
                 )));
             }
-            let state = report.outcome.as_str().to_owned();
+            let state = JobState::from(report.outcome);
             sqlx::query("UPDATE jobs SET state = $1, report = $2, finished_at = $3, claimed_at = COALESCE(claimed_at, $3) WHERE id = $4")
-                .bind(&state)
+                .bind(state.as_str())
                 .bind(&text)
                 .bind(&at)
                 .bind(job_id)

@@ -596,7 +596,7 @@ pub async fn report_job(
         .store
         .report_job(&principal.agent, &id, &report)
         .await?;
-    metrics::counter!("sluice_jobs_reported_total", "outcome" => job.state.clone()).increment(1);
+    metrics::counter!("sluice_jobs_reported_total", "outcome" => job.state.as_str()).increment(1);
     state.rollouts.wake();
     Ok(Json(job))
 }
