@@ -93,7 +93,9 @@ pub(super) async fn advance_once(
     // 4. What the engine says now, until it says the same thing twice. Canary hosts behind
     // HAProxy get their weight lowered before their jobs are queued.
     let assets = state.assets.get(&state.store).await?;
-    let (freezes, _) = crate::api::calendars::freeze_calendar(state, &assets).await?;
+    let (freezes, _) = crate::calendar::freeze_calendar(state, &assets)
+        .await
+        .map_err(ApiError::from)?;
     lower_canary_weights(state, &mut loaded, &freezes, now, &mut decision).await;
     let mut last_actions = Vec::new();
     for _ in 0..32 {
@@ -1119,7 +1121,7 @@ pub(super) async fn finish_change(
             reason: format!("rollout {}: {reason}", loaded.stored.id),
         },
     };
-    crate::api::changes::take_action(
+    crate::changes::take_action(
         state,
         &stored,
         &system_person(),
