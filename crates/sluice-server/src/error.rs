@@ -15,6 +15,7 @@ use sluice_store::StoreError;
 use crate::agents::AgentError;
 use crate::calendar::CalendarError;
 use crate::changes::ChangeError;
+use crate::cmdb::CmdbServiceError;
 use crate::deferrals::DeferralServiceError;
 use crate::findings::FindingsError;
 use crate::governance::GovernanceError;
@@ -415,6 +416,18 @@ impl From<PolicyError> for ApiError {
             PolicyError::Governance(e) => e.into(),
             PolicyError::Encode(e) => Self::internal(e),
             PolicyError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<CmdbServiceError> for ApiError {
+    fn from(error: CmdbServiceError) -> Self {
+        match error {
+            CmdbServiceError::NotFound(detail) => Self::not_found(detail),
+            CmdbServiceError::Invalid { field, detail } => invalid(Some(field), detail),
+            CmdbServiceError::Internal(detail) => Self::internal(detail),
+            CmdbServiceError::Intel(e) => e.into(),
+            CmdbServiceError::Store(e) => e.into(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod calendar;
 pub mod changes;
 pub mod clock;
+pub mod cmdb;
 pub mod connections;
 pub mod deferrals;
 pub mod error;
