@@ -534,17 +534,15 @@ pub async fn take_action(
         .update_change(&change, stored.version, event, actor)
         .await?;
     for effect in &decided.effects {
-        match effect {
-            // Notifications and the rollout engine come with their own modules; until then the
-            // effect is in the audit event above and in the log.
-            sluice_core::change::Effect::Notify {
-                groups,
-                users,
-                message,
-            } => {
-                tracing::info!(change = %id, ?groups, ?users, %message, "notify");
-            }
-            _ => {}
+        // Notifications come with their own module; until then the effect is in the audit
+        // event above and in the log.
+        if let sluice_core::change::Effect::Notify {
+            groups,
+            users,
+            message,
+        } = effect
+        {
+            tracing::info!(change = %id, ?groups, ?users, %message, "notify");
         }
     }
     Ok(saved)

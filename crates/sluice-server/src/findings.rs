@@ -186,7 +186,7 @@ pub async fn push_inventory(
         ));
     }
     ingest(
-        &state,
+        state,
         hostname,
         ecosystem,
         packages,
@@ -358,7 +358,7 @@ pub async fn list(
     let query = FindingsQuery {
         limit,
         offset,
-        ..findings_query(&state, &filter, &deferrals).await?
+        ..findings_query(state, filter, &deferrals).await?
     };
     let page = state.store.findings(&query).await?;
     let now = state.clock.now();
