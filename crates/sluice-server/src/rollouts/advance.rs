@@ -124,7 +124,7 @@ pub(super) async fn advance_once(
     // 4. What the engine says now, until it says the same thing twice. Canary hosts behind
     // HAProxy get their weight lowered before their jobs are queued.
     let assets = state.assets.get(&state.store).await?;
-    let (freezes, _) = crate::api::calendars::freeze_calendar(state, &assets)
+    let (freezes, _) = crate::calendar::freeze_calendar(state, &assets)
         .await
         .map_err(RolloutError::from)?;
     lower_canary_weights(state, &mut loaded, &freezes, now, &mut decision).await;
@@ -849,8 +849,7 @@ pub(super) async fn finish_change(
         RolloutOutcome::RolledBack(_) => ChangeAction::RollBack { reason },
         RolloutOutcome::Aborted(_) | RolloutOutcome::Failed(_) => ChangeAction::Fail { reason },
     };
-    // TEMPORARY path: the lead re-points this at the change service at merge.
-    crate::api::changes::take_action(
+    crate::changes::take_action(
         state,
         &stored,
         &system_person(),

@@ -3,7 +3,8 @@
 
 use sluice_store::StoreError;
 
-use crate::error::ApiError;
+use crate::calendar::CalendarError;
+use crate::changes::ChangeError;
 
 /// Why a rollout operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,15 +45,10 @@ pub enum RolloutError {
     /// Something that should not fail did (a value that does not serialise).
     #[error("{0}")]
     Internal(String),
-    /// TEMPORARY: an error from the change and calendar services, which still answer in HTTP
-    /// terms (`crate::api::changes::take_action`, `crate::api::calendars::…`). The lead
-    /// replaces it with those services' own error types when they leave `api/`.
-    #[error("{}", .0.detail)]
-    Http(ApiError),
-}
-
-impl From<ApiError> for RolloutError {
-    fn from(error: ApiError) -> Self {
-        RolloutError::Http(error)
-    }
+    /// The change service refused or failed (starting or finishing the change).
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    /// The calendar service failed (windows and freezes of the hosts).
+    #[error(transparent)]
+    Calendar(#[from] CalendarError),
 }

@@ -112,7 +112,7 @@ pub async fn start(
     let rollout_state = RolloutState::new(&plan);
 
     if change.state == ChangeState::Scheduled || emergency_now {
-        crate::api::changes::take_action(
+        crate::changes::take_action(
             state,
             &stored_change,
             person,
@@ -193,7 +193,7 @@ async fn gather(
             missing.join(", ")
         )));
     }
-    let windows = crate::api::calendars::host_windows(state, &assets, &selected).await?;
+    let windows = crate::calendar::host_windows(state, &assets, &selected).await?;
     let all_services = state.store.services().await?;
     let mut out = BTreeMap::new();
     for asset in assets.iter().filter(|a| selected.contains(&a.hostname)) {
