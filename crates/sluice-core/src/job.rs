@@ -440,6 +440,126 @@ impl fmt::Display for JobOutcome {
     }
 }
 
+/// Where a queued job stands, as the store records it: waiting, taken by its agent, cancelled
+/// before that, or finished with the agent's outcome. Stored as text (`queued`, `claimed`,
+/// `cancelled`, or the outcome's name); an unknown value is an error, never a guess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// Waiting for its agent to take it.
+    Queued,
+    /// Taken by its agent; a report follows.
+    Claimed,
+    /// Cancelled before an agent took it.
+    Cancelled,
+    /// Reported: the targets are installed and every check passed.
+    Succeeded,
+    /// Reported: the targets were already installed.
+    AlreadyCompliant,
+    /// Reported: a step failed, nothing rolled back.
+    Failed,
+    /// Reported: a step failed and the agent restored the earlier versions.
+    RolledBack,
+    /// Reported: a step failed and the agent's rollback did not restore the host.
+    RollbackFailed,
+    /// Reported: the agent stopped mid-job.
+    Interrupted,
+}
+
+impl JobState {
+    /// The name stored and sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Claimed => "claimed",
+            JobState::Cancelled => "cancelled",
+            JobState::Succeeded => "succeeded",
+            JobState::AlreadyCompliant => "already-compliant",
+            JobState::Failed => "failed",
+            JobState::RolledBack => "rolled-back",
+            JobState::RollbackFailed => "rollback-failed",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+
+    /// Still to run or running: queued or claimed.
+    pub fn is_open(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Claimed)
+    }
+
+    /// The agent's outcome, once it reported.
+    pub fn outcome(self) -> Option<JobOutcome> {
+        match self {
+            JobState::Queued | JobState::Claimed | JobState::Cancelled => None,
+            JobState::Succeeded => Some(JobOutcome::Succeeded),
+            JobState::AlreadyCompliant => Some(JobOutcome::AlreadyCompliant),
+            JobState::Failed => Some(JobOutcome::Failed),
+            JobState::RolledBack => Some(JobOutcome::RolledBack),
+            JobState::RollbackFailed => Some(JobOutcome::RollbackFailed),
+            JobState::Interrupted => Some(JobOutcome::Interrupted),
+        }
+    }
+}
+
+impl From<JobOutcome> for JobState {
+    fn from(outcome: JobOutcome) -> Self {
+        match outcome {
+            JobOutcome::Succeeded => JobState::Succeeded,
+            JobOutcome::AlreadyCompliant => JobState::AlreadyCompliant,
+            JobOutcome::Failed => JobState::Failed,
+            JobOutcome::RolledBack => JobState::RolledBack,
+            JobOutcome::RollbackFailed => JobState::RollbackFailed,
+            JobOutcome::Interrupted => JobState::Interrupted,
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job state name that is none of the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job state {0:?}")]
+pub struct UnknownJobState(pub String);
+
+impl std::str::FromStr for JobState {
+    type Err = UnknownJobState;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const ALL: [JobState; 9] = [
+            JobState::Queued,
+            JobState::Claimed,
+            JobState::Cancelled,
+            JobState::Succeeded,
+            JobState::AlreadyCompliant,
+            JobState::Failed,
+            JobState::RolledBack,
+            JobState::RollbackFailed,
+            JobState::Interrupted,
+        ];
+        ALL.into_iter()
+            .find(|state| state.as_str() == text)
+            .ok_or_else(|| UnknownJobState(text.to_owned()))
+    }
+}
+
+/// Lets a state be compared with its stored name (`state == "queued"`).
+impl PartialEq<str> for JobState {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+/// Lets a state be compared with its stored name (`state == "queued"`).
+impl PartialEq<&str> for JobState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Package name → installed version; `None` when not installed.
 pub type Versions = BTreeMap<String, Option<String>>;
 
@@ -902,6 +1022,33 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_state_reads_back_from_its_stored_name_and_an_unknown_name_is_an_error() {
+        for state in [
+            JobState::Queued,
+            JobState::Claimed,
+            JobState::Cancelled,
+            JobState::Succeeded,
+            JobState::AlreadyCompliant,
+            JobState::Failed,
+            JobState::RolledBack,
+            JobState::RollbackFailed,
+            JobState::Interrupted,
+        ] {
+            assert_eq!(state.as_str().parse::<JobState>(), Ok(state));
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::json!(state.as_str())
+            );
+            if let Some(outcome) = state.outcome() {
+                assert_eq!(outcome.as_str(), state.as_str());
+                assert_eq!(JobState::from(outcome), state);
+            }
+        }
+        let error = "done".parse::<JobState>().unwrap_err();
+        assert_eq!(error.to_string(), "unknown job state \"done\"");
+    }
 
     fn job(kind: JobKind, targets: &[(&str, &str)]) -> Job {
         Job {

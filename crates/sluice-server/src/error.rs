@@ -7,8 +7,20 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use sluice_core::change::{Refusal, RefusalKind};
+use sluice_core::deferral::DeferralError;
 pub use sluice_protocol::problem::Problem;
 use sluice_store::StoreError;
+
+use crate::agents::AgentError;
+use crate::calendar::CalendarError;
+use crate::changes::ChangeError;
+use crate::cmdb::CmdbServiceError;
+use crate::deferrals::DeferralServiceError;
+use crate::findings::FindingsError;
+use crate::governance::GovernanceError;
+use crate::intel::IntelError;
+use crate::policies::PolicyError;
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,5 +267,169 @@ fn refused_text(value: &serde_json::Value, path: &str) -> Result<(), (String, St
             refused_text(item, &inner)
         }),
         _ => Ok(()),
+    }
+}
+
+impl From<crate::rollouts::RolloutError> for ApiError {
+    fn from(error: crate::rollouts::RolloutError) -> Self {
+        use crate::rollouts::RolloutError;
+        match error {
+            RolloutError::NotFound(detail) => Self::not_found(detail),
+            RolloutError::Conflict(detail) => Self::conflict(detail),
+            RolloutError::Invalid(detail) => Self::unprocessable(detail),
+            RolloutError::InvalidField { field, detail } => Self::invalid_field(field, detail),
+            RolloutError::Forbidden(detail) => Self::forbidden(detail),
+            RolloutError::Store(error) => error.into(),
+            RolloutError::Change(error) => error.into(),
+            RolloutError::Calendar(error) => error.into(),
+            error @ (RolloutError::Corrupt { .. } | RolloutError::Internal(_)) => {
+                Self::internal(error)
+            }
+        }
+    }
+}
+
+// Each service's errors, mapped to problem documents here and nowhere else. Status, title and
+// detail are what the handlers answered before the services had errors of their own.
+
+/// A detail with the field at fault when there is one.
+fn invalid(field: Option<String>, detail: String) -> ApiError {
+    match field {
+        Some(field) => ApiError::invalid_field(&field, detail),
+        None => ApiError::unprocessable(detail),
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal.kind {
+            RefusalKind::Conflict => Self::conflict(refusal.reason),
+            RefusalKind::Forbidden => Self::forbidden(refusal.reason),
+            RefusalKind::Invalid => Self::unprocessable(refusal.reason),
+        }
+    }
+}
+
+impl From<GovernanceError> for ApiError {
+    fn from(error: GovernanceError) -> Self {
+        match error {
+            GovernanceError::Store(e) => e.into(),
+            GovernanceError::Corrupt(detail) => Self::internal(detail),
+        }
+    }
+}
+
+impl From<IntelError> for ApiError {
+    fn from(error: IntelError) -> Self {
+        match error {
+            IntelError::Store(e) => e.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<CalendarError> for ApiError {
+    fn from(error: CalendarError) -> Self {
+        match error {
+            CalendarError::NotFound(detail) => Self::not_found(detail),
+            CalendarError::NotAllowed(detail) => Self::forbidden(detail),
+            CalendarError::Invalid { field, detail } => invalid(Some(field), detail),
+            CalendarError::Corrupt(detail) => Self::internal(detail),
+            CalendarError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<FindingsError> for ApiError {
+    fn from(error: FindingsError) -> Self {
+        match error {
+            FindingsError::NotFound(detail) => Self::not_found(detail),
+            FindingsError::Invalid { field, detail } => invalid(Some(field), detail),
+            FindingsError::Intel(e) => e.into(),
+            FindingsError::Governance(e) => e.into(),
+            FindingsError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(error: ChangeError) -> Self {
+        match error {
+            ChangeError::NotFound(detail) => Self::not_found(detail),
+            ChangeError::Conflict(detail) => Self::conflict(detail),
+            ChangeError::NotAllowed(detail) => Self::forbidden(detail),
+            ChangeError::Invalid { field, detail } => invalid(field, detail),
+            ChangeError::Refused(refusal) => refusal.into(),
+            ChangeError::Calendar(e) => e.into(),
+            ChangeError::Findings(e) => e.into(),
+            ChangeError::Governance(e) => e.into(),
+            ChangeError::Audit(e) => Self::internal(format!("audit payload: {e}")),
+            ChangeError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(error: AgentError) -> Self {
+        match error {
+            AgentError::NotFound(detail) => Self::not_found(detail),
+            AgentError::NotAuthenticated(detail) => Self::unauthenticated(detail),
+            AgentError::Conflict(detail) => Self::conflict(detail),
+            AgentError::Invalid { field, detail } => invalid(Some(field), detail),
+            AgentError::Internal(detail) => Self::internal(detail),
+            AgentError::Findings(e) => e.into(),
+            AgentError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<DeferralError> for ApiError {
+    fn from(error: DeferralError) -> Self {
+        let detail = error.to_string();
+        match error {
+            DeferralError::Invalid { field, .. } => Self::invalid_field(&field, detail),
+            DeferralError::TooLong { .. } => Self::invalid_field("expires_at", detail),
+            DeferralError::Policy(_) => Self::unprocessable(detail),
+            DeferralError::SelfApproval { .. } | DeferralError::MissingRole { .. } => {
+                Self::forbidden(detail)
+            }
+            _ => Self::conflict(detail),
+        }
+    }
+}
+
+impl From<DeferralServiceError> for ApiError {
+    fn from(error: DeferralServiceError) -> Self {
+        match error {
+            DeferralServiceError::NotFound(detail) => Self::not_found(detail),
+            DeferralServiceError::Invalid { field, detail } => invalid(Some(field), detail),
+            DeferralServiceError::Refused(e) => e.into(),
+            DeferralServiceError::Governance(e) => e.into(),
+            DeferralServiceError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(error: PolicyError) -> Self {
+        match error {
+            PolicyError::Conflict(detail) => Self::conflict(detail),
+            PolicyError::Invalid { field, detail } => invalid(field, detail),
+            PolicyError::Governance(e) => e.into(),
+            PolicyError::Encode(e) => Self::internal(e),
+            PolicyError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<CmdbServiceError> for ApiError {
+    fn from(error: CmdbServiceError) -> Self {
+        match error {
+            CmdbServiceError::NotFound(detail) => Self::not_found(detail),
+            CmdbServiceError::Invalid { field, detail } => invalid(Some(field), detail),
+            CmdbServiceError::Internal(detail) => Self::internal(detail),
+            CmdbServiceError::Intel(e) => e.into(),
+            CmdbServiceError::Store(e) => e.into(),
+        }
     }
 }

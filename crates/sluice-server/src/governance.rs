@@ -21,7 +21,17 @@ use sluice_core::deferral::{Deferral, DeferralPolicy, FindingRef, Standing, stan
 use sluice_store::{Actor, ChangeEvent, Covered, DeferralsQuery, Store, StoreError, StoredFinding};
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+
+/// What went wrong reading or writing governance records.
+#[derive(Debug, thiserror::Error)]
+pub enum GovernanceError {
+    /// The store failed, or refused a write.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored record no longer reads as what it was written as (a programming error).
+    #[error("{0}")]
+    Corrupt(String),
+}
 
 /// A policy document kept in the store's `policies` table.
 pub trait PolicyDocument: Serialize + DeserializeOwned + Default {
@@ -71,7 +81,7 @@ pub struct CurrentPolicy<P> {
 /// The current policy: the highest stored version, else the documented default (version 1).
 pub async fn current_policy<P: PolicyDocument>(
     store: &Store,
-) -> Result<CurrentPolicy<P>, ApiError> {
+) -> Result<CurrentPolicy<P>, GovernanceError> {
     match store.policy(P::KIND).await? {
         None => Ok(CurrentPolicy {
             policy: P::default(),
@@ -79,7 +89,7 @@ pub async fn current_policy<P: PolicyDocument>(
         }),
         Some(stored) => {
             let policy: P = serde_json::from_value(stored.document).map_err(|e| {
-                ApiError::internal(format!(
+                GovernanceError::Corrupt(format!(
                     "stored {} policy version {}: {e}",
                     P::KIND,
                     stored.version
@@ -94,7 +104,10 @@ pub async fn current_policy<P: PolicyDocument>(
 }
 
 /// The acting person as governance sees them: the token's roles and the user's groups.
-pub async fn person(store: &Store, principal: &Principal) -> Result<access::Actor, ApiError> {
+pub async fn person(
+    store: &Store,
+    principal: &Principal,
+) -> Result<access::Actor, GovernanceError> {
     let groups = store
         .user(&principal.username)
         .await?
@@ -109,7 +122,7 @@ pub async fn person(store: &Store, principal: &Principal) -> Result<access::Acto
 
 /// How similar changes went: implemented changes that share a package with this one (or follow
 /// the same template), and how many of them failed or were rolled back.
-pub async fn history(store: &Store, change: &ChangeRequest) -> Result<History, ApiError> {
+pub async fn history(store: &Store, change: &ChangeRequest) -> Result<History, GovernanceError> {
     let done = store
         .changes_in(&[
             ChangeState::Completed,
@@ -153,7 +166,7 @@ pub async fn assessment(
     change: &ChangeRequest,
     policy: &CabPolicy,
     now: Timestamp,
-) -> Result<Assessment, ApiError> {
+) -> Result<Assessment, GovernanceError> {
     let services = store.services().await?;
     let facts = ScopeFacts::collect(&change.scope, assets, &services);
     let history = history(store, change).await?;
@@ -176,7 +189,7 @@ pub struct RecordedEscalation {
 pub async fn escalate_due(
     store: &Store,
     now: Timestamp,
-) -> Result<Vec<RecordedEscalation>, ApiError> {
+) -> Result<Vec<RecordedEscalation>, GovernanceError> {
     let mut recorded = Vec::new();
     for stored in store.changes_in(&[ChangeState::InReview]).await? {
         let due = escalation_due(&stored.change, now);
@@ -187,7 +200,7 @@ pub async fn escalate_due(
         for escalation in &due {
             change
                 .record_escalation(escalation, now)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+                .map_err(|e| GovernanceError::Corrupt(e.to_string()))?;
         }
         let event = ChangeEvent {
             action: "change.escalate".to_owned(),
@@ -221,7 +234,7 @@ pub async fn escalate_due(
 }
 
 /// Every deferral that can bear on a finding's standing (revoked ones never do).
-pub async fn live_deferrals(store: &Store) -> Result<Vec<Deferral>, ApiError> {
+pub async fn live_deferrals(store: &Store) -> Result<Vec<Deferral>, GovernanceError> {
     Ok(store
         .deferrals(&DeferralsQuery::default())
         .await?

@@ -19,9 +19,22 @@ use sluice_core::priority::PriorityPolicy;
 use sluice_store::{Actor, Feed, FeedKind, FindingsDiff, Store, SyncOutcome};
 use tokio::sync::{Mutex, RwLock};
 
-use crate::error::ApiError;
 use crate::settings::FeedPolicy;
 use source::{FaultKind, SourceError};
+
+/// What went wrong moving intelligence between the store, the index and the network.
+#[derive(Debug, thiserror::Error)]
+pub enum IntelError {
+    /// The store failed, or refused a write.
+    #[error(transparent)]
+    Store(#[from] sluice_store::StoreError),
+    /// A blocking task (parsing, matching) did not finish.
+    #[error("background task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// A stored record no longer reads as what it was written as.
+    #[error("{0}")]
+    Corrupt(String),
+}
 
 /// The documented default due-date policy, parsed once.
 static DEFAULT_POLICY: std::sync::LazyLock<PriorityPolicy> =
@@ -76,7 +89,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Rebuilds the index from every feed's stored content.
-pub async fn rebuild(store: &Store) -> Result<Intel, ApiError> {
+pub async fn rebuild(store: &Store) -> Result<Intel, IntelError> {
     let contents = store.feed_contents().await?;
     let mut built_from: Vec<String> = contents
         .iter()
@@ -101,7 +114,7 @@ pub async fn rebuild(store: &Store) -> Result<Intel, ApiError> {
         AdvisoryIndex::build(feed.advisories, kev.as_ref(), epss.as_ref())
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(IntelError::from)?;
     metrics::gauge!("sluice_advisories_loaded").set(index.advisories().len() as f64);
     Ok(Intel {
         index,
@@ -263,7 +276,7 @@ pub async fn sync_feed(
     feed: &Feed,
     policy: &FeedPolicy,
     actor: &Actor,
-) -> Result<SyncReport, ApiError> {
+) -> Result<SyncReport, IntelError> {
     let _guard = intel.work.lock().await;
     let outcome = match source::fetch(&feed.source, policy).await {
         Err(error) => failed(error),
@@ -279,7 +292,7 @@ pub async fn sync_feed(
                     (bytes, result)
                 })
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(IntelError::from)?;
                 match checked {
                     (_, Err(error)) => failed(error),
                     (content, Ok((records, skipped))) => SyncOutcome::Updated {
@@ -319,7 +332,7 @@ pub async fn sync_feed(
 ///
 /// A host without a CMDB record is prioritised as the documented default asset (criticality 3,
 /// internal, no regulated data).
-pub async fn asset_profile(store: &Store, hostname: &str) -> Result<AssetProfile, ApiError> {
+pub async fn asset_profile(store: &Store, hostname: &str) -> Result<AssetProfile, IntelError> {
     Ok(store
         .asset(hostname)
         .await?
@@ -342,7 +355,7 @@ pub async fn scan(
     ecosystem: &EcosystemKey,
     packages: Vec<InstalledPackage>,
     today: jiff::civil::Date,
-) -> Result<Vec<Finding>, ApiError> {
+) -> Result<Vec<Finding>, IntelError> {
     let current = intel.current().await;
     let eco = ecosystem.clone();
     tokio::task::spawn_blocking(move || {
@@ -362,7 +375,7 @@ pub async fn scan(
         .0
     })
     .await
-    .map_err(ApiError::internal)
+    .map_err(IntelError::from)
 }
 
 /// Recomputes one host's findings from its packages and applies them.
@@ -373,7 +386,7 @@ pub async fn recompute_host(
     ecosystem: &EcosystemKey,
     packages: Vec<InstalledPackage>,
     actor: &Actor,
-) -> Result<FindingsDiff, ApiError> {
+) -> Result<FindingsDiff, IntelError> {
     let profile = asset_profile(store, hostname).await?;
     let today = today();
     let findings = scan(intel, profile, ecosystem, packages, today).await?;
@@ -389,14 +402,14 @@ pub async fn recompute_stored_host(
     intel: &IntelHandle,
     hostname: &str,
     actor: &Actor,
-) -> Result<Option<FindingsDiff>, ApiError> {
+) -> Result<Option<FindingsDiff>, IntelError> {
     let Some((inventory, packages)) = store.inventory(hostname).await? else {
         return Ok(None);
     };
     let ecosystem: EcosystemKey = inventory
         .ecosystem
         .parse()
-        .map_err(|e| ApiError::internal(format!("stored ecosystem of {hostname}: {e}")))?;
+        .map_err(|e| IntelError::Corrupt(format!("stored ecosystem of {hostname}: {e}")))?;
     recompute_host(store, intel, hostname, &ecosystem, packages, actor)
         .await
         .map(Some)
@@ -406,7 +419,7 @@ async fn recompute_all_locked(
     store: &Store,
     intel: &IntelHandle,
     actor: &Actor,
-) -> Result<FindingsDiff, ApiError> {
+) -> Result<FindingsDiff, IntelError> {
     let inventories = store.inventories().await?;
     let packages = store.packages_by_id().await?;
     let mut total = FindingsDiff::default();
@@ -437,7 +450,7 @@ async fn recompute_all_locked(
 }
 
 /// Loads the index at start-up.
-pub async fn load(store: &Store, intel: &IntelHandle) -> Result<(), ApiError> {
+pub async fn load(store: &Store, intel: &IntelHandle) -> Result<(), IntelError> {
     let rebuilt = rebuild(store).await?;
     *intel.current.write().await = Arc::new(rebuilt);
     Ok(())
@@ -448,7 +461,7 @@ pub async fn scheduled(
     store: &Store,
     intel: &IntelHandle,
     policy: &FeedPolicy,
-) -> Result<(), ApiError> {
+) -> Result<(), IntelError> {
     let feeds = store.feeds().await?;
     let now = jiff::Timestamp::now();
     for feed in &feeds {

@@ -4,16 +4,23 @@
 //! Handlers carry out what `sluice-core` decides and what the store records; they decide nothing
 //! themselves.
 
+pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod calendar;
+pub mod changes;
 pub mod clock;
+pub mod cmdb;
 pub mod connections;
+pub mod deferrals;
 pub mod error;
+pub mod findings;
 pub mod governance;
 pub mod haproxy;
 pub mod hardening;
 pub mod idempotency;
 pub mod intel;
+pub mod policies;
 pub mod rollouts;
 pub mod settings;
 pub mod state;
@@ -239,7 +246,7 @@ pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> 
     let intel = intel::IntelHandle::default();
     intel::load(&store, &intel)
         .await
-        .map_err(|e| ServerError::Other(e.detail))?;
+        .map_err(|e| ServerError::Other(e.to_string()))?;
     let clock = clock_for(&settings);
     if let Some(start) = settings.fake_now {
         tracing::warn!(%start, "governance runs on a FAKE clock (fake_now): for tests and demos only");
@@ -264,10 +271,10 @@ pub async fn serve(settings: Settings, store: Store) -> Result<(), ServerError> 
             for minute in 0u64.. {
                 tick.tick().await;
                 if let Err(e) = intel::scheduled(&store, &intel, &feeds).await {
-                    tracing::warn!(error = %e.detail, "scheduled feed sync failed");
+                    tracing::warn!(error = %e, "scheduled feed sync failed");
                 }
                 if let Err(e) = governance::escalate_due(&store, clock.now()).await {
-                    tracing::warn!(error = %e.detail, "recording escalations failed");
+                    tracing::warn!(error = %e, "recording escalations failed");
                 }
                 if minute % 60 == 0
                     && let Err(e) = store.optimize().await

@@ -12,7 +12,7 @@ use sluice_core::access::{Role, Roles, format_roles, parse_roles};
 use sqlx::Row;
 
 use crate::audit::append_audit;
-use crate::changes::lock_writes;
+use crate::record::{audit_value, lock_writes};
 use crate::{Actor, Result, Store, StoreError, begin_write, now, on_pool};
 
 /// A user account, without its password hash.
@@ -160,8 +160,8 @@ macro_rules! revoke_rows {
                 $actor.event(
                     "token.revoke",
                     format!("token:{}", before.id),
-                    serde_json::to_value(&before).ok(),
-                    serde_json::to_value(&after).ok()
+                    Some(audit_value("account", &before)?),
+                    Some(audit_value("account", &after)?)
                 )
             );
             revoked.push(after);
@@ -267,7 +267,7 @@ impl Store {
                     "user.create",
                     format!("user:{}", created.username),
                     None,
-                    serde_json::to_value(&created).ok()
+                    Some(audit_value("account", &created)?)
                 )
             );
             tx.commit().await?;
@@ -458,7 +458,7 @@ impl Store {
                     "token.create",
                     format!("token:{}", created.id),
                     None,
-                    serde_json::to_value(&created).ok()
+                    Some(audit_value("account", &created)?)
                 )
             );
             tx.commit().await?;
@@ -617,8 +617,8 @@ impl Store {
                         "user.enable"
                     },
                     format!("user:{username}"),
-                    serde_json::to_value(&before).ok(),
-                    serde_json::to_value(&after).ok()
+                    Some(audit_value("account", &before)?),
+                    Some(audit_value("account", &after)?)
                 )
             );
             let revoked = if disabled {
@@ -680,7 +680,7 @@ impl Store {
                 actor.event(
                     "user.password_reset",
                     format!("user:{username}"),
-                    serde_json::to_value(&user).ok(),
+                    Some(audit_value("account", &user)?),
                     Some(serde_json::json!({
                         "user": &user,
                         "password": "reset",

@@ -13,11 +13,12 @@
 //! idempotency key make the second delivery safe, and no job is lost to a crash.
 
 use serde::{Deserialize, Serialize};
-use sluice_core::job::{Job, JobReport};
+use sluice_core::job::{Job, JobReport, JobState};
 use sqlx::Row;
 
 use crate::accounts::new_id;
 use crate::audit::append_audit;
+use crate::record::audit_value;
 use crate::{Actor, Result, Store, StoreError, begin_write, now, on_pool};
 
 /// An enrolled agent.
@@ -50,8 +51,8 @@ pub struct StoredJob {
     pub agent_id: String,
     /// Its host.
     pub hostname: String,
-    /// `queued`, `claimed`, or the reported outcome (`succeeded`, `failed`, …).
-    pub state: String,
+    /// `queued`, `claimed`, `cancelled` or the reported outcome (`succeeded`, `failed`, …).
+    pub state: JobState,
     /// Who asked for it.
     pub created_by: String,
     /// When.
@@ -105,7 +106,12 @@ macro_rules! job_from_row {
                 .map_err(|e| StoreError::Corrupt(format!("job spec: {e}")))?,
             agent_id: row.try_get("agent_id")?,
             hostname: row.try_get("hostname")?,
-            state: row.try_get("state")?,
+            state: {
+                let state: String = row.try_get("state")?;
+                state
+                    .parse::<sluice_core::job::JobState>()
+                    .map_err(|e| StoreError::Corrupt(format!("job state: {e}")))?
+            },
             created_by: row.try_get("created_by")?,
             created_at: row.try_get("created_at")?,
             claimed_at: row.try_get("claimed_at")?,
@@ -257,7 +263,7 @@ impl Store {
                 actor.event(
                     "agent.enroll",
                     format!("agent:{hostname}"),
-                    before.as_ref().and_then(|a| serde_json::to_value(a).ok()),
+                    before.as_ref().map(|a| audit_value("agent", a)).transpose()?,
                     Some(serde_json::json!({"id": agent.id, "public_key": agent.public_key, "labels": labels, "enrollment_token": token_id}))
                 )
             );
@@ -335,7 +341,7 @@ impl Store {
                     "agent.revoke",
                     format!("agent:{hostname}"),
                     None,
-                    serde_json::to_value(&agent).ok()
+                    Some(audit_value("agent", &agent)?)
                 )
             );
             tx.commit().await?;
@@ -581,7 +587,7 @@ impl Store {
                     job: job.clone(),
                     agent_id: agent.id,
                     hostname: hostname.to_owned(),
-                    state: "queued".to_owned(),
+                    state: JobState::Queued,
                     created_by: actor.name.clone(),
                     created_at: at,
                     claimed_at: None,
@@ -640,13 +646,13 @@ impl Store {
                 return Ok(None);
             };
             let mut job = job_from_row!(&row);
-            if job.state == "queued" {
+            if job.state == JobState::Queued {
                 sqlx::query("UPDATE jobs SET state = 'claimed', claimed_at = $1 WHERE id = $2")
                     .bind(&at)
                     .bind(&job.job.id)
                     .execute(&mut *tx)
                     .await?;
-                job.state = "claimed".to_owned();
+                job.state = JobState::Claimed;
                 job.claimed_at = Some(at.clone());
                 append_audit!(
                     tx,
@@ -702,9 +708,9 @@ impl Store {
                     job.state
                 )));
             }
-            let state = report.outcome.as_str().to_owned();
+            let state = JobState::from(report.outcome);
             sqlx::query("UPDATE jobs SET state = $1, report = $2, finished_at = $3, claimed_at = COALESCE(claimed_at, $3) WHERE id = $4")
-                .bind(&state)
+                .bind(state.as_str())
                 .bind(&text)
                 .bind(&at)
                 .bind(job_id)

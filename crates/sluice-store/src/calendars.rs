@@ -14,7 +14,8 @@ use sluice_core::calendar::{FreezeSpec, WindowSpec};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::audit::append_audit;
-use crate::changes::{lock_writes, stamp};
+use crate::changes::stamp;
+use crate::record::{audit_value, from_record, lock_writes, next_number, record_text};
 use crate::{Actor, Result, Store, StoreError, begin_write, on_pool};
 
 /// A stored maintenance window.
@@ -99,11 +100,11 @@ pub struct StoredFreezeException {
 }
 
 fn to_json<T: Serialize>(what: &str, value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    record_text(what, value)
 }
 
 fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    from_record(what, text)
 }
 
 /// Windows and freezes share one shape: a named record in its own table.
@@ -164,7 +165,7 @@ impl Store {
                     &format!("{kind}.create"),
                     format!("{kind}:{name}"),
                     None,
-                    serde_json::to_value(item).ok()
+                    Some(audit_value("calendar record", item)?)
                 )
             );
             tx.commit().await?;
@@ -219,7 +220,10 @@ impl Store {
                 actor.event(
                     &format!("{kind}.delete"),
                     format!("{kind}:{name}"),
-                    serde_json::from_str(&before).ok(),
+                    Some(from_record::<serde_json::Value>(
+                        "calendar record",
+                        &before
+                    )?),
                     None
                 )
             );
@@ -288,10 +292,7 @@ impl Store {
                     exception.freeze
                 )));
             }
-            let row = sqlx::query("SELECT COALESCE(MAX(number), 0) AS n FROM freeze_exceptions")
-                .fetch_one(&mut *tx)
-                .await?;
-            let number: i64 = row.try_get::<i64, _>("n")? + 1;
+            let number = next_number!(tx, "freeze_exceptions");
             exception.id = format!("FEX-{number}");
             exception.state = ExceptionState::Requested;
             exception.decided_by = None;
@@ -315,7 +316,7 @@ impl Store {
                     "freeze-exception.request",
                     format!("freeze-exception:{}", exception.id),
                     None,
-                    serde_json::to_value(&exception).ok()
+                    Some(audit_value("calendar record", &exception)?)
                 )
             );
             tx.commit().await?;
@@ -414,8 +415,8 @@ impl Store {
                 actor.event(
                     action,
                     format!("freeze-exception:{id}"),
-                    serde_json::to_value(&before).ok(),
-                    serde_json::to_value(&after).ok()
+                    Some(audit_value("calendar record", &before)?),
+                    Some(audit_value("calendar record", &after)?)
                 )
             );
             tx.commit().await?;

@@ -15,21 +15,10 @@ use sluice_core::change::{ChangeRequest, ChangeState};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::audit::append_audit;
-use crate::{Actor, Result, Store, StoreError, begin_write, on_pool};
-
-/// Serialises writes that read before they insert (the next number) on PostgreSQL: the audit
-/// head's row lock, which every audited write takes anyway. SQLite's `BEGIN IMMEDIATE` already
-/// excludes other writers.
-macro_rules! lock_writes {
-    ($tx:expr, $pg:expr) => {
-        if $pg {
-            sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *$tx)
-                .await?;
-        }
-    };
-}
-pub(crate) use lock_writes;
+use crate::record::{
+    audit_value, from_record, lock_writes, next_number, record_text, version_conflict,
+};
+use crate::{Actor, Result, Store, begin_write, on_pool};
 
 /// Held while a change's schedule is checked against the calendar and written, so that two
 /// changes on the same hosts are never both checked before either is written. On PostgreSQL it
@@ -117,13 +106,11 @@ pub struct ChangeEvent {
 }
 
 fn record_json(change: &ChangeRequest) -> Result<String> {
-    serde_json::to_string(change)
-        .map_err(|e| StoreError::Corrupt(format!("change {}: {e}", change.id)))
+    record_text(&format!("change {}", change.id), change)
 }
 
 fn change_from(record: &str, version: i64) -> Result<StoredChange> {
-    let change = serde_json::from_str(record)
-        .map_err(|e| StoreError::Corrupt(format!("change record: {e}")))?;
+    let change = from_record("change record", record)?;
     Ok(StoredChange { change, version })
 }
 
@@ -163,10 +150,7 @@ impl Store {
         on_pool!(self, |pool, pg| {
             let mut tx = begin_write!(pool, pg);
             lock_writes!(tx, pg);
-            let row = sqlx::query("SELECT COALESCE(MAX(number), 0) AS n FROM changes")
-                .fetch_one(&mut *tx)
-                .await?;
-            let number: i64 = row.try_get::<i64, _>("n")? + 1;
+            let number = next_number!(tx, "changes");
             change.id = format!("CHG-{number}");
             let record = record_json(&change)?;
             let c = columns(&change);
@@ -195,7 +179,7 @@ impl Store {
                     "change.create",
                     format!("change:{}", change.id),
                     None,
-                    serde_json::to_value(&change).ok()
+                    Some(audit_value("change", &change)?)
                 )
             );
             tx.commit().await?;
@@ -343,16 +327,17 @@ impl Store {
                     .bind(&change.id)
                     .fetch_optional(&mut *tx)
                     .await?;
-                return match row {
-                    None => Err(StoreError::NotFound(format!("change {}", change.id))),
-                    Some(row) => {
-                        let now: i64 = row.try_get("version")?;
-                        Err(StoreError::Conflict(format!(
-                            "change {} was changed by someone else: it was read at version {expected_version} and is now at version {now}; read it again and decide again",
-                            change.id
-                        )))
-                    }
+                let now = match row {
+                    None => None,
+                    Some(row) => Some(row.try_get::<i64, _>("version")?),
                 };
+                return Err(version_conflict(
+                    "change",
+                    &change.id,
+                    expected_version,
+                    now,
+                    "read it again and decide again",
+                ));
             }
             append_audit!(
                 tx,

@@ -14,6 +14,7 @@ use sluice_core::cmdb::{self, Asset, Group, Service};
 use sqlx::Row;
 
 use crate::audit::append_audit;
+use crate::record::{audit_value, lock_writes};
 use crate::{Actor, Result, Store, StoreError, begin_write, now, on_pool};
 
 /// What a write did to the stored record.
@@ -51,19 +52,6 @@ impl ImportSummary {
             Change::Unchanged => self.unchanged += 1,
         }
     }
-}
-
-/// Serialises audited writes on PostgreSQL before the first read, so "does it exist" and the
-/// write that follows see the same state (every audited write takes this row lock anyway when
-/// it appends its event). SQLite's `BEGIN IMMEDIATE` already excludes other writers.
-macro_rules! lock_writes {
-    ($tx:expr, $pg:expr) => {
-        if $pg {
-            sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *$tx)
-                .await?;
-        }
-    };
 }
 
 macro_rules! fetch_asset {
@@ -126,8 +114,8 @@ macro_rules! store_asset {
                     actor: actor.name.clone(),
                     action: if change == Change::Created { "asset.create" } else { "asset.update" }.to_owned(),
                     object: format!("asset:{}", after.hostname),
-                    before: before.and_then(|b| serde_json::to_value(b).ok()),
-                    after: serde_json::to_value(after).ok(),
+                    before: before.map(|b| audit_value("cmdb record", b)).transpose()?,
+                    after: Some(audit_value("cmdb record", after)?),
                     request_id: actor.request_id.clone(),
                 }
             );
@@ -189,8 +177,8 @@ macro_rules! store_group {
                     }
                     .to_owned(),
                     object: format!("group:{}", after.name),
-                    before: before.and_then(|b| serde_json::to_value(b).ok()),
-                    after: serde_json::to_value(after).ok(),
+                    before: before.map(|b| audit_value("cmdb record", b)).transpose()?,
+                    after: Some(audit_value("cmdb record", after)?),
                     request_id: actor.request_id.clone(),
                 }
             );
@@ -373,7 +361,7 @@ impl Store {
                 actor.event(
                     "asset.delete",
                     format!("asset:{hostname}"),
-                    serde_json::to_value(&before).ok(),
+                    Some(audit_value("cmdb record", &before)?),
                     None
                 )
             );
@@ -459,7 +447,7 @@ impl Store {
                 actor.event(
                     "group.delete",
                     format!("group:{name}"),
-                    serde_json::to_value(&before).ok(),
+                    Some(audit_value("cmdb record", &before)?),
                     None
                 )
             );
@@ -574,8 +562,11 @@ impl Store {
                     }
                     .to_owned(),
                     object: format!("service:{}", service.name),
-                    before: before.as_ref().and_then(|b| serde_json::to_value(b).ok()),
-                    after: serde_json::to_value(service).ok(),
+                    before: before
+                        .as_ref()
+                        .map(|b| audit_value("cmdb record", b))
+                        .transpose()?,
+                    after: Some(audit_value("cmdb record", service)?),
                     request_id: actor.request_id.clone(),
                 }
             );
@@ -621,7 +612,7 @@ impl Store {
                 actor.event(
                     "service.delete",
                     format!("service:{name}"),
-                    serde_json::to_value(&before).ok(),
+                    Some(audit_value("cmdb record", &before)?),
                     None
                 )
             );

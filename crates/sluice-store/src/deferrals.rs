@@ -11,7 +11,10 @@ use sluice_core::deferral::{Deferral, DeferralKind, DeferralTarget};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::audit::append_audit;
-use crate::changes::{lock_writes, stamp};
+use crate::changes::stamp;
+use crate::record::{
+    audit_value, from_record, lock_writes, next_number, record_text, version_conflict,
+};
 use crate::{Actor, Result, Store, StoreError, begin_write, on_pool};
 
 /// A stored record and the version it was read at.
@@ -43,13 +46,11 @@ fn kind_name(kind: &DeferralKind) -> &'static str {
 }
 
 fn record_json(deferral: &Deferral) -> Result<String> {
-    serde_json::to_string(deferral)
-        .map_err(|e| StoreError::Corrupt(format!("deferral {}: {e}", deferral.id)))
+    record_text(&format!("deferral {}", deferral.id), deferral)
 }
 
 fn deferral_from(record: &str, version: i64) -> Result<StoredDeferral> {
-    let deferral = serde_json::from_str(record)
-        .map_err(|e| StoreError::Corrupt(format!("deferral record: {e}")))?;
+    let deferral = from_record("deferral record", record)?;
     Ok(StoredDeferral { deferral, version })
 }
 
@@ -72,10 +73,7 @@ impl Store {
         on_pool!(self, |pool, pg| {
             let mut tx = begin_write!(pool, pg);
             lock_writes!(tx, pg);
-            let row = sqlx::query("SELECT COALESCE(MAX(number), 0) AS n FROM deferrals")
-                .fetch_one(&mut *tx)
-                .await?;
-            let number: i64 = row.try_get::<i64, _>("n")? + 1;
+            let number = next_number!(tx, "deferrals");
             deferral.id = format!("DEF-{number}");
             let record = record_json(&deferral)?;
             let (finding, host, package) = target_columns(&deferral.target);
@@ -105,7 +103,7 @@ impl Store {
                     "deferral.request",
                     format!("deferral:{}", deferral.id),
                     None,
-                    serde_json::to_value(&deferral).ok()
+                    Some(audit_value("deferral", &deferral)?)
                 )
             );
             tx.commit().await?;
@@ -209,10 +207,13 @@ impl Store {
             .await?;
             if updated.rows_affected() != 1 {
                 let now: i64 = before.try_get("version")?;
-                return Err(StoreError::Conflict(format!(
-                    "deferral {} was changed by someone else: it was read at version {expected_version} and is now at version {now}; read it again",
-                    deferral.id
-                )));
+                return Err(version_conflict(
+                    "deferral",
+                    &deferral.id,
+                    expected_version,
+                    Some(now),
+                    "read it again",
+                ));
             }
             append_audit!(
                 tx,
@@ -220,8 +221,11 @@ impl Store {
                 actor.event(
                     action,
                     format!("deferral:{}", deferral.id),
-                    serde_json::from_str(&before_record).ok(),
-                    serde_json::to_value(deferral).ok()
+                    Some(from_record::<serde_json::Value>(
+                        "deferral record",
+                        &before_record
+                    )?),
+                    Some(audit_value("deferral", deferral)?)
                 )
             );
             tx.commit().await?;

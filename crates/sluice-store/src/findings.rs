@@ -19,6 +19,7 @@ use sluice_core::inventory::InstalledPackage;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::audit::append_audit;
+use crate::record::audit_value;
 use crate::{Actor, PackageKey, Result, Store, StoreError, begin_write, now, on_pool};
 
 /// What a feed provides.
@@ -505,14 +506,16 @@ macro_rules! write_findings {
             diff.resolved += 1;
         }
         diff.open = current.len() as u64;
-        let event = (diff.opened > 0 || diff.resolved > 0).then(|| {
-            actor.event(
+        let event = if diff.opened > 0 || diff.resolved > 0 {
+            Some(actor.event(
                 "findings.update",
                 format!("host:{hostname}"),
                 None,
-                serde_json::to_value(diff).ok(),
-            )
-        });
+                Some(audit_value("findings diff", &diff)?),
+            ))
+        } else {
+            None
+        };
         (diff, event)
     }};
 }
@@ -567,7 +570,7 @@ impl Store {
                     "feed.create",
                     format!("feed:{}", created.name),
                     None,
-                    serde_json::to_value(&created).ok()
+                    Some(audit_value("feed", &created)?)
                 )
             );
             tx.commit().await?;

@@ -16,6 +16,7 @@ mod deferrals;
 mod findings;
 mod idempotency;
 mod policies;
+mod record;
 mod rollouts;
 
 use std::path::Path;
@@ -151,6 +152,9 @@ pub enum StoreError {
     /// Stored data that Sluice cannot read back.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// A record or audit payload that cannot be encoded for storing (nothing was written).
+    #[error("cannot encode {0}")]
+    Encode(String),
     /// A database URL Sluice does not understand.
     #[error("{0}")]
     InvalidUrl(String),

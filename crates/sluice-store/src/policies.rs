@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::audit::append_audit;
-use crate::changes::lock_writes;
+use crate::record::lock_writes;
 use crate::{Actor, Result, Store, StoreError, begin_write, now, on_pool};
 
 /// One version of a policy.

@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::agents::{JOB_COLUMNS, job_from_row};
 use crate::audit::append_audit;
-use crate::changes::lock_writes;
+use crate::record::lock_writes;
 use crate::{Actor, Result, Store, StoreError, StoredJob, begin_write, now, on_pool};
 
 /// A stored rollout and the version it was read at.

@@ -595,8 +595,6 @@ pub enum Effect {
         /// Freeze exceptions that allow it.
         exceptions: Vec<String>,
     },
-    /// The server starts the change's rollout.
-    StartRollout,
     /// The post-implementation review.
     RecordReview {
         /// The review.
@@ -861,7 +859,9 @@ fn decide(
                     )));
                 }
             }
-            Ok(Decision::to(ChangeState::Implementing).effect(Effect::StartRollout))
+            // Starting carries no effect: the rollout service starts the change itself, as its
+            // own first step, so there is nothing left for the server to do here.
+            Ok(Decision::to(ChangeState::Implementing))
         }
         Action::Complete => Ok(Decision::to(ChangeState::Completed)),
         Action::Fail { reason } => {
@@ -1200,7 +1200,7 @@ impl ChangeRequest {
                 Effect::SetRetrospectiveDue { by } => self.retrospective_due = Some(*by),
                 Effect::SetSchedule { window, .. } => self.schedule = Some(*window),
                 Effect::RecordReview { review } => self.review = Some(review.clone()),
-                Effect::PreApproved { .. } | Effect::StartRollout | Effect::Notify { .. } => {}
+                Effect::PreApproved { .. } | Effect::Notify { .. } => {}
             }
         }
         if transition.from != transition.to {

@@ -6,17 +6,34 @@
 //! versions. Never does I/O and never reads the clock: the server feeds in what agents and
 //! operators reported, carries out the actions, and feeds their results back
 //! (see docs/rollout.md).
+//!
+//! Beside the engine, the orchestrator's own decisions: per-host bookkeeping as explicit
+//! states (`track`), verification of updates, regressions and ring baselines (`verify`), and
+//! the rollout's end and rollback targets (`outcome`).
 
 pub mod engine;
 pub mod memory;
+pub mod outcome;
 pub mod plan;
+pub mod track;
+pub mod verify;
 
 pub use engine::{
     Action, ApplyError, BreakerScope, BreakerTrip, HostRun, HostStatus, Observation, RolloutPhase,
     RolloutState, next_actions, parity,
 };
 pub use memory::RolledBackVersions;
+pub use outcome::{
+    OutcomeKind, RollbackPlan, RolloutOutcome, awaits_host, hosts_to_roll_back, outcome,
+    plan_rollback, rolled_back_scopes,
+};
 pub use plan::{
     Batch, BreakerThresholds, HostInfo, OnTrip, Plan, PlanError, Ring, RolloutPolicy, Service,
     Size, default_ring_order, plan, plan_change,
+};
+pub use track::{Bookkeeping, HostTrack, StoredBookkeeping, TrackPhase};
+pub use verify::{
+    DEFAULT_LATENCY_FACTOR, INVENTORY_GRACE, InventorySeen, REBOOT_POLL, RingBaseline,
+    UpdateVerdict, VERIFY_TIMEOUT, VerifyStep, failed_step, judge_rollback, judge_update,
+    latency_regression, on_governance_clock, ring_baseline, verify_host, wrong_versions,
 };

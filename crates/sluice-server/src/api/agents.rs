@@ -4,40 +4,25 @@
 //! The protocol is written down in `docs/agent-protocol.md`. An agent sees and touches only its
 //! own jobs and inventory: its host name comes from its token, never from the request.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde::Deserialize;
-use sluice_core::agent_auth::{self, CHALLENGE_SECONDS, MAX_AGENT_TOKEN_SECONDS};
 use sluice_core::inventory::host::HostInventory;
-use sluice_core::job::{Job, JobReport};
+use sluice_core::job::JobReport;
 use sluice_protocol::agents::{
     AgentToken, AgentView, Challenge, ChallengeRequest, CreateEnrollmentToken, CreateJob, Enroll,
     Enrolled, InventoryDiff, InventoryRequest, IssuedEnrollmentToken, TokenRequest,
 };
 use sluice_protocol::findings::PushReport;
-use sluice_store::{Agent, EnrollRefusal, StoredJob};
+use sluice_store::{Agent, StoredJob};
 use utoipa::IntoParams;
 
-use crate::api::findings::ingest;
-use crate::auth::{AGENT_TOKEN_PREFIX, AgentPrincipal, Principal, new_secret, token_hash};
+use crate::agents;
+use crate::auth::{AgentPrincipal, Principal};
 use crate::error::{ApiError, ApiJson, Problem};
-use crate::settings::parse_duration;
 use crate::state::AppState;
-
-/// Prefix of enrollment tokens.
-const ENROLL_PREFIX: &str = "slce_";
-
-/// Longest a long poll waits, in seconds.
-const MAX_WAIT_SECONDS: u64 = 30;
-
-fn stamp(at: jiff::Timestamp) -> String {
-    at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
 
 /// Creates a one-time enrollment token (admin).
 #[utoipa::path(post, path = "/api/v1/agents/enrollment-tokens", tag = "agents", security(("token" = ["admin"])),
@@ -48,33 +33,8 @@ pub async fn create_enrollment_token(
     Extension(principal): Extension<Principal>,
     ApiJson(request): ApiJson<CreateEnrollmentToken>,
 ) -> Result<(StatusCode, Json<IssuedEnrollmentToken>), ApiError> {
-    let lifetime = parse_duration("expires_in", &request.expires_in)
-        .map_err(|e| ApiError::invalid_field("expires_in", e.to_string()))?;
-    if lifetime > Duration::from_secs(7 * 86_400) {
-        return Err(ApiError::invalid_field(
-            "expires_in",
-            "an enrollment token lives at most 7 days",
-        ));
-    }
-    let span = jiff::SignedDuration::try_from(lifetime).map_err(ApiError::internal)?;
-    let expires_at = stamp(
-        jiff::Timestamp::now()
-            .checked_add(span)
-            .map_err(ApiError::internal)?,
-    );
-    let (secret, hash) = new_secret(ENROLL_PREFIX)?;
-    let id = state
-        .store
-        .create_enrollment_token(&hash, &expires_at, &principal.actor())
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(IssuedEnrollmentToken {
-            id,
-            token: secret,
-            expires_at,
-        }),
-    ))
+    let issued = agents::create_enrollment_token(&state, &principal, &request.expires_in).await?;
+    Ok((StatusCode::CREATED, Json(issued)))
 }
 
 /// The API's view of a stored agent.
@@ -116,47 +76,8 @@ pub async fn revoke_agent(
     Extension(principal): Extension<Principal>,
     Path(hostname): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
-    let agent = state
-        .store
-        .revoke_agent(&hostname.to_ascii_lowercase(), &principal.actor())
-        .await?;
+    let agent = agents::revoke(&state, &principal, &hostname).await?;
     Ok(Json(agent_view(agent)))
-}
-
-/// A host new to the CMDB takes its CMDB attributes (`env`, `tz`, `criticality`, …) from the
-/// agent's labels, so `sluice agent --labels env=prod,tz=Europe/Berlin` places it in the right
-/// ring and windows from the start. A host the CMDB already knows keeps what it says: the CMDB
-/// is the source of truth. Labels that are not CMDB attributes are kept on the agent only.
-async fn seed_asset(
-    state: &AppState,
-    hostname: &str,
-    labels: &std::collections::BTreeMap<String, String>,
-) -> Result<(), ApiError> {
-    if state.store.asset(hostname).await?.is_some() {
-        return Ok(());
-    }
-    let Ok(mut asset) = sluice_core::cmdb::Asset::new(hostname) else {
-        return Ok(());
-    };
-    let mut applied = false;
-    for (key, value) in labels {
-        match asset.set(key, value) {
-            Ok(()) => applied = true,
-            Err(e) => {
-                tracing::debug!(%hostname, %key, error = %e, "agent label kept on the agent only")
-            }
-        }
-    }
-    if applied {
-        state
-            .store
-            .upsert_asset(
-                &asset,
-                &sluice_store::Actor::named(&format!("agent:{hostname}"), None),
-            )
-            .await?;
-    }
-    Ok(())
 }
 
 /// Enrolls an agent with a one-time token (anonymous: the token is the credential).
@@ -167,65 +88,9 @@ pub async fn enroll(
     headers: axum::http::HeaderMap,
     ApiJson(request): ApiJson<Enroll>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
-    let hostname = valid_hostname(&request.hostname)?;
-    if agent_auth::from_hex::<32>(&request.public_key)
-        .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
-        .is_none()
-    {
-        return Err(ApiError::invalid_field(
-            "public_key",
-            "an Ed25519 public key: 32 bytes as 64 hex digits",
-        ));
-    }
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let outcome = state
-        .store
-        .enroll_agent(
-            &token_hash(request.enrollment_token.trim()),
-            &hostname,
-            &request.public_key.to_ascii_lowercase(),
-            &request.labels,
-            &stamp(jiff::Timestamp::now()),
-            request_id.as_deref(),
-        )
-        .await?;
-    match outcome {
-        Ok(agent) => {
-            seed_asset(&state, &hostname, &request.labels).await?;
-            Ok((StatusCode::CREATED, Json(Enrolled { agent_id: agent.id })))
-        }
-        Err(EnrollRefusal::UnknownToken) => {
-            Err(ApiError::unauthenticated("unknown enrollment token"))
-        }
-        Err(EnrollRefusal::TokenUsed) => Err(ApiError::unauthenticated(
-            "the enrollment token was already used: ask an admin for a new one",
-        )),
-        Err(EnrollRefusal::TokenExpired) => Err(ApiError::unauthenticated(
-            "the enrollment token has expired",
-        )),
-        Err(EnrollRefusal::AlreadyEnrolled) => Err(ApiError::conflict(format!(
-            "{hostname} already has an agent; revoke it first (sluice agents revoke {hostname})"
-        ))),
-    }
-}
-
-fn valid_hostname(text: &str) -> Result<String, ApiError> {
-    let hostname = text.trim().to_ascii_lowercase();
-    if hostname.is_empty()
-        || hostname.len() > 253
-        || !hostname
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-    {
-        return Err(ApiError::invalid_field(
-            "hostname",
-            "a host name: letters, digits, '-', '.', '_'",
-        ));
-    }
-    Ok(hostname)
+    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    let enrolled = agents::enroll(&state, request, request_id).await?;
+    Ok((StatusCode::CREATED, Json(enrolled)))
 }
 
 /// Issues a challenge for an enrolled, unrevoked agent (anonymous).
@@ -235,22 +100,7 @@ pub async fn challenge(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<ChallengeRequest>,
 ) -> Result<Json<Challenge>, ApiError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
-    let nonce = agent_auth::to_hex(&bytes);
-    let expires_at = stamp(
-        jiff::Timestamp::now()
-            .checked_add(jiff::SignedDuration::from_secs(CHALLENGE_SECONDS))
-            .map_err(ApiError::internal)?,
-    );
-    if !state
-        .store
-        .create_challenge(&request.agent_id, &nonce, &expires_at)
-        .await?
-    {
-        return Err(ApiError::unauthenticated("unknown or revoked agent"));
-    }
-    Ok(Json(Challenge { nonce, expires_at }))
+    Ok(Json(agents::challenge(&state, &request.agent_id).await?))
 }
 
 /// Exchanges a signed challenge for an access token of at most 15 minutes (anonymous: the
@@ -261,49 +111,7 @@ pub async fn token(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<TokenRequest>,
 ) -> Result<Json<AgentToken>, ApiError> {
-    let refused = || ApiError::unauthenticated("the challenge or its signature is not valid");
-    let (agent_id, expires_at) = state
-        .store
-        .take_challenge(&request.nonce)
-        .await?
-        .ok_or_else(refused)?;
-    let now = jiff::Timestamp::now();
-    if agent_id != request.agent_id || expires_at <= stamp(now) {
-        return Err(refused());
-    }
-    let agent = state
-        .store
-        .agent(&agent_id)
-        .await?
-        .filter(|a| a.revoked_at.is_none())
-        .ok_or_else(refused)?;
-    let key = agent_auth::from_hex::<32>(&agent.public_key)
-        .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
-        .ok_or_else(|| ApiError::internal(format!("stored key of agent {agent_id}")))?;
-    let signature = agent_auth::from_hex::<64>(&request.signature)
-        .map(|bytes| Signature::from_bytes(&bytes))
-        .ok_or_else(refused)?;
-    key.verify(
-        &agent_auth::challenge_message(&agent_id, &request.nonce),
-        &signature,
-    )
-    .map_err(|_| refused())?;
-    let (secret, hash) = new_secret(AGENT_TOKEN_PREFIX)?;
-    let expires_at = stamp(
-        now.checked_add(jiff::SignedDuration::from_secs(MAX_AGENT_TOKEN_SECONDS))
-            .map_err(ApiError::internal)?,
-    );
-    if !state
-        .store
-        .issue_agent_token(&agent_id, &hash, &expires_at)
-        .await?
-    {
-        return Err(refused());
-    }
-    Ok(Json(AgentToken {
-        token: secret,
-        expires_at,
-    }))
+    Ok(Json(agents::token(&state, request).await?))
 }
 
 /// Stores the calling agent's host inventory and recomputes its findings (agent).
@@ -315,24 +123,9 @@ pub async fn put_inventory(
     Extension(principal): Extension<AgentPrincipal>,
     ApiJson(inventory): ApiJson<HostInventory>,
 ) -> Result<Json<PushReport>, ApiError> {
-    let ecosystem = inventory
-        .os_release
-        .ecosystem()
-        .map_err(|e| ApiError::invalid_field("os_release", e.to_string()))?;
-    let os_release = serde_json::to_string(&inventory.os_release).map_err(ApiError::internal)?;
-    let report = ingest(
-        &state,
-        principal.agent.hostname.clone(),
-        ecosystem,
-        inventory.packages,
-        Some(&os_release),
-        inventory.reboot_required,
-        &principal.actor(),
-    )
-    .await?;
-    state.store.inventory_received(&principal.agent.id).await?;
-    state.rollouts.inventory_of(&principal.agent.hostname);
-    Ok(Json(report))
+    Ok(Json(
+        agents::put_inventory(&state, &principal, inventory).await?,
+    ))
 }
 
 /// Applies a diff to the calling agent's stored inventory and recomputes its findings (agent).
@@ -345,44 +138,9 @@ pub async fn patch_inventory(
     Extension(principal): Extension<AgentPrincipal>,
     ApiJson(diff): ApiJson<InventoryDiff>,
 ) -> Result<Json<PushReport>, ApiError> {
-    let hostname = principal.agent.hostname.clone();
-    let Some((stored, mut packages)) = state.store.inventory(&hostname).await? else {
-        return Err(ApiError::conflict(
-            "no inventory is stored for this host: send it whole (PUT)",
-        ));
-    };
-    if stored.package_hash != diff.base {
-        return Err(ApiError::conflict(
-            "the stored inventory is not the diff's base: send it whole (PUT)",
-        ));
-    }
-    let ecosystem = diff
-        .os_release
-        .ecosystem()
-        .map_err(|e| ApiError::invalid_field("os_release", e.to_string()))?;
-    let key = |name: &str, arch: Option<&str>| (name.to_owned(), arch.map(str::to_owned));
-    let gone: std::collections::HashSet<(String, Option<String>)> = diff
-        .removed
-        .iter()
-        .map(|r| key(&r.name, r.arch.as_deref()))
-        .chain(diff.added.iter().map(|p| key(&p.name, p.arch.as_deref())))
-        .collect();
-    packages.retain(|p| !gone.contains(&key(&p.name, p.arch.as_deref())));
-    packages.extend(diff.added);
-    let os_release = serde_json::to_string(&diff.os_release).map_err(ApiError::internal)?;
-    let report = ingest(
-        &state,
-        hostname,
-        ecosystem,
-        packages,
-        Some(&os_release),
-        diff.reboot_required,
-        &principal.actor(),
-    )
-    .await?;
-    state.store.inventory_received(&principal.agent.id).await?;
-    state.rollouts.inventory_of(&principal.agent.hostname);
-    Ok(Json(report))
+    Ok(Json(
+        agents::patch_inventory(&state, &principal, diff).await?,
+    ))
 }
 
 /// Whether the calling agent should send its whole inventory now (agent).
@@ -393,7 +151,7 @@ pub async fn inventory_request(
     Extension(principal): Extension<AgentPrincipal>,
 ) -> Result<Json<InventoryRequest>, ApiError> {
     Ok(Json(InventoryRequest {
-        requested: state.store.inventory_requested(&principal.agent.id).await?,
+        requested: agents::inventory_requested(&state, &principal).await?,
     }))
 }
 
@@ -406,11 +164,7 @@ pub async fn request_inventory(
     Extension(principal): Extension<Principal>,
     Path(hostname): Path<String>,
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
-    let agent = state
-        .store
-        .request_inventory(&hostname.to_ascii_lowercase(), &principal.actor())
-        .await?;
-    state.job_signals.notify(&agent.id);
+    let agent = agents::request_inventory(&state, &principal, &hostname).await?;
     Ok((StatusCode::ACCEPTED, Json(agent_view(agent))))
 }
 
@@ -431,22 +185,12 @@ pub async fn next_job(
     Extension(principal): Extension<AgentPrincipal>,
     Query(wait): Query<Wait>,
 ) -> Result<Response, ApiError> {
-    let deadline = tokio::time::Instant::now()
-        + Duration::from_secs(wait.wait.unwrap_or(25).min(MAX_WAIT_SECONDS));
-    let signal = state.job_signals.of(&principal.agent.id);
-    loop {
-        if let Some(job) = state.store.claim_job(&principal.agent).await? {
-            return Ok(Json(job.job).into_response());
-        }
-        let now = tokio::time::Instant::now();
-        // An inventory request ends the wait: the agent's next round sends it.
-        if now >= deadline || state.store.inventory_requested(&principal.agent.id).await? {
-            return Ok(StatusCode::NO_CONTENT.into_response());
-        }
-        // Woken by a job queued on this replica, or re-check after 5 s for other replicas.
-        let nap = (deadline - now).min(Duration::from_secs(5));
-        let _ = tokio::time::timeout(nap, signal.notified()).await;
-    }
+    Ok(
+        match agents::next_job(&state, &principal, wait.wait).await? {
+            Some(job) => Json(job).into_response(),
+            None => StatusCode::NO_CONTENT.into_response(),
+        },
+    )
 }
 
 /// Records the calling agent's report on one of its own jobs (agent).
@@ -460,13 +204,9 @@ pub async fn report_job(
     Path(id): Path<String>,
     ApiJson(report): ApiJson<JobReport>,
 ) -> Result<Json<StoredJob>, ApiError> {
-    let job = state
-        .store
-        .report_job(&principal.agent, &id, &report)
-        .await?;
-    metrics::counter!("sluice_jobs_reported_total", "outcome" => job.state.clone()).increment(1);
-    state.rollouts.wake();
-    Ok(Json(job))
+    Ok(Json(
+        agents::report_job(&state, &principal, &id, &report).await?,
+    ))
 }
 
 /// Queues a job for a host's agent (operator, admin). The same idempotency key twice queues
@@ -480,44 +220,7 @@ pub async fn create_job(
     Extension(principal): Extension<Principal>,
     ApiJson(request): ApiJson<CreateJob>,
 ) -> Result<(StatusCode, Json<StoredJob>), ApiError> {
-    let hostname = valid_hostname(&request.host)?;
-    let mut spec = request.job;
-    let Some(object) = spec.as_object_mut() else {
-        return Err(ApiError::invalid_field("job", "a JSON object"));
-    };
-    let id = match object.get("id").and_then(|v| v.as_str()) {
-        Some(id) => id.to_owned(),
-        None => {
-            let mut bytes = [0u8; 16];
-            getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
-            let id = format!("job-{}", agent_auth::to_hex(&bytes));
-            object.insert("id".into(), id.clone().into());
-            id
-        }
-    };
-    if !object.contains_key("idempotency_key") {
-        object.insert("idempotency_key".into(), id.into());
-    }
-    let job: Job = serde_path_to_error::deserialize(spec).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::invalid_field(&format!("job.{path}"), e.into_inner().to_string())
-    })?;
-    let scheme = state
-        .store
-        .asset(&hostname)
-        .await?
-        .and_then(|a| a.os)
-        .map(|os| os.scheme())
-        .unwrap_or(sluice_core::version::Scheme::Deb);
-    job.validate(scheme)
-        .map_err(|e| ApiError::invalid_field("job", e.to_string()))?;
-    let (stored, created) = state
-        .store
-        .create_job(&job, &hostname, &principal.actor())
-        .await?;
-    if created {
-        state.job_signals.notify(&stored.agent_id);
-    }
+    let (stored, created) = agents::create_job(&state, &principal, request).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -543,12 +246,7 @@ pub async fn list_jobs(
     State(state): State<AppState>,
     Query(filter): Query<JobFilter>,
 ) -> Result<Json<Vec<StoredJob>>, ApiError> {
-    let limit = filter.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid_field("limit", "1 to 1000"));
-    }
-    let host = filter.host.map(|h| h.to_ascii_lowercase());
-    Ok(Json(state.store.jobs(host.as_deref(), limit).await?))
+    Ok(Json(agents::list_jobs(&state, filter).await?))
 }
 
 /// One job with its report (any role).
@@ -559,10 +257,5 @@ pub async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<StoredJob>, ApiError> {
-    state
-        .store
-        .job(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("job {id}")))
+    Ok(Json(agents::job(&state, &id).await?))
 }

@@ -1,11 +1,8 @@
 //! The CMDB over HTTP: assets, groups and services.
 //!
 //! Reads are open to every authenticated role; writes need `operator` or `admin`. Parsing and
-//! validation are `sluice-core`'s (`Asset`, `Selector`, the CSV and Ansible readers); the store
-//! writes and audits. The only check added here is the one the core cannot make without I/O:
-//! that a time zone exists in the tz database. Every mutating route declares `Idempotency-Key`.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! validation are `sluice-core`'s; storing and the tz database check are `crate::cmdb`'s. Every
+//! mutating route declares `Idempotency-Key`.
 
 use axum::Extension;
 use axum::Json;
@@ -15,23 +12,18 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_core::cmdb::{self, Asset, Group, Selector, Service};
+use sluice_core::cmdb::{self, Asset, Group, Service};
 use sluice_protocol::assets::{
     AssetPage, AssetPatch, ExportFormat, GroupBody, GroupView, ImportFormat, ImportRequest,
     ImportResult, ServiceBody,
 };
-use sluice_store::{Change, ImportSummary};
+use sluice_store::Change;
 use utoipa::IntoParams;
 
 use crate::auth::Principal;
+use crate::cmdb as records;
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::state::AppState;
-
-/// Largest page.
-pub const MAX_LIMIT: usize = 1000;
-
-/// Page size when none is asked for.
-pub const DEFAULT_LIMIT: usize = 100;
 
 /// Which assets, and which page of them.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -51,11 +43,6 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
 }
 
-fn selector(text: Option<&str>) -> Result<Selector, ApiError> {
-    Selector::parse(text.unwrap_or_default())
-        .map_err(|e| ApiError::invalid_field("selector", format!("selector: {e}")))
-}
-
 /// Assets matching a selector, a page at a time.
 #[utoipa::path(get, path = "/api/v1/assets", tag = "cmdb", security(("token" = [])), params(ListQuery),
     responses((status = 200, body = AssetPage), (status = 422, body = Problem, description = "a selector term, the limit or the offset is wrong")))]
@@ -64,36 +51,15 @@ pub async fn list_assets(
     list: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<AssetPage>, ApiError> {
     let list = query(list)?;
-    let selector = selector(list.selector.as_deref())?;
-    let limit = list.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid_field(
-            "limit",
-            format!("limit: {limit} is not from 1 to {MAX_LIMIT}"),
-        ));
-    }
-    let offset = list.offset.unwrap_or(0);
-    let assets = state.assets.get(&state.store).await?;
-    let mut total = 0;
-    let mut items = Vec::new();
-    for asset in selector.filter(assets.iter()) {
-        if total >= offset && items.len() < limit {
-            items.push(asset.clone());
-        }
-        total += 1;
-    }
+    let listing =
+        records::list_assets(&state, list.selector.as_deref(), list.limit, list.offset).await?;
     Ok(Json(AssetPage {
-        items,
-        total,
-        limit,
-        offset,
-        selector: selector.to_string(),
+        items: listing.items,
+        total: listing.total,
+        limit: listing.limit,
+        offset: listing.offset,
+        selector: listing.selector,
     }))
-}
-
-/// The key as stored: host names are lower case.
-fn host_key(hostname: &str) -> String {
-    hostname.trim().to_ascii_lowercase()
 }
 
 /// One asset.
@@ -104,29 +70,7 @@ pub async fn get_asset(
     State(state): State<AppState>,
     Path(hostname): Path<String>,
 ) -> Result<Json<Asset>, ApiError> {
-    let key = host_key(&hostname);
-    state
-        .store
-        .asset(&key)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("asset {key} not found")))
-}
-
-/// Checks what the core cannot without the tz database: that the time zone exists. When the
-/// server has no tz database at all, the shape check the core made is all there is.
-fn check_time_zone(asset: &Asset) -> Result<(), String> {
-    let Some(zone) = &asset.time_zone else {
-        return Ok(());
-    };
-    let db = jiff::tz::db();
-    if db.is_definitively_empty() || db.get(zone).is_ok() {
-        Ok(())
-    } else {
-        Err(format!(
-            "time_zone: {zone:?} is not a time zone in the tz database"
-        ))
-    }
+    Ok(Json(records::asset(&state, &hostname).await?))
 }
 
 fn created_or_ok(change: Change) -> StatusCode {
@@ -149,29 +93,7 @@ pub async fn put_asset(
     Path(hostname): Path<String>,
     ApiJson(asset): ApiJson<Asset>,
 ) -> Result<(StatusCode, Json<Asset>), ApiError> {
-    let key = cmdb::parse_hostname(&hostname)
-        .map_err(|e| ApiError::invalid_field("hostname", e.to_string()))?;
-    if asset.hostname != key {
-        return Err(ApiError::invalid_field(
-            "hostname",
-            format!(
-                "hostname: the record is for {} but the path names {key}",
-                asset.hostname
-            ),
-        ));
-    }
-    check_time_zone(&asset).map_err(|e| ApiError::invalid_field("time_zone", e))?;
-    let (asset, change) = state.store.put_asset(&asset, &principal.actor()).await?;
-    if change != sluice_store::Change::Unchanged {
-        // Criticality, exposure and data classes weigh in every finding on the host.
-        crate::intel::recompute_stored_host(
-            &state.store,
-            &state.intel,
-            &asset.hostname,
-            &principal.actor(),
-        )
-        .await?;
-    }
+    let (asset, change) = records::put_asset(&state, &principal, &hostname, asset).await?;
     Ok((created_or_ok(change), Json(asset)))
 }
 
@@ -213,39 +135,13 @@ pub async fn patch_asset(
     Path(hostname): Path<String>,
     ApiJson(patch): ApiJson<AssetPatch>,
 ) -> Result<Json<Asset>, ApiError> {
-    let key = host_key(&hostname);
-    if patch.set.is_empty() {
-        return Err(ApiError::invalid_field(
-            "set",
-            format!("set: nothing to set; known keys are {}", cmdb::ASSET_KEYS),
-        ));
-    }
-    // Each pair is tried alone first, so the answer names the key at fault.
-    let mut pairs = Vec::with_capacity(patch.set.len());
+    let mut set = Vec::with_capacity(patch.set.len());
     for (name, value) in &patch.set {
-        let text = value_text(name, value)?;
-        let field = format!("set.{name}");
-        let mut scratch = Asset::new("scratch").map_err(ApiError::internal)?;
-        scratch
-            .set(name, &text)
-            .map_err(|e| ApiError::invalid_field(&field, e.to_string()))?;
-        check_time_zone(&scratch).map_err(|e| ApiError::invalid_field(&field, e))?;
-        pairs.push((name.clone(), text));
+        set.push((name.clone(), value_text(name, value)?));
     }
-    let (asset, change) = state
-        .store
-        .set_asset(&key, &pairs, &principal.actor())
-        .await?;
-    if change != sluice_store::Change::Unchanged {
-        crate::intel::recompute_stored_host(
-            &state.store,
-            &state.intel,
-            &asset.hostname,
-            &principal.actor(),
-        )
-        .await?;
-    }
-    Ok(Json(asset))
+    Ok(Json(
+        records::patch_asset(&state, &principal, &hostname, set).await?,
+    ))
 }
 
 /// Deletes an asset (refused while a service lists it as a member).
@@ -257,15 +153,12 @@ pub async fn delete_asset(
     Extension(principal): Extension<Principal>,
     Path(hostname): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .delete_asset(&host_key(&hostname), &principal.actor())
-        .await?;
+    records::delete_asset(&state, &principal, &hostname).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Resolving `auto` (the wire type lives in `sluice_protocol`).
-trait Resolve {
+pub trait Resolve {
     /// Resolves `auto` from the content; other formats stay as they are.
     fn resolve(self, content: &str) -> Self;
 }
@@ -310,38 +203,8 @@ pub async fn import_assets(
 ) -> Result<Json<ImportResult>, ApiError> {
     let source = request.source_name.as_deref().unwrap_or("import");
     let format = request.format.resolve(&request.content);
-    let parsed = match format {
-        ImportFormat::Csv => cmdb::csv::import(source, &request.content).map(|a| (a, Vec::new())),
-        ImportFormat::AnsibleIni => {
-            cmdb::ansible::parse_ini(source, &request.content).map(|i| (i.assets, i.groups))
-        }
-        ImportFormat::AnsibleYaml | ImportFormat::Auto => {
-            cmdb::ansible::parse_yaml(source, &request.content).map(|i| (i.assets, i.groups))
-        }
-    };
-    let (assets, groups) = parsed.map_err(|e| ApiError::invalid_field("content", e.to_string()))?;
-    for asset in &assets {
-        check_time_zone(asset).map_err(|e| {
-            ApiError::invalid_field("content", format!("{source}: host {}: {e}", asset.hostname))
-        })?;
-    }
-    let count = assets.len();
-    let hostnames: Vec<String> = assets.iter().map(|a| a.hostname.clone()).collect();
-    let summary: ImportSummary = state
-        .store
-        .import_assets(assets, groups, &principal.actor())
-        .await?;
-    if summary.created + summary.updated > 0 {
-        for hostname in &hostnames {
-            crate::intel::recompute_stored_host(
-                &state.store,
-                &state.intel,
-                hostname,
-                &principal.actor(),
-            )
-            .await?;
-        }
-    }
+    let (count, summary) =
+        records::import_assets(&state, &principal, format, &request.content, source).await?;
     Ok(Json(ImportResult {
         format,
         assets: count,
@@ -373,13 +236,11 @@ pub async fn export_assets(
     export: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let export = query(export)?;
-    let selector = selector(export.selector.as_deref())?;
-    let assets = state.assets.get(&state.store).await?;
-    let picked: Vec<&Asset> = selector.filter(assets.iter()).collect();
+    let picked = records::picked_assets(&state, export.selector.as_deref()).await?;
     Ok(match export.format {
         ExportFormat::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            cmdb::csv::export(picked),
+            cmdb::csv::export(picked.iter()),
         )
             .into_response(),
         ExportFormat::Json => Json(picked).into_response(),
@@ -390,18 +251,12 @@ pub async fn export_assets(
 #[utoipa::path(get, path = "/api/v1/groups", tag = "cmdb", security(("token" = [])),
     responses((status = 200, body = Vec<GroupView>)))]
 pub async fn list_groups(State(state): State<AppState>) -> Result<Json<Vec<GroupView>>, ApiError> {
-    let groups = state.store.groups().await?;
-    let mut members: BTreeMap<String, usize> = BTreeMap::new();
-    for asset in state.store.assets().await? {
-        for group in asset.groups {
-            *members.entry(group).or_default() += 1;
-        }
-    }
     Ok(Json(
-        groups
+        records::groups(&state)
+            .await?
             .into_iter()
-            .map(|g| GroupView {
-                members: members.get(&g.name).copied().unwrap_or(0),
+            .map(|(g, members)| GroupView {
+                members,
                 name: g.name,
                 description: g.description,
             })
@@ -420,13 +275,7 @@ pub async fn put_group(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<GroupBody>,
 ) -> Result<(StatusCode, Json<Group>), ApiError> {
-    let mut group =
-        Group::new(&name).map_err(|e| ApiError::invalid_field("name", e.to_string()))?;
-    group.description = body
-        .description
-        .map(|d| d.trim().to_owned())
-        .filter(|d| !d.is_empty());
-    let (group, change) = state.store.put_group(&group, &principal.actor()).await?;
+    let (group, change) = records::put_group(&state, &principal, &name, body.description).await?;
     Ok((created_or_ok(change), Json(group)))
 }
 
@@ -458,12 +307,7 @@ pub async fn get_service(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Service>, ApiError> {
-    state
-        .store
-        .service(&name)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("service {name} not found")))
+    Ok(Json(records::service(&state, &name).await?))
 }
 
 /// Creates or replaces a service. The whole set of services is checked with it (members are
@@ -478,24 +322,7 @@ pub async fn put_service(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<ServiceBody>,
 ) -> Result<(StatusCode, Json<Service>), ApiError> {
-    let members = body
-        .members
-        .iter()
-        .map(|m| {
-            cmdb::parse_hostname(m).map_err(|e| ApiError::invalid_field("members", e.to_string()))
-        })
-        .collect::<Result<BTreeSet<_>, _>>()?;
-    let service = Service {
-        name,
-        tier: body.tier,
-        members,
-        depends_on: body.depends_on,
-        disruption_budget: body.disruption_budget,
-    };
-    let (service, change) = state
-        .store
-        .put_service(&service, &principal.actor())
-        .await?;
+    let (service, change) = records::put_service(&state, &principal, name, body).await?;
     Ok((created_or_ok(change), Json(service)))
 }
 
@@ -552,20 +379,5 @@ mod tests {
         );
         let err = value_text("tags", &serde_json::json!([1])).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("set.tags"));
-    }
-
-    #[test]
-    fn unknown_time_zones_are_refused() {
-        let mut asset = Asset::new("web1").unwrap();
-        asset.set("tz", "Europe/Paris").unwrap();
-        assert_eq!(check_time_zone(&asset), Ok(()));
-        asset.set("tz", "Europe/Atlantis").unwrap();
-        if !jiff::tz::db().is_definitively_empty() {
-            assert!(
-                check_time_zone(&asset)
-                    .unwrap_err()
-                    .contains("Europe/Atlantis")
-            );
-        }
     }
 }

@@ -11,16 +11,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::Deserialize;
-use sluice_core::deferral::{
-    Deferral, DeferralError, DeferralPolicy, DeferralRequest, DeferralStatus, DeferralTarget,
-};
+use sluice_core::deferral::{Deferral, DeferralError, DeferralPolicy, DeferralRequest};
 use sluice_protocol::deferrals::{ApproveBody, DeferralView, RenewBody, RevokeBody};
-use sluice_store::{DeferralsQuery, StoredDeferral};
+use sluice_store::StoredDeferral;
 use utoipa::IntoParams;
 
 use crate::auth::Principal;
+use crate::deferrals;
 use crate::error::{ApiError, ApiJson, Problem};
-use crate::governance::{self, current_policy};
 use crate::state::AppState;
 
 /// Building the view of a stored deferral (the wire type lives in `sluice_protocol`).
@@ -38,27 +36,6 @@ impl DeferralViewOf for DeferralView {
     }
 }
 
-fn deferral_error(error: DeferralError) -> ApiError {
-    let detail = error.to_string();
-    match error {
-        DeferralError::Invalid { field, .. } => ApiError::invalid_field(&field, detail),
-        DeferralError::TooLong { .. } => ApiError::invalid_field("expires_at", detail),
-        DeferralError::Policy(_) => ApiError::unprocessable(detail),
-        DeferralError::SelfApproval { .. } | DeferralError::MissingRole { .. } => {
-            ApiError::forbidden(detail)
-        }
-        _ => ApiError::conflict(detail),
-    }
-}
-
-async fn load(state: &AppState, id: &str) -> Result<StoredDeferral, ApiError> {
-    state
-        .store
-        .deferral(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("deferral {id} not found")))
-}
-
 /// Asks for a deferral, risk acceptance or legacy pin (operator, approver, security). It covers
 /// nothing until someone else approves it.
 #[utoipa::path(post, path = "/api/v1/deferrals", tag = "deferrals", security(("token" = ["operator", "approver", "security"])),
@@ -71,43 +48,7 @@ pub async fn request_deferral(
     ApiJson(request): ApiJson<DeferralRequest>,
 ) -> Result<(StatusCode, Json<DeferralView>), ApiError> {
     let now = state.clock.now();
-    let mut request = request;
-    match &mut request.target {
-        DeferralTarget::Finding { id } => {
-            let number: i64 = id.trim().parse().map_err(|_| {
-                ApiError::invalid_field(
-                    "target.id",
-                    format!("target.id: {id:?} is not a finding id"),
-                )
-            })?;
-            if state.store.finding(number).await?.is_none() {
-                return Err(ApiError::invalid_field(
-                    "target.id",
-                    format!("target.id: no finding {number}"),
-                ));
-            }
-            *id = number.to_string();
-        }
-        DeferralTarget::HostPackage { host, package } => {
-            let key = host.trim().to_ascii_lowercase();
-            if state.store.asset(&key).await?.is_none() {
-                return Err(ApiError::invalid_field(
-                    "target.host",
-                    format!("target.host: no asset {key} in the CMDB"),
-                ));
-            }
-            *host = key;
-            *package = package.trim().to_owned();
-        }
-    }
-    let person = governance::person(&state.store, &principal).await?;
-    let policy = current_policy::<DeferralPolicy>(&state.store).await?.policy;
-    let deferral =
-        Deferral::request("new", request, &person, &policy, now).map_err(deferral_error)?;
-    let stored = state
-        .store
-        .create_deferral(deferral, &principal.actor())
-        .await?;
+    let stored = deferrals::request(&state, &principal, request, now).await?;
     Ok((StatusCode::CREATED, Json(DeferralView::of(stored, now))))
 }
 
@@ -133,40 +74,14 @@ pub async fn list_deferrals(
     let filter = filter
         .map(|Query(q)| q)
         .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
-    let status = filter.status.as_deref();
-    if let Some(status) = status
-        && !matches!(status, "pending" | "active" | "expired" | "revoked")
-    {
-        return Err(ApiError::invalid_field(
-            "status",
-            format!("status: {status:?} is not pending, active, expired or revoked"),
-        ));
-    }
     let now = state.clock.now();
-    let stored = state
-        .store
-        .deferrals(&DeferralsQuery {
-            hostname: filter.host.map(|h| h.trim().to_ascii_lowercase()),
-            finding_id: filter.finding,
-            include_revoked: status == Some("revoked"),
-        })
-        .await?;
-    let views = stored
-        .into_iter()
-        .map(|s| DeferralView::of(s, now))
-        .filter(|v| {
-            status.is_none_or(|wanted| {
-                let name = match v.status {
-                    DeferralStatus::Pending => "pending",
-                    DeferralStatus::Active { .. } => "active",
-                    DeferralStatus::Expired { .. } => "expired",
-                    DeferralStatus::Revoked { .. } => "revoked",
-                };
-                name == wanted
-            })
-        })
-        .collect();
-    Ok(Json(views))
+    let stored = deferrals::list(&state, filter, now).await?;
+    Ok(Json(
+        stored
+            .into_iter()
+            .map(|s| DeferralView::of(s, now))
+            .collect(),
+    ))
 }
 
 /// One record.
@@ -177,7 +92,7 @@ pub async fn get_deferral(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DeferralView>, ApiError> {
-    let stored = load(&state, &id).await?;
+    let stored = deferrals::load(&state, &id).await?;
     Ok(Json(DeferralView::of(stored, state.clock.now())))
 }
 
@@ -270,14 +185,6 @@ async fn decide(
     ) -> Result<(), DeferralError>,
 ) -> Result<Json<DeferralView>, ApiError> {
     let now = state.clock.now();
-    let stored = load(state, id).await?;
-    let person = governance::person(&state.store, principal).await?;
-    let policy = current_policy::<DeferralPolicy>(&state.store).await?.policy;
-    let mut deferral = stored.deferral.clone();
-    change(&mut deferral, &person, &policy, now).map_err(deferral_error)?;
-    let saved = state
-        .store
-        .update_deferral(&deferral, stored.version, action, &principal.actor())
-        .await?;
+    let saved = deferrals::decide(state, principal, id, action, now, change).await?;
     Ok(Json(DeferralView::of(saved, now)))
 }

@@ -7,7 +7,6 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::Value;
 use sluice_core::change::CabPolicy;
 use sluice_core::deferral::DeferralPolicy;
 use sluice_protocol::policies::{PolicyUpdate, PolicyView};
@@ -15,6 +14,7 @@ use sluice_protocol::policies::{PolicyUpdate, PolicyView};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, Problem};
 use crate::governance::{PolicyDocument, current_policy};
+use crate::policies;
 use crate::state::AppState;
 
 async fn show<P: PolicyDocument>(state: &AppState) -> Result<PolicyView, ApiError> {
@@ -35,72 +35,6 @@ async fn show<P: PolicyDocument>(state: &AppState) -> Result<PolicyView, ApiErro
     })
 }
 
-/// Parses and validates the document with the version set to `version`.
-fn parse<P: PolicyDocument>(update: PolicyUpdate, version: u32) -> Result<P, ApiError> {
-    let policy: P = match (update.toml, update.policy) {
-        (Some(text), None) => {
-            let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                ApiError::invalid_field("toml", format!("toml: not valid TOML: {e}"))
-            })?;
-            table.insert(
-                "version".to_owned(),
-                toml::Value::Integer(i64::from(version)),
-            );
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    ApiError::invalid_field("toml", format!("toml: {} policy: {e}", P::KIND))
-                })?
-        }
-        (None, Some(Value::Object(mut object))) => {
-            object.insert("version".to_owned(), Value::from(version));
-            serde_json::from_value(Value::Object(object)).map_err(|e| {
-                ApiError::invalid_field("policy", format!("policy: {} policy: {e}", P::KIND))
-            })?
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::invalid_field(
-                "policy",
-                "policy: a JSON object is expected",
-            ));
-        }
-        _ => {
-            return Err(ApiError::unprocessable(
-                "give the policy as toml (text) or as policy (a JSON object), one of them",
-            ));
-        }
-    };
-    let field = "policy";
-    policy
-        .check()
-        .map_err(|reason| ApiError::invalid_field(field, reason))?;
-    Ok(policy)
-}
-
-async fn update<P: PolicyDocument>(
-    state: &AppState,
-    principal: &Principal,
-    update: PolicyUpdate,
-) -> Result<(StatusCode, Json<PolicyView>), ApiError> {
-    let current = current_policy::<P>(&state.store).await?.policy.version();
-    if let Some(based_on) = update.based_on
-        && based_on != current
-    {
-        return Err(ApiError::conflict(format!(
-            "the {} policy is at version {current}; this edit was based on version {based_on}: read it again",
-            P::KIND
-        )));
-    }
-    let next = current + 1;
-    let policy: P = parse(update, next)?;
-    let document = serde_json::to_value(&policy).map_err(ApiError::internal)?;
-    state
-        .store
-        .put_policy(P::KIND, next, &document, &principal.actor())
-        .await?;
-    Ok((StatusCode::CREATED, Json(show::<P>(state).await?)))
-}
-
 /// The current CAB policy: approval rules, emergency path, templates, peer review, update-type
 /// rules.
 #[utoipa::path(get, path = "/api/v1/policies/cab", tag = "policies", security(("token" = [])),
@@ -118,7 +52,8 @@ pub async fn put_cab(
     Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<PolicyUpdate>,
 ) -> Result<(StatusCode, Json<PolicyView>), ApiError> {
-    update::<CabPolicy>(&state, &principal, body).await
+    policies::update::<CabPolicy>(&state, &principal, body).await?;
+    Ok((StatusCode::CREATED, Json(show::<CabPolicy>(&state).await?)))
 }
 
 /// The current deferral policy: longest durations per kind, renewals, justification length.
@@ -137,5 +72,9 @@ pub async fn put_deferral(
     Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<PolicyUpdate>,
 ) -> Result<(StatusCode, Json<PolicyView>), ApiError> {
-    update::<DeferralPolicy>(&state, &principal, body).await
+    policies::update::<DeferralPolicy>(&state, &principal, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(show::<DeferralPolicy>(&state).await?),
+    ))
 }

@@ -35,8 +35,7 @@ impl RolloutViewOf for RolloutView {
     fn of(loaded: &Loaded) -> Self {
         let runtime = &loaded.runtime;
         let status = |host: &str| -> String {
-            if runtime.cancelled.contains(host) && loaded.state.status(host) == HostStatus::Running
-            {
+            if runtime.is_cancelled(host) && loaded.state.status(host) == HostStatus::Running {
                 "cancelled".to_owned()
             } else {
                 loaded.state.status(host).as_str().to_owned()
@@ -73,20 +72,16 @@ impl RolloutViewOf for RolloutView {
                             .map(|h| HostView {
                                 name: h.clone(),
                                 status: status(h),
-                                job: runtime.jobs.get(h).cloned(),
-                                rollback_job: runtime
-                                    .rollback_jobs
-                                    .get(h)
-                                    .filter(|j| !j.is_empty())
-                                    .cloned(),
+                                job: runtime.job(h).map(str::to_owned),
+                                rollback_job: runtime.rollback_job(h).map(str::to_owned),
                                 versions_before: loaded
                                     .stored_plan
                                     .hosts
                                     .get(h)
                                     .map(|s| s.versions.clone())
                                     .unwrap_or_default(),
-                                note: runtime.notes.get(h).cloned(),
-                                verifying: runtime.verifying.contains_key(h),
+                                note: runtime.note(h).map(str::to_owned),
+                                verifying: runtime.is_verifying(h),
                             })
                             .collect(),
                     })

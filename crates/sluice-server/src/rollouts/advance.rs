@@ -1,38 +1,66 @@
 //! One advance: fold in finished jobs and fresh inventories, ask the engine what to do now,
 //! turn its answer into jobs, and write it all in one transaction against the version read.
+//!
+//! Read top to bottom, this is one advance: [`advance`] retries [`advance_once`], which folds
+//! jobs ([`fold_jobs`]), verifies hosts ([`verify`]), polls Prometheus and HAProxy
+//! (`signals.rs`), carries out the engine's actions ([`carry_out`]), compares rings, queues
+//! rollbacks and decides the end. The decisions are the core's; this file does the I/O.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde_json::json;
 use sluice_core::change::{Action as ChangeAction, ChangeState};
-use sluice_core::job::{Job, JobKind, JobOutcome, JobReport, Preflight, RollbackPolicy, Target};
-use sluice_core::rollout::{Action, HostStatus, Observation, OnTrip, RolloutPhase, next_actions};
+use sluice_core::job::{Job, JobKind, JobReport, JobState, Preflight, RollbackPolicy, Target};
+use sluice_core::rollout::{
+    Action, DEFAULT_LATENCY_FACTOR, InventorySeen, Observation, RollbackPlan, RolloutOutcome,
+    RolloutPhase, TrackPhase, UpdateVerdict, VerifyStep, hosts_to_roll_back, judge_rollback,
+    judge_update, next_actions, on_governance_clock, outcome, ring_baseline, rolled_back_scopes,
+    verify_host,
+};
 use sluice_store::{Actor, RolloutJob, RolloutWrite, StoreError, StoredRollout};
 
-use crate::error::ApiError;
+use super::error::RolloutError;
+use super::model::{Loaded, decode};
+use super::signals::{lower_canary_weights, poll_prometheus, restore_canary_weights};
+use super::{event, json_of, load, phase_of, system_person};
 use crate::state::AppState;
 
-use super::signals::*;
-use super::*;
-
-/// How long a host whose job succeeded may wait for a fresh inventory before it counts as
-/// failed (the agent sends one right after its report; this covers an agent that died).
-pub const VERIFY_TIMEOUT: SignedDuration = SignedDuration::from_mins(3);
-
-/// How long after a job's end the server waits for the agent's own inventory before asking.
-pub(super) const INVENTORY_GRACE: SignedDuration = SignedDuration::from_secs(10);
-
-/// How often a host waiting for a reboot is asked for an inventory again.
-pub(super) const REBOOT_POLL: SignedDuration = SignedDuration::from_secs(60);
+/// Advances one rollout as far as it goes now; retried when another writer got there first.
+pub async fn advance(state: &AppState, id: &str) -> Result<StoredRollout, RolloutError> {
+    let mut last = None;
+    for _ in 0..5 {
+        let _guard = state.rollouts.lock.lock().await;
+        let loaded = load(state, id).await?;
+        if loaded.stored.finished_at.is_some() {
+            state.rollouts.watch(&loaded);
+            return Ok(loaded.stored);
+        }
+        match advance_once(state, loaded).await {
+            Ok(stored) => {
+                if let Ok(advanced) = decode(stored.clone()) {
+                    state.rollouts.watch(&advanced);
+                }
+                state.rollouts.moved(id);
+                return Ok(stored);
+            }
+            Err(Advance::Conflict(reason)) => last = Some(reason),
+            Err(Advance::Failed(e)) => return Err(e),
+        }
+    }
+    Err(RolloutError::Conflict(format!(
+        "rollout {id} kept moving: {}",
+        last.unwrap_or_default()
+    )))
+}
 
 pub(super) enum Advance {
     Conflict(String),
-    Failed(ApiError),
+    Failed(RolloutError),
 }
 
-impl From<ApiError> for Advance {
-    fn from(e: ApiError) -> Self {
+impl From<RolloutError> for Advance {
+    fn from(e: RolloutError) -> Self {
         Advance::Failed(e)
     }
 }
@@ -63,7 +91,10 @@ pub(super) async fn advance_once(
     state: &AppState,
     mut loaded: Loaded,
 ) -> Result<StoredRollout, Advance> {
+    // Two clocks (see the module `rollouts`): the engine's decisions on the governance clock,
+    // verification of store-stamped facts on the system's.
     let now = state.clock.now();
+    let system_now = Timestamp::now();
     let id = loaded.stored.id.clone();
     let mut decision = Decision {
         write: RolloutWrite::default(),
@@ -82,10 +113,10 @@ pub(super) async fn advance_once(
 
     // 1. Finished jobs.
     let jobs = state.store.rollout_jobs(&id, true).await?;
-    fold_jobs(&mut loaded, &jobs, now, &mut decision);
+    fold_jobs(&mut loaded, &jobs, now, system_now, &mut decision);
 
     // 2. Fresh inventories for hosts being verified or waiting for a reboot.
-    verify(state, &mut loaded, now, &mut decision).await?;
+    verify(state, &mut loaded, now, system_now, &mut decision).await?;
 
     // 3. The Prometheus pause condition, when due.
     poll_prometheus(state, &mut loaded, now, &mut decision).await;
@@ -93,12 +124,14 @@ pub(super) async fn advance_once(
     // 4. What the engine says now, until it says the same thing twice. Canary hosts behind
     // HAProxy get their weight lowered before their jobs are queued.
     let assets = state.assets.get(&state.store).await?;
-    let (freezes, _) = crate::api::calendars::freeze_calendar(state, &assets).await?;
+    let (freezes, _) = crate::calendar::freeze_calendar(state, &assets)
+        .await
+        .map_err(RolloutError::from)?;
     lower_canary_weights(state, &mut loaded, &freezes, now, &mut decision).await;
     let mut last_actions = Vec::new();
     for _ in 0..32 {
         let actions = next_actions(&loaded.plan, &loaded.state, &freezes, now);
-        let moved = carry_out(&mut loaded, &actions, now, &mut decision)?;
+        let moved = carry_out(&mut loaded, &actions, now, &mut decision);
         last_actions = actions;
         if !moved {
             break;
@@ -111,48 +144,46 @@ pub(super) async fn advance_once(
     if loaded.state.aborted.is_some() {
         let open = state.store.rollout_jobs(&id, true).await?;
         for job in &open {
-            if job.job.state == "queued" && job.kind == "update" {
+            if job.job.state == JobState::Queued && job.kind == "update" {
                 decision.cancel.push(job.job.job.id.clone());
-                loaded.runtime.cancelled.insert(job.job.hostname.clone());
+                loaded.runtime.host_mut(&job.job.hostname).phase = TrackPhase::Cancelled;
             }
         }
         if loaded.runtime.rollback_requested.is_some() {
-            let changed: Vec<String> = loaded
-                .state
-                .hosts
-                .iter()
-                .filter(|(h, run)| {
-                    matches!(
-                        run.status,
-                        HostStatus::Succeeded | HostStatus::Failed | HostStatus::PendingReboot
-                    ) && !loaded.runtime.cancelled.contains(*h)
-                })
-                .map(|(h, _)| h.clone())
-                .collect();
-            queue_rollbacks(&mut loaded, &changed, now, &mut decision);
+            let changed = hosts_to_roll_back(&loaded.state, &loaded.runtime);
+            queue_rollbacks(&mut loaded, &changed, &mut decision);
         }
     }
 
     // 6. Has it ended?
     let open_jobs = state.store.rollout_jobs(&id, true).await?;
-    let outstanding = open_jobs.iter().any(|j| {
-        (j.job.state == "queued" || j.job.state == "claimed")
-            && !decision.cancel.contains(&j.job.job.id)
-    }) || decision.write.jobs.iter().any(|_| true);
-    let outcome = outcome(&loaded, &last_actions, outstanding);
-    if let Some((outcome, reason)) = &outcome {
+    let outstanding = open_jobs
+        .iter()
+        .any(|j| j.job.state.is_open() && !decision.cancel.contains(&j.job.job.id))
+        || decision.write.jobs.iter().any(|_| true);
+    let outcome = outcome(
+        &loaded.plan,
+        &loaded.state,
+        &loaded.runtime,
+        &last_actions,
+        outstanding,
+    );
+    if let Some(outcome) = &outcome {
         // The change first: if this write is lost, the next advance finds the change moved
         // and only finishes the rollout.
-        finish_change(state, &loaded, outcome, reason, now).await?;
-        if outcome == "rolled-back" {
-            for (scope, package, version) in rolled_back_scopes(&loaded) {
-                decision.write.rolled_back.push((scope, package, version));
-            }
+        finish_change(state, &loaded, outcome, now).await?;
+        if let RolloutOutcome::RolledBack(_) = outcome {
+            let plan = &loaded.stored_plan;
+            decision.write.rolled_back.extend(rolled_back_scopes(
+                &loaded.state,
+                |host| plan.environment(host),
+                &plan.targets,
+            ));
         }
         restore_canary_weights(state, &mut loaded, true, &mut decision).await;
         decision.write.events.push(event(
             "finish",
-            json!({"outcome": outcome, "reason": reason, "breaker_trips": loaded.runtime.breaker_trips, "rollbacks": loaded.runtime.rollbacks}),
+            json!({"outcome": outcome.as_str(), "reason": outcome.reason(), "breaker_trips": loaded.runtime.breaker_trips, "rollbacks": loaded.runtime.rollbacks}),
             true,
         ));
     }
@@ -160,7 +191,7 @@ pub(super) async fn advance_once(
     decision.write.state = json_of(&loaded.state)?;
     decision.write.runtime = json_of(&loaded.runtime)?;
     decision.write.phase = phase_of(&loaded).to_owned();
-    decision.write.outcome = outcome.map(|(o, _)| o);
+    decision.write.outcome = outcome.map(|o| o.as_str().to_owned());
     let nothing_new = decision.write.jobs.is_empty()
         && decision.write.observed.is_empty()
         && decision.write.events.is_empty()
@@ -203,17 +234,20 @@ pub(super) async fn advance_once(
     Ok(stored)
 }
 
-/// Folds finished jobs into the state.
+/// Folds finished jobs into the state. `now` is the governance clock's, `system_now` the
+/// system's: a job's end is a system-stamped fact, placed on the governance clock by its age
+/// for the engine.
 pub(super) fn fold_jobs(
     loaded: &mut Loaded,
     jobs: &[RolloutJob],
     now: Timestamp,
+    system_now: Timestamp,
     decision: &mut Decision,
 ) {
     for job in jobs {
         let host = job.job.hostname.clone();
         let job_id = job.job.job.id.clone();
-        if job.job.state == "cancelled" {
+        if job.job.state == JobState::Cancelled {
             decision.write.observed.push(job_id);
             continue;
         }
@@ -221,139 +255,139 @@ pub(super) fn fold_jobs(
             continue;
         };
         decision.write.observed.push(job_id.clone());
-        let at = job
+        let ended = job
             .job
             .finished_at
             .as_deref()
-            .and_then(|t| t.parse::<Timestamp>().ok())
-            .unwrap_or(now);
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        let at = ended.map_or(now, |ended| on_governance_clock(ended, system_now, now));
         if job.kind == "rollback" {
             fold_rollback(loaded, &host, &job_id, report, at, decision);
             continue;
         }
         // A report of an older attempt (before a retry) changes nothing now.
-        if loaded.runtime.jobs.get(&host) != Some(&job_id) {
+        if loaded.runtime.job(&host) != Some(job_id.as_str()) {
             continue;
         }
-        loaded
-            .runtime
-            .before
-            .entry(host.clone())
-            .or_insert_with(|| {
+        let track = loaded.runtime.host_mut(&host);
+        if track.before.is_none() {
+            track.before = Some(
                 report
                     .versions_before
                     .iter()
                     .filter_map(|(p, v)| v.clone().map(|v| (p.clone(), v)))
-                    .collect()
-            });
-        let observation = match report.outcome {
-            JobOutcome::Succeeded | JobOutcome::AlreadyCompliant => {
-                match wrong_versions(
-                    &loaded.stored_plan.targets,
-                    &report.versions_after,
-                    &loaded.stored_plan,
-                    &host,
-                ) {
-                    Some(wrong) => {
-                        let note = format!("verification: the job's report shows {wrong}");
-                        loaded.runtime.notes.insert(host.clone(), note.clone());
-                        decision.write.events.push(event(
-                            "host-failed",
-                            json!({"host": host, "job": job_id, "reason": note}),
-                            true,
-                        ));
-                        Some(Observation::HostFailed {
-                            host: host.clone(),
-                            at,
-                        })
-                    }
-                    None => {
-                        if let Some(regression) = regression(loaded, report) {
-                            loaded
-                                .runtime
-                                .regressions
-                                .push(format!("{host}: {regression}"));
-                            decision.write.events.push(event(
-                                "regression",
-                                json!({"host": host, "job": job_id, "regression": regression}),
-                                true,
-                            ));
-                            // The change's own rollback criterion: beyond its latency factor
-                            // the host counts as failed (without one, it is only flagged).
-                            if loaded.stored_plan.max_latency_factor.is_some() {
-                                let note = format!("rollback criteria: latency {regression}");
-                                loaded.runtime.notes.insert(host.clone(), note.clone());
-                                decision.write.events.push(event(
-                                    "host-failed",
-                                    json!({"host": host, "job": job_id, "reason": note}),
-                                    true,
-                                ));
-                                apply_logged(
-                                    loaded,
-                                    &Observation::HostFailed {
-                                        host: host.clone(),
-                                        at,
-                                    },
-                                    decision,
-                                );
-                                continue;
-                            }
-                        }
-                        loaded.runtime.verifying.insert(host.clone(), at);
-                        loaded.runtime.inventory_asked.remove(&host);
-                        if report.outcome == JobOutcome::AlreadyCompliant {
-                            // Verified like every host, by an inventory received after the job.
-                            // The agent sends one by itself only when packages changed: ask now
-                            // rather than after the grace.
-                            loaded.runtime.inventory_asked.insert(host.clone());
-                            decision.inventories.insert(host.clone());
-                        }
-                        decision.write.events.push(event(
-                            "host-updated",
-                            json!({"host": host, "job": job_id, "outcome": report.outcome.as_str(), "versions": report.versions_after}),
-                            false,
-                        ));
-                        None
-                    }
-                }
-            }
-            JobOutcome::RolledBack => {
-                loaded.runtime.rollbacks += 1;
-                let note = failed_step(report);
-                loaded
-                    .runtime
-                    .notes
-                    .insert(host.clone(), format!("rolled back by its agent: {note}"));
+                    .collect(),
+            );
+        }
+        let verdict = judge_update(
+            report,
+            &loaded.stored_plan.targets,
+            loaded.stored_plan.hosts.get(&host).map(|h| &h.versions),
+            loaded.stored_plan.max_latency_factor,
+        );
+        let observation = match verdict {
+            UpdateVerdict::WrongVersions { note } => {
+                loaded.runtime.set_note(&host, note.clone());
                 decision.write.events.push(event(
-                    "host-rolled-back",
-                    json!({"host": host, "job": job_id, "by": "agent", "reason": note, "versions": report.versions_after}),
+                    "host-failed",
+                    json!({"host": host, "job": job_id, "reason": note}),
                     true,
                 ));
-                Some(Observation::HostRolledBack {
+                Observation::HostFailed {
                     host: host.clone(),
                     at,
-                })
+                }
             }
-            JobOutcome::Failed | JobOutcome::RollbackFailed | JobOutcome::Interrupted => {
-                let note = format!("{}: {}", report.outcome.as_str(), failed_step(report));
-                loaded.runtime.notes.insert(host.clone(), note.clone());
+            UpdateVerdict::TooSlow { regression, note } => {
+                flag_regression(loaded, &host, &job_id, &regression, decision);
+                loaded.runtime.set_note(&host, note.clone());
+                decision.write.events.push(event(
+                    "host-failed",
+                    json!({"host": host, "job": job_id, "reason": note}),
+                    true,
+                ));
+                Observation::HostFailed {
+                    host: host.clone(),
+                    at,
+                }
+            }
+            UpdateVerdict::Verify {
+                regression,
+                ask_now,
+            } => {
+                if let Some(regression) = regression {
+                    flag_regression(loaded, &host, &job_id, &regression, decision);
+                }
+                // Verified like every host, by an inventory received after the job (by the
+                // system clock that stamps both). The agent sends one by itself only when
+                // packages changed: after a job that changed nothing, ask now rather than
+                // after the grace.
+                loaded.runtime.host_mut(&host).phase = TrackPhase::Verifying {
+                    job_ended: ended.unwrap_or(system_now),
+                    asked: ask_now,
+                };
+                if ask_now {
+                    decision.inventories.insert(host.clone());
+                }
+                decision.write.events.push(event(
+                    "host-updated",
+                    json!({"host": host, "job": job_id, "outcome": report.outcome.as_str(), "versions": report.versions_after}),
+                    false,
+                ));
+                continue;
+            }
+            UpdateVerdict::RolledBackByAgent { reason } => {
+                loaded.runtime.rollbacks += 1;
+                loaded
+                    .runtime
+                    .set_note(&host, format!("rolled back by its agent: {reason}"));
+                decision.write.events.push(event(
+                    "host-rolled-back",
+                    json!({"host": host, "job": job_id, "by": "agent", "reason": reason, "versions": report.versions_after}),
+                    true,
+                ));
+                Observation::HostRolledBack {
+                    host: host.clone(),
+                    at,
+                }
+            }
+            UpdateVerdict::Failed { note } => {
+                loaded.runtime.set_note(&host, note.clone());
                 decision.write.events.push(event(
                     "host-failed",
                     json!({"host": host, "job": job_id, "reason": note, "versions": report.versions_after}),
                     true,
                 ));
-                Some(Observation::HostFailed {
+                Observation::HostFailed {
                     host: host.clone(),
                     at,
-                })
+                }
             }
         };
-        if let Some(observation) = observation {
-            apply_logged(loaded, &observation, decision);
-        }
+        apply_logged(loaded, &observation, decision);
     }
 }
 
+/// Records a latency regression against the pre-update baseline.
+fn flag_regression(
+    loaded: &mut Loaded,
+    host: &str,
+    job_id: &str,
+    regression: &str,
+    decision: &mut Decision,
+) {
+    loaded
+        .runtime
+        .regressions
+        .push(format!("{host}: {regression}"));
+    decision.write.events.push(event(
+        "regression",
+        json!({"host": host, "job": job_id, "regression": regression}),
+        true,
+    ));
+}
+
+/// Folds a rollback job's report: restored, or the host can no longer be rolled back.
 pub(super) fn fold_rollback(
     loaded: &mut Loaded,
     host: &str,
@@ -362,11 +396,9 @@ pub(super) fn fold_rollback(
     at: Timestamp,
     decision: &mut Decision,
 ) {
-    match report.outcome {
-        JobOutcome::Succeeded | JobOutcome::AlreadyCompliant => {
+    match judge_rollback(report) {
+        Ok(()) => {
             loaded.runtime.rollbacks += 1;
-            loaded.runtime.verifying.remove(host);
-            loaded.runtime.awaiting_reboot.remove(host);
             decision.write.events.push(event(
                 "host-rolled-back",
                 json!({"host": host, "job": job_id, "by": "rollout", "versions": report.versions_after}),
@@ -378,14 +410,12 @@ pub(super) fn fold_rollback(
             };
             apply_logged(loaded, &observation, decision);
         }
-        _ => {
-            loaded.runtime.rollback_failed.insert(host.to_owned());
-            let note = format!(
-                "rollback {}: {}",
-                report.outcome.as_str(),
-                failed_step(report)
-            );
-            loaded.runtime.notes.insert(host.to_owned(), note.clone());
+        Err(note) => {
+            let track = loaded.runtime.host_mut(host);
+            track.phase = TrackPhase::RollbackFailed {
+                rollback_job: Some(job_id.to_owned()),
+            };
+            track.note = Some(note.clone());
             decision.write.events.push(event(
                 "rollback-failed",
                 json!({"host": host, "job": job_id, "reason": note, "versions": report.versions_after}),
@@ -410,161 +440,75 @@ pub(super) fn apply_logged(
     }
 }
 
-pub(super) fn failed_step(report: &JobReport) -> String {
-    match report.failed_step() {
-        Some(step) => format!("{} failed: {}", step.step, step.message),
-        None => report.outcome.as_str().to_owned(),
-    }
-}
-
-/// The bundle packages on `host` whose reported version is not the target, described.
-pub(super) fn wrong_versions(
-    targets: &BTreeMap<String, String>,
-    versions: &sluice_core::job::Versions,
-    plan: &StoredPlan,
-    host: &str,
-) -> Option<String> {
-    let installed = plan.hosts.get(host).map(|h| &h.versions);
-    let wrong: Vec<String> = targets
-        .iter()
-        .filter(|(package, _)| installed.is_some_and(|v| v.contains_key(*package)))
-        .filter_map(|(package, target)| {
-            let now = versions.get(package).and_then(|v| v.as_deref());
-            (now != Some(target.as_str())).then(|| {
-                format!(
-                    "{package} at {}, not {target}",
-                    now.unwrap_or("(not installed)")
-                )
-            })
-        })
-        .collect();
-    (!wrong.is_empty()).then(|| wrong.join(", "))
-}
-
-/// A probe that got slower than the change's rollback criteria allow (or twice as slow when
-/// they say nothing), compared with the measurement taken before the update.
-pub(super) fn regression(loaded: &Loaded, report: &JobReport) -> Option<String> {
-    latency_regression(
-        report,
-        loaded
-            .stored_plan
-            .max_latency_factor
-            .unwrap_or(DEFAULT_LATENCY_FACTOR),
-    )
-}
-
-/// Without a limit in the change's rollback criteria, a probe twice as slow is flagged.
-pub(super) const DEFAULT_LATENCY_FACTOR: f64 = 2.0;
-
-/// Probes slower after the update than before by more than `limit`, described.
-pub(super) fn latency_regression(report: &JobReport, limit: f64) -> Option<String> {
-    let (Some(before), Some(after)) = (&report.measurements_before, &report.measurements_after)
-    else {
-        return None;
-    };
-    let mut found = Vec::new();
-    for (b, a) in before.probes.iter().zip(&after.probes) {
-        if let (Some(b_ms), Some(a_ms)) = (b.millis, a.millis)
-            && b_ms > 0.0
-            && a_ms / b_ms > limit
-        {
-            found.push(format!(
-                "{} {:.1} ms → {:.1} ms (×{:.1}, limit ×{limit})",
-                a.probe,
-                b_ms,
-                a_ms,
-                a_ms / b_ms
-            ));
-        }
-    }
-    (!found.is_empty()).then(|| found.join("; "))
-}
-
-/// Hosts being verified: a fresh inventory (received after the job ended) must show the
-/// target versions; a pending reboot keeps the host `pending-reboot` until an inventory says
-/// it is gone.
+/// Hosts being verified or waiting for a reboot: reads each one's latest inventory and asks
+/// the core ([`verify_host`]) what it means. Freshness and timeouts are judged on the system
+/// clock (`system_now`), which stamped the job's end and the inventory's receipt; the engine's
+/// observations carry the governance clock's `now`.
 pub(super) async fn verify(
     state: &AppState,
     loaded: &mut Loaded,
     now: Timestamp,
+    system_now: Timestamp,
     decision: &mut Decision,
-) -> Result<(), ApiError> {
-    let hosts: Vec<(String, Timestamp, bool)> = loaded
+) -> Result<(), RolloutError> {
+    let hosts: Vec<(String, TrackPhase)> = loaded
         .runtime
-        .verifying
+        .hosts
         .iter()
-        .map(|(h, t)| (h.clone(), *t, false))
-        .chain(
-            loaded
-                .runtime
-                .awaiting_reboot
-                .iter()
-                .map(|(h, t)| (h.clone(), *t, true)),
-        )
+        .filter(|(_, t)| {
+            matches!(
+                t.phase,
+                TrackPhase::Verifying { .. } | TrackPhase::AwaitingReboot { .. }
+            )
+        })
+        .map(|(h, t)| (h.clone(), t.phase.clone()))
         .collect();
-    for (host, since, rebooting) in hosts {
-        let fresh = match state.store.inventory(&host).await? {
-            Some((inventory, packages)) => inventory
-                .received_at
-                .parse::<Timestamp>()
-                .ok()
-                .filter(|received| *received >= since)
-                .map(|_| (inventory.reboot_required, packages)),
+    for (host, phase) in hosts {
+        let seen = match state.store.inventory(&host).await? {
+            Some((inventory, packages)) => {
+                inventory
+                    .received_at
+                    .parse::<Timestamp>()
+                    .ok()
+                    .map(|received_at| InventorySeen {
+                        received_at,
+                        reboot_required: inventory.reboot_required,
+                        versions: packages
+                            .into_iter()
+                            .map(|p| (p.name, Some(p.version)))
+                            .collect(),
+                    })
+            }
             None => None,
         };
-        let Some((reboot_required, packages)) = fresh else {
-            if rebooting {
-                if now.duration_since(since) >= REBOOT_POLL {
-                    loaded.runtime.awaiting_reboot.insert(host.clone(), now);
-                    decision.inventories.insert(host);
-                }
-            } else if now.duration_since(since) >= VERIFY_TIMEOUT {
-                loaded.runtime.verifying.remove(&host);
-                loaded.runtime.inventory_asked.remove(&host);
-                let note = format!(
-                    "verification: no fresh inventory within {} of the job's end",
-                    VERIFY_TIMEOUT
-                );
-                loaded.runtime.notes.insert(host.clone(), note.clone());
+        let step = verify_host(
+            &phase,
+            seen.as_ref(),
+            &loaded.stored_plan.targets,
+            loaded.stored_plan.hosts.get(&host).map(|h| &h.versions),
+            system_now,
+        );
+        match step {
+            VerifyStep::Wait | VerifyStep::StillRebooting => {}
+            VerifyStep::Ask(next) => {
+                loaded.runtime.host_mut(&host).phase = next;
+                decision.inventories.insert(host);
+            }
+            VerifyStep::TimedOut { note } | VerifyStep::WrongVersions { note } => {
+                let track = loaded.runtime.host_mut(&host);
+                track.phase = TrackPhase::Updating;
+                track.note = Some(note.clone());
                 decision.write.events.push(event(
                     "host-failed",
                     json!({"host": host, "reason": note}),
                     true,
                 ));
                 apply_logged(loaded, &Observation::HostFailed { host, at: now }, decision);
-            } else if now.duration_since(since) >= INVENTORY_GRACE
-                && loaded.runtime.inventory_asked.insert(host.clone())
-            {
-                // The agent sends one after every job that changed something; ask once when
-                // it has not come.
-                decision.inventories.insert(host);
             }
-            continue;
-        };
-        let installed: sluice_core::job::Versions = packages
-            .into_iter()
-            .map(|p| (p.name, Some(p.version)))
-            .collect();
-        loaded.runtime.verifying.remove(&host);
-        loaded.runtime.inventory_asked.remove(&host);
-        if let Some(wrong) = wrong_versions(
-            &loaded.stored_plan.targets,
-            &installed,
-            &loaded.stored_plan,
-            &host,
-        ) {
-            loaded.runtime.awaiting_reboot.remove(&host);
-            let note = format!("verification: the fresh inventory shows {wrong}");
-            loaded.runtime.notes.insert(host.clone(), note.clone());
-            decision.write.events.push(event(
-                "host-failed",
-                json!({"host": host, "reason": note}),
-                true,
-            ));
-            apply_logged(loaded, &Observation::HostFailed { host, at: now }, decision);
-        } else if reboot_required {
-            if !rebooting {
-                loaded.runtime.awaiting_reboot.insert(host.clone(), now);
+            VerifyStep::PendingReboot => {
+                loaded.runtime.host_mut(&host).phase = TrackPhase::AwaitingReboot {
+                    last_asked: system_now,
+                };
                 decision.write.events.push(event(
                     "host-pending-reboot",
                     json!({"host": host}),
@@ -576,18 +520,19 @@ pub(super) async fn verify(
                     decision,
                 );
             }
-        } else {
-            loaded.runtime.awaiting_reboot.remove(&host);
-            decision.write.events.push(event(
-                "host-succeeded",
-                json!({"host": host, "verified": "fresh inventory shows the target versions", "after_reboot": rebooting}),
-                true,
-            ));
-            apply_logged(
-                loaded,
-                &Observation::HostSucceeded { host, at: now },
-                decision,
-            );
+            VerifyStep::Succeeded { after_reboot } => {
+                loaded.runtime.host_mut(&host).phase = TrackPhase::Updating;
+                decision.write.events.push(event(
+                    "host-succeeded",
+                    json!({"host": host, "verified": "fresh inventory shows the target versions", "after_reboot": after_reboot}),
+                    true,
+                ));
+                apply_logged(
+                    loaded,
+                    &Observation::HostSucceeded { host, at: now },
+                    decision,
+                );
+            }
         }
     }
     Ok(())
@@ -599,7 +544,7 @@ pub(super) fn carry_out(
     actions: &[Action],
     now: Timestamp,
     decision: &mut Decision,
-) -> Result<bool, ApiError> {
+) -> bool {
     let mut moved = false;
     loaded.runtime.waiting = None;
     loaded.runtime.wait_until = None;
@@ -612,7 +557,7 @@ pub(super) fn carry_out(
                         // Its agent was revoked since the rollout started: a failure, not a
                         // job that would wait forever.
                         let note = "no enrolled agent (revoked?): nothing can run its job";
-                        loaded.runtime.notes.insert(host.clone(), note.to_owned());
+                        loaded.runtime.set_note(host, note);
                         decision.write.events.push(event(
                             "host-failed",
                             json!({"host": host, "reason": note}),
@@ -635,10 +580,9 @@ pub(super) fn carry_out(
                     }
                     let Some(job) = update_job(loaded, host) else {
                         // Nothing of the bundle is installed there: nothing to change.
-                        loaded.runtime.notes.insert(
-                            host.clone(),
-                            "none of the bundle's packages is installed: nothing to update"
-                                .to_owned(),
+                        loaded.runtime.set_note(
+                            host,
+                            "none of the bundle's packages is installed: nothing to update",
                         );
                         apply_logged(
                             loaded,
@@ -658,7 +602,7 @@ pub(super) fn carry_out(
                         );
                         continue;
                     };
-                    loaded.runtime.jobs.insert(host.clone(), job.id.clone());
+                    loaded.runtime.host_mut(host).job = Some(job.id.clone());
                     started.push(json!({"host": host, "job": job.id}));
                     decision.wake.insert(host.clone());
                     decision
@@ -714,7 +658,7 @@ pub(super) fn carry_out(
             }
             Action::RollBack(hosts) => {
                 let hosts = hosts.clone();
-                queue_rollbacks(loaded, &hosts, now, decision);
+                queue_rollbacks(loaded, &hosts, decision);
             }
             Action::Promote { to_ring } => {
                 apply_logged(
@@ -737,7 +681,7 @@ pub(super) fn carry_out(
             Action::Complete => {}
         }
     }
-    Ok(moved)
+    moved
 }
 
 /// Each ring the rollout moved past (or every ring, once all hosts succeeded) is compared
@@ -748,11 +692,8 @@ pub(super) async fn compare_rings(
     state: &AppState,
     loaded: &mut Loaded,
     decision: &mut Decision,
-) -> Result<(), ApiError> {
-    let done = |r: usize| {
-        r < loaded.state.ring
-            || loaded.state.phase() == sluice_core::rollout::RolloutPhase::Completed
-    };
+) -> Result<(), RolloutError> {
+    let done = |r: usize| r < loaded.state.ring || loaded.state.phase() == RolloutPhase::Completed;
     let due: Vec<usize> = (0..loaded.plan.rings.len())
         .filter(|r| done(*r) && !loaded.runtime.compared.contains(r))
         .collect();
@@ -771,7 +712,7 @@ pub(super) async fn compare_rings(
         let reports: Vec<&JobReport> = jobs
             .iter()
             .filter(|j| j.kind == "update" && hosts.contains(&j.job.hostname))
-            .filter(|j| loaded.runtime.jobs.get(&j.job.hostname) == Some(&j.job.job.id))
+            .filter(|j| loaded.runtime.job(&j.job.hostname) == Some(j.job.job.id.as_str()))
             .filter_map(|j| j.job.report.as_ref())
             .collect();
         let baseline = ring_baseline(&reports, limit);
@@ -798,91 +739,6 @@ pub(super) async fn compare_rings(
     Ok(())
 }
 
-/// A ring's measurements against its baseline.
-#[derive(Debug, PartialEq)]
-pub(super) struct RingBaseline {
-    /// Hosts with measurements before and after.
-    pub(super) measured: usize,
-    /// Median probe latency before the updates, ms.
-    pub(super) probe_before: Option<f64>,
-    /// Median probe latency after, ms.
-    pub(super) probe_after: Option<f64>,
-    /// Mean 1-minute load before.
-    pub(super) load_before: Option<f64>,
-    /// Mean 1-minute load after.
-    pub(super) load_after: Option<f64>,
-    /// The probes got slower than the limit allows, in words.
-    pub(super) regression: Option<String>,
-}
-
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    values.retain(|v| v.is_finite());
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    })
-}
-
-fn mean(values: &[f64]) -> Option<f64> {
-    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
-}
-
-/// The ring's median probe latency and mean load, before and after, from its jobs' reports;
-/// `None` when no report carries measurements from both sides.
-pub(super) fn ring_baseline(reports: &[&JobReport], limit: f64) -> Option<RingBaseline> {
-    let measured: Vec<_> = reports
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r.measurements_before.as_ref()?,
-                r.measurements_after.as_ref()?,
-            ))
-        })
-        .collect();
-    if measured.is_empty() {
-        return None;
-    }
-    let (mut before, mut after) = (Vec::new(), Vec::new());
-    for (b, a) in &measured {
-        for (pb, pa) in b.probes.iter().zip(&a.probes) {
-            if let (Some(mb), Some(ma)) = (pb.millis, pa.millis) {
-                before.push(mb);
-                after.push(ma);
-            }
-        }
-    }
-    let loads =
-        |pick: fn(
-            &(
-                &sluice_core::job::Measurements,
-                &sluice_core::job::Measurements,
-            ),
-        ) -> Option<f64>| { mean(&measured.iter().filter_map(pick).collect::<Vec<_>>()) };
-    let probe_before = median(before);
-    let probe_after = median(after);
-    let regression = match (probe_before, probe_after) {
-        (Some(b), Some(a)) if b > 0.0 && a / b > limit => Some(format!(
-            "median probe {b:.1} ms → {a:.1} ms (×{:.1}, limit ×{limit})",
-            a / b
-        )),
-        _ => None,
-    };
-    Some(RingBaseline {
-        measured: measured.len(),
-        probe_before,
-        probe_after,
-        load_before: loads(|(b, _)| b.load.map(|l| l[0])),
-        load_after: loads(|(_, a)| a.load.map(|l| l[0])),
-        regression,
-    })
-}
-
 /// The update job for `host`: the bundle's packages installed there, at their targets.
 pub(super) fn update_job(loaded: &mut Loaded, host: &str) -> Option<Job> {
     let installed = loaded.stored_plan.hosts.get(host)?;
@@ -899,7 +755,7 @@ pub(super) fn update_job(loaded: &mut Loaded, host: &str) -> Option<Job> {
     if targets.is_empty() {
         return None;
     }
-    let attempt = *loaded.runtime.attempts.entry(host.to_owned()).or_insert(1);
+    let attempt = loaded.runtime.host_mut(host).attempts;
     let id = &loaded.stored.id;
     Some(Job {
         id: format!("{id}-{host}-u{attempt}"),
@@ -913,67 +769,42 @@ pub(super) fn update_job(loaded: &mut Loaded, host: &str) -> Option<Job> {
     })
 }
 
-/// Queues a rollback job for each host that has none yet: back to the versions it had before
-/// its update, undoing that job's configuration changes too.
-pub(super) fn queue_rollbacks(
-    loaded: &mut Loaded,
-    hosts: &[String],
-    _now: Timestamp,
-    decision: &mut Decision,
-) {
+/// Queues a rollback job for each host the core says to ([`plan_rollback`]): back to the
+/// versions it had before its update, undoing that job's configuration changes too. A host
+/// whose rollback was already decided (queued, done or failed) is left alone.
+///
+/// [`plan_rollback`]: sluice_core::rollout::plan_rollback
+pub(super) fn queue_rollbacks(loaded: &mut Loaded, hosts: &[String], decision: &mut Decision) {
     let id = loaded.stored.id.clone();
     let mut queued = Vec::new();
     for host in hosts {
-        if loaded.runtime.rollback_jobs.contains_key(host) {
-            continue;
-        }
-        if !decision.live.contains(host) {
-            loaded
-                .runtime
-                .rollback_jobs
-                .insert(host.clone(), String::new());
-            loaded.runtime.rollback_failed.insert(host.clone());
-            let note = "cannot roll back: no enrolled agent (revoked?)";
-            loaded.runtime.notes.insert(host.clone(), note.to_owned());
-            decision.write.events.push(event(
-                "rollback-failed",
-                json!({"host": host, "reason": note}),
-                true,
-            ));
-            continue;
-        }
-        let attempt = loaded.runtime.attempts.get(host).copied().unwrap_or(1);
-        let before = loaded.runtime.before.get(host).cloned().unwrap_or_default();
-        let targets: Vec<Target> = loaded
-            .stored_plan
-            .targets
-            .keys()
-            .filter_map(|package| {
-                before.get(package).map(|version| Target {
-                    package: package.clone(),
-                    version: version.clone(),
-                })
-            })
-            .collect();
-        if targets.is_empty() {
-            loaded
-                .runtime
-                .rollback_jobs
-                .insert(host.clone(), String::new());
-            loaded.runtime.rollback_failed.insert(host.clone());
-            loaded.runtime.notes.insert(host.clone(), "cannot roll back: the versions before the update are not known (its job never reported)".to_owned());
-            decision.write.events.push(event(
-                "rollback-failed",
-                json!({"host": host, "reason": "versions before the update unknown"}),
-                true,
-            ));
-            continue;
-        }
+        let plan = sluice_core::rollout::plan_rollback(
+            &loaded.runtime,
+            host,
+            decision.live.contains(host),
+            &loaded.stored_plan.targets,
+        );
+        let targets: Vec<Target> = match plan {
+            RollbackPlan::AlreadyDecided => continue,
+            RollbackPlan::Impossible { note, reason } => {
+                let track = loaded.runtime.host_mut(host);
+                track.phase = TrackPhase::RollbackFailed { rollback_job: None };
+                track.note = Some(note.to_owned());
+                decision.write.events.push(event(
+                    "rollback-failed",
+                    json!({"host": host, "reason": reason}),
+                    true,
+                ));
+                continue;
+            }
+            RollbackPlan::Queue(targets) => targets,
+        };
+        let attempt = loaded.runtime.attempt(host);
         let job = Job {
             id: format!("{id}-{host}-r{attempt}"),
             idempotency_key: format!("rollout:{id}:{host}:rollback:{attempt}"),
             kind: JobKind::Rollback {
-                of_job: loaded.runtime.jobs.get(host).cloned(),
+                of_job: loaded.runtime.job(host).map(str::to_owned),
             },
             targets,
             preflight: Preflight::default(),
@@ -981,11 +812,9 @@ pub(super) fn queue_rollbacks(
             rollback: RollbackPolicy::default(),
             package_manager: None,
         };
-        loaded
-            .runtime
-            .rollback_jobs
-            .insert(host.clone(), job.id.clone());
-        loaded.runtime.verifying.remove(host);
+        loaded.runtime.host_mut(host).phase = TrackPhase::RollingBack {
+            rollback_job: job.id.clone(),
+        };
         queued.push(json!({"host": host, "job": job.id, "to": job.targets}));
         decision.wake.insert(host.clone());
         decision
@@ -1001,125 +830,26 @@ pub(super) fn queue_rollbacks(
     }
 }
 
-/// How the rollout ended, if it did: (outcome, reason).
-pub(super) fn outcome(
-    loaded: &Loaded,
-    actions: &[Action],
-    outstanding: bool,
-) -> Option<(String, String)> {
-    if outstanding || !loaded.runtime.verifying.is_empty() {
-        return None;
-    }
-    let failed_rollbacks = !loaded.runtime.rollback_failed.is_empty();
-    if let Some(reason) = &loaded.state.aborted {
-        if loaded.runtime.rollback_requested.is_some() {
-            let pending = loaded.state.hosts.iter().any(|(h, run)| {
-                matches!(
-                    run.status,
-                    HostStatus::Succeeded | HostStatus::Failed | HostStatus::PendingReboot
-                ) && !loaded.runtime.rollback_failed.contains(h)
-                    && !loaded.runtime.cancelled.contains(h)
-            });
-            if pending {
-                return None;
-            }
-            return Some(if failed_rollbacks {
-                (
-                    "failed".to_owned(),
-                    format!("{reason}; some hosts could not be rolled back"),
-                )
-            } else {
-                ("rolled-back".to_owned(), reason.clone())
-            });
-        }
-        return Some(("aborted".to_owned(), reason.clone()));
-    }
-    if loaded.state.phase() == RolloutPhase::Completed {
-        return Some((
-            "completed".to_owned(),
-            "every host updated and verified".to_owned(),
-        ));
-    }
-    if let Some(trip) = loaded.state.breaker {
-        if loaded.plan.policy.on_trip == OnTrip::Pause {
-            return None;
-        }
-        let in_flight = loaded.state.hosts.values().any(|r| r.status.in_flight());
-        let to_roll_back = actions.iter().any(|a| match a {
-            Action::RollBack(hosts) => hosts
-                .iter()
-                .any(|h| !loaded.runtime.rollback_failed.contains(h)),
-            _ => false,
-        });
-        if in_flight || to_roll_back {
-            return None;
-        }
-        let reason = format!(
-            "the breaker tripped: {} failed of a threshold of {} ({})",
-            trip.failed,
-            trip.threshold,
-            match trip.scope {
-                sluice_core::rollout::BreakerScope::Batch { ring, batch } =>
-                    format!("ring {ring}, batch {batch}"),
-                sluice_core::rollout::BreakerScope::Ring { ring, .. } => format!("ring {ring}"),
-            }
-        );
-        return Some(if failed_rollbacks {
-            (
-                "failed".to_owned(),
-                format!("{reason}; some hosts could not be rolled back"),
-            )
-        } else {
-            ("rolled-back".to_owned(), reason)
-        });
-    }
-    None
-}
-
-/// The (environment, package, version) triples a rollback undid: the rings that had hosts
-/// rolled back, with the bundle's targets.
-pub(super) fn rolled_back_scopes(loaded: &Loaded) -> Vec<(String, String, String)> {
-    let mut scopes = BTreeSet::new();
-    for (host, run) in &loaded.state.hosts {
-        if run.status == HostStatus::RolledBack
-            && let Some(environment) = loaded.stored_plan.environment(host)
-        {
-            scopes.insert(environment.to_owned());
-        }
-    }
-    let mut out = Vec::new();
-    for scope in scopes {
-        for (package, version) in &loaded.stored_plan.targets {
-            out.push((scope.clone(), package.clone(), version.clone()));
-        }
-    }
-    out
-}
-
 /// Moves the change to match the rollout's end, as `system`, unless it already moved.
 pub(super) async fn finish_change(
     state: &AppState,
     loaded: &Loaded,
-    outcome: &str,
-    reason: &str,
+    outcome: &RolloutOutcome,
     now: Timestamp,
-) -> Result<(), ApiError> {
+) -> Result<(), RolloutError> {
     let Some(stored) = state.store.change(&loaded.stored.change_id).await? else {
         return Ok(());
     };
     if stored.change.state != ChangeState::Implementing {
         return Ok(());
     }
+    let reason = format!("rollout {}: {}", loaded.stored.id, outcome.reason());
     let action = match outcome {
-        "completed" => ChangeAction::Complete,
-        "rolled-back" => ChangeAction::RollBack {
-            reason: format!("rollout {}: {reason}", loaded.stored.id),
-        },
-        _ => ChangeAction::Fail {
-            reason: format!("rollout {}: {reason}", loaded.stored.id),
-        },
+        RolloutOutcome::Completed => ChangeAction::Complete,
+        RolloutOutcome::RolledBack(_) => ChangeAction::RollBack { reason },
+        RolloutOutcome::Aborted(_) | RolloutOutcome::Failed(_) => ChangeAction::Fail { reason },
     };
-    crate::api::changes::take_action(
+    crate::changes::take_action(
         state,
         &stored,
         &system_person(),
@@ -1133,8 +863,15 @@ pub(super) async fn finish_change(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use sluice_core::job::JobOutcome;
+    use sluice_core::rollout::{Bookkeeping, HostStatus};
+    use sluice_store::StoredJob;
+
     use super::*;
-    use sluice_core::job::{Measurements, ProbeLatency};
+    use crate::rollouts::default_policy;
+    use crate::rollouts::model::{StoredHost, StoredPlan};
 
     fn plan_with(host: &str, installed: &[(&str, &str)]) -> StoredPlan {
         StoredPlan {
@@ -1166,120 +903,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_the_bundle_packages_installed_on_the_host_are_verified() {
-        // curl is not installed on web1: its absence is not a failure.
-        let plan = plan_with("web1", &[("openssl", "3.0.2-1")]);
-        let mut versions: sluice_core::job::Versions = BTreeMap::new();
-        versions.insert("openssl".into(), Some("3.0.2-2".into()));
-        assert_eq!(
-            wrong_versions(&plan.targets, &versions, &plan, "web1"),
-            None
-        );
-        versions.insert("openssl".into(), Some("3.0.2-1".into()));
-        assert_eq!(
-            wrong_versions(&plan.targets, &versions, &plan, "web1").as_deref(),
-            Some("openssl at 3.0.2-1, not 3.0.2-2")
-        );
-        versions.remove("openssl");
-        assert_eq!(
-            wrong_versions(&plan.targets, &versions, &plan, "web1").as_deref(),
-            Some("openssl at (not installed), not 3.0.2-2")
-        );
-    }
-
-    fn measured(millis: &[Option<f64>]) -> Measurements {
-        Measurements {
-            taken_at: jiff::Timestamp::UNIX_EPOCH,
-            load: None,
-            mem_total_bytes: None,
-            mem_available_bytes: None,
-            probes: millis
-                .iter()
-                .enumerate()
-                .map(|(i, m)| ProbeLatency {
-                    probe: format!("http probe {i}"),
-                    millis: *m,
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn a_ring_is_compared_with_its_baseline_by_median_probe_and_mean_load() {
-        let report = |before: &[Option<f64>], after: &[Option<f64>], load: (f64, f64)| {
-            let mut b = measured(before);
-            b.load = Some([load.0, 0.0, 0.0]);
-            let mut a = measured(after);
-            a.load = Some([load.1, 0.0, 0.0]);
-            JobReport {
-                job_id: "j".into(),
-                idempotency_key: "k".into(),
-                outcome: JobOutcome::Succeeded,
-                steps: Vec::new(),
-                versions_before: BTreeMap::new(),
-                versions_after: BTreeMap::new(),
-                unsettled: BTreeMap::new(),
-                measurements_before: Some(b),
-                measurements_after: Some(a),
-                interrupted_at: None,
-            }
-        };
-        let reports = [
-            report(&[Some(10.0)], &[Some(30.0)], (0.5, 1.5)),
-            report(&[Some(12.0)], &[Some(26.0)], (0.7, 0.9)),
-            report(&[Some(8.0), None], &[Some(25.0), Some(99.0)], (0.3, 0.6)),
-        ];
-        let refs: Vec<&JobReport> = reports.iter().collect();
-        let ring = ring_baseline(&refs, 2.0).unwrap();
-        assert_eq!(ring.measured, 3);
-        assert_eq!(ring.probe_before, Some(10.0));
-        assert_eq!(ring.probe_after, Some(26.0));
-        assert!((ring.load_before.unwrap() - 0.5).abs() < 1e-9);
-        assert!((ring.load_after.unwrap() - 1.0).abs() < 1e-9);
-        assert_eq!(
-            ring.regression.as_deref(),
-            Some("median probe 10.0 ms → 26.0 ms (×2.6, limit ×2)")
-        );
-        assert_eq!(ring_baseline(&refs, 3.0).unwrap().regression, None);
-        let unmeasured = JobReport {
-            measurements_after: None,
-            ..reports[0].clone()
-        };
-        assert_eq!(ring_baseline(&[&unmeasured], 2.0), None);
-    }
-
-    #[test]
-    fn a_probe_slower_than_the_limit_is_a_regression_and_a_failed_probe_is_not_compared() {
-        let report = JobReport {
-            job_id: "j".into(),
-            idempotency_key: "k".into(),
-            outcome: JobOutcome::Succeeded,
-            steps: Vec::new(),
-            versions_before: BTreeMap::new(),
-            versions_after: BTreeMap::new(),
-            unsettled: BTreeMap::new(),
-            measurements_before: Some(measured(&[Some(10.0), Some(10.0), None])),
-            measurements_after: Some(measured(&[Some(19.0), Some(31.0), Some(500.0)])),
-            interrupted_at: None,
-        };
-        let found = latency_regression(&report, 2.0).unwrap();
-        assert!(
-            found.contains("http probe 1 10.0 ms → 31.0 ms (×3.1"),
-            "{found}"
-        );
-        assert!(
-            !found.contains("probe 0") && !found.contains("probe 2"),
-            "{found}"
-        );
-        assert_eq!(latency_regression(&report, 3.5), None);
-        let unmeasured = JobReport {
-            measurements_before: None,
-            ..report
-        };
-        assert_eq!(latency_regression(&unmeasured, 1.0), None);
-    }
-
     /// A rollout of `plan_with("web1", …)` whose update job for web1 is running, and the
     /// agent's report of that job with `outcome`.
     fn running(outcome: JobOutcome) -> (Loaded, RolloutJob) {
@@ -1287,10 +910,8 @@ mod tests {
         let plan = stored_plan.plan().unwrap();
         let mut state = sluice_core::rollout::RolloutState::new(&plan);
         state.hosts.get_mut("web1").unwrap().status = HostStatus::Running;
-        let runtime = Runtime {
-            jobs: [("web1".to_owned(), "job-1".to_owned())].into(),
-            ..Runtime::default()
-        };
+        let mut runtime = Bookkeeping::default();
+        runtime.host_mut("web1").job = Some("job-1".to_owned());
         let loaded = Loaded {
             stored: StoredRollout {
                 id: "RO-1".into(),
@@ -1338,11 +959,11 @@ mod tests {
         let reported = RolloutJob {
             kind: "update".into(),
             observed_at: None,
-            job: sluice_store::StoredJob {
+            job: StoredJob {
                 job,
                 agent_id: "agent-1".into(),
                 hostname: "web1".into(),
-                state: outcome.as_str().into(),
+                state: outcome.into(),
                 created_by: "system".into(),
                 created_at: "2026-06-01T00:00:00Z".into(),
                 claimed_at: Some("2026-06-01T00:00:01Z".into()),
@@ -1370,7 +991,7 @@ mod tests {
         for outcome in [JobOutcome::AlreadyCompliant, JobOutcome::Succeeded] {
             let (mut loaded, reported) = running(outcome);
             let mut decision = decision();
-            fold_jobs(&mut loaded, &[reported], now, &mut decision);
+            fold_jobs(&mut loaded, &[reported], now, now, &mut decision);
             // Not succeeded on the report, nor on the inventory on record: verifying, from the
             // job's end, like any host whose job succeeded.
             assert_eq!(
@@ -1378,20 +999,18 @@ mod tests {
                 HostStatus::Running,
                 "{outcome:?}"
             );
+            let asked = outcome == JobOutcome::AlreadyCompliant;
             assert_eq!(
-                loaded.runtime.verifying.get("web1"),
-                Some(&ended),
+                loaded.runtime.phase("web1"),
+                &TrackPhase::Verifying {
+                    job_ended: ended,
+                    asked
+                },
                 "{outcome:?}"
             );
             // The agent of a job that changed nothing sends no inventory by itself: the server
             // asks at once. After a job that changed packages it waits for the agent's own.
-            let asked = outcome == JobOutcome::AlreadyCompliant;
             assert_eq!(decision.inventories.contains("web1"), asked, "{outcome:?}");
-            assert_eq!(
-                loaded.runtime.inventory_asked.contains("web1"),
-                asked,
-                "{outcome:?}"
-            );
         }
     }
 }

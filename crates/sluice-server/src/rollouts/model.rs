@@ -1,18 +1,21 @@
-//! What a rollout is made of: the request that starts it, the plan and the bookkeeping as
-//! stored, and the operators' actions. Stored as JSON and read back on every advance.
+//! What a rollout is made of: the request that starts it, the plan as stored, and the
+//! operators' actions. Stored as JSON and read back on every advance; the bookkeeping beside
+//! the engine's state is the core's `Bookkeeping`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sluice_core::calendar::{TimeRange, WindowSpec};
-use sluice_core::rollout::{HostInfo, OnTrip, Plan, Ring, RolloutPolicy, RolloutState, Size};
+use sluice_core::rollout::{
+    Bookkeeping, HostInfo, OnTrip, Plan, Ring, RolloutPolicy, RolloutState, Size,
+};
 pub use sluice_protocol::rollouts::{
     HaproxySpec, JobTemplate, OperatorAction, PrometheusSpec, RolloutRequest,
 };
 use sluice_store::StoredRollout;
 
-use crate::error::ApiError;
+use super::error::RolloutError;
 
 /// The default policy: small and careful.
 pub fn default_policy() -> RolloutPolicy {
@@ -136,55 +139,6 @@ pub(super) fn host_info(name: &str, host: &StoredHost) -> Result<HostInfo, Strin
     })
 }
 
-/// The server's bookkeeping beside the engine's state.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Runtime {
-    /// Update attempts per host (a retry makes another).
-    pub attempts: BTreeMap<String, u32>,
-    /// Each host's current update job.
-    pub jobs: BTreeMap<String, String>,
-    /// Versions of the bundle's packages before the host's first update: what a rollback
-    /// returns to.
-    pub before: BTreeMap<String, BTreeMap<String, String>>,
-    /// Each host's rollback job, once queued.
-    pub rollback_jobs: BTreeMap<String, String>,
-    /// Rollback jobs that did not restore their host.
-    pub rollback_failed: BTreeSet<String>,
-    /// Hosts whose job succeeded, waiting for a fresh inventory: when the job ended.
-    pub verifying: BTreeMap<String, Timestamp>,
-    /// Hosts being verified that were asked for an inventory.
-    pub inventory_asked: BTreeSet<String>,
-    /// Hosts waiting for a reboot: when they were last asked for an inventory.
-    pub awaiting_reboot: BTreeMap<String, Timestamp>,
-    /// Hosts whose jobs were cancelled before an agent took them (after an abort).
-    pub cancelled: BTreeSet<String>,
-    /// The last word on each host (a failed step, a verification), for people.
-    pub notes: BTreeMap<String, String>,
-    /// Breaker trips so far.
-    pub breaker_trips: u32,
-    /// When the trip last recorded happened (the engine's trip time).
-    pub trip_recorded: Option<Timestamp>,
-    /// Hosts restored to their earlier versions (by their own job or a rollback job).
-    pub rollbacks: u32,
-    /// Why nothing starts, when the engine said wait.
-    pub waiting: Option<String>,
-    /// When waiting may end.
-    pub wait_until: Option<Timestamp>,
-    /// The last pause recorded (so a pause is logged once).
-    pub last_pause: Option<String>,
-    /// An operator asked to roll the whole rollout back: why.
-    pub rollback_requested: Option<String>,
-    /// Latency regressions seen against the pre-update baseline.
-    pub regressions: Vec<String>,
-    /// Rings already compared with their baseline.
-    pub compared: BTreeSet<usize>,
-    /// HAProxy servers whose weight is lowered now.
-    pub lowered: BTreeSet<String>,
-    /// When the Prometheus query last ran.
-    pub prometheus_at: Option<Timestamp>,
-}
-
 /// A loaded rollout, decoded.
 pub struct Loaded {
     /// As stored.
@@ -197,16 +151,20 @@ pub struct Loaded {
     pub plan: Plan,
     /// The engine's state.
     pub state: RolloutState,
-    /// The bookkeeping.
-    pub runtime: Runtime,
+    /// The orchestrator's bookkeeping (stored in the `runtime` column).
+    pub runtime: Bookkeeping,
 }
 
-pub(super) fn corrupt(what: &str, id: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(format!("rollout {id}: stored {what} cannot be read: {e}"))
+fn corrupt(what: &'static str, id: &str, e: impl std::fmt::Display) -> RolloutError {
+    RolloutError::Corrupt {
+        id: id.to_owned(),
+        what,
+        reason: e.to_string(),
+    }
 }
 
 /// Decodes a stored rollout.
-pub fn decode(stored: StoredRollout) -> Result<Loaded, ApiError> {
+pub fn decode(stored: StoredRollout) -> Result<Loaded, RolloutError> {
     let id = stored.id.clone();
     let spec: RolloutRequest =
         serde_json::from_value(stored.spec.clone()).map_err(|e| corrupt("spec", &id, e))?;
@@ -215,7 +173,7 @@ pub fn decode(stored: StoredRollout) -> Result<Loaded, ApiError> {
     let plan = stored_plan.plan().map_err(|e| corrupt("plan", &id, e))?;
     let state: RolloutState =
         serde_json::from_value(stored.state.clone()).map_err(|e| corrupt("state", &id, e))?;
-    let runtime: Runtime =
+    let runtime: Bookkeeping =
         serde_json::from_value(stored.runtime.clone()).map_err(|e| corrupt("runtime", &id, e))?;
     Ok(Loaded {
         stored,

@@ -9,11 +9,11 @@ use serde_json::json;
 use sluice_core::rollout::{Action, HostStatus, Observation, next_actions};
 use sluice_store::{Actor, RolloutWrite, StoreError};
 
-use crate::error::ApiError;
+use super::advance::{Decision, advance, apply_logged};
+use super::error::RolloutError;
+use super::model::{HaproxySpec, Loaded, PrometheusSpec};
+use super::{event, json_of, load, phase_of};
 use crate::state::AppState;
-
-use super::advance::*;
-use super::*;
 
 /// Folds alerts into every open rollout they concern: `(alert key, description, firing)` per
 /// alert, matched by `relevant(rollout id, hosts, services)`. Returns the ids of rollouts that
@@ -22,7 +22,7 @@ pub async fn fold_alerts<F>(
     state: &AppState,
     actor: &Actor,
     relevant: F,
-) -> Result<Vec<String>, ApiError>
+) -> Result<Vec<String>, RolloutError>
 where
     F: Fn(&str, &BTreeSet<String>, &BTreeSet<String>) -> Vec<(String, String, bool)>,
 {

@@ -244,13 +244,13 @@ fn package_diff(
 }
 
 fn session_hostname(args: &AgentArgs) -> Result<String> {
-    match &args.hostname {
-        Some(name) => Ok(name.trim().to_ascii_lowercase()),
-        None => Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .context("reading the host name (or pass --hostname)")?
-            .trim()
-            .to_ascii_lowercase()),
-    }
+    let found = match &args.hostname {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name (or pass --hostname)")?,
+    };
+    // The CMDB's rule, the one the server applies: a name it refuses is refused here first.
+    Ok(sluice_core::cmdb::parse_hostname(&found)?)
 }
 
 /// The agent's key: made once, kept with mode 0600, never sent anywhere.
