@@ -201,3 +201,14 @@ pub struct JobRecord {
     /// The agent's report.
     pub report: Option<JobReport>,
 }
+
+/// Job listing filters.
+#[derive(Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct JobFilter {
+    /// One host.
+    pub host: Option<String>,
+    /// At most this many, newest first (1 to 1000; default 100).
+    pub limit: Option<i64>,
+}

@@ -163,3 +163,48 @@ pub enum ExportFormat {
     /// The body of Jira Cloud's `POST /rest/api/3/issue`.
     Jira,
 }
+
+/// Which changes to list.
+#[derive(Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct ChangeFilter {
+    /// States, comma-separated (`submitted,in-review`).
+    pub state: Option<String>,
+    /// `standard`, `normal` or `emergency`.
+    #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", param(rename = "type"))]
+    pub kind: Option<String>,
+    /// Only changes this user requested.
+    pub requester: Option<String>,
+    /// `low`, `medium`, `high` or `very-high`.
+    pub risk: Option<String>,
+    /// Only emergency changes whose retrospective review is overdue.
+    #[serde(default)]
+    pub overdue_review: bool,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+    /// Page start (default 0).
+    pub offset: Option<i64>,
+}
+
+/// How to export.
+#[derive(Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `servicenow` (default) or `jira`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    pub format: ExportFormat,
+    /// Jira: the project key (required for `jira`).
+    pub project: Option<String>,
+    /// Jira: the issue type (default `Change`).
+    pub issue_type: Option<String>,
+    /// ServiceNow: `assignment_group`.
+    pub assignment_group: Option<String>,
+    /// ServiceNow: `cmdb_ci`.
+    pub cmdb_ci: Option<String>,
+    /// ServiceNow: `category` (default `Software`).
+    pub category: Option<String>,
+}

@@ -42,3 +42,16 @@ pub struct RevokeBody {
     /// Why.
     pub reason: String,
 }
+
+/// Which records to list.
+#[derive(Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct DeferralFilter {
+    /// Only records on this host.
+    pub host: Option<String>,
+    /// Only records for this finding.
+    pub finding: Option<String>,
+    /// `pending`, `active`, `expired` or `revoked` (revoked ones are listed only when asked).
+    pub status: Option<String>,
+}

@@ -174,3 +174,30 @@ impl FeedKind {
         }
     }
 }
+
+/// Finding filters.
+#[derive(Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct FindingFilter {
+    /// One host.
+    pub host: Option<String>,
+    /// Only hosts the CMDB selector picks, e.g. `env=prod,criticality>=4`.
+    pub selector: Option<String>,
+    /// SSVC decisions, comma-separated (`act,attend`).
+    pub decision: Option<String>,
+    /// Only KEV-listed (`true`) or only not (`false`).
+    pub kev: Option<bool>,
+    /// Only findings past their due date (and not deferred).
+    #[serde(default)]
+    pub overdue: bool,
+    /// Only findings an active deferral, risk acceptance or legacy pin covers (`true`), or only
+    /// those none covers (`false`: they are due).
+    pub deferred: Option<bool>,
+    /// `open` (default), `resolved` or `all`.
+    pub status: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+    /// Page start (default 0).
+    pub offset: Option<i64>,
+}

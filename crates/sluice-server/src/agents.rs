@@ -15,11 +15,10 @@ use sluice_store::{Agent, EnrollRefusal, StoreError, StoredJob};
 
 use sluice_protocol::agents::{
     AgentToken, Challenge, CreateJob, Enroll, Enrolled, InventoryDiff, IssuedEnrollmentToken,
-    TokenRequest,
+    JobFilter, TokenRequest,
 };
 use sluice_protocol::findings::PushReport;
 
-use crate::api::agents::JobFilter;
 use crate::auth::{AGENT_TOKEN_PREFIX, AgentPrincipal, Principal, new_secret, token_hash};
 use crate::findings::{FindingsError, ingest};
 use crate::settings::parse_duration;

@@ -27,10 +27,11 @@ use sluice_store::{
     ChangeEvent, ChangesPage, ChangesQuery, StoreError, StoredChange, StoredFinding,
 };
 
-use sluice_protocol::changes::{CreateChange, ExportFormat, FromFindings};
+use sluice_protocol::changes::{
+    ChangeFilter, CreateChange, ExportFormat, ExportQuery, FromFindings,
+};
+use sluice_protocol::findings::FindingFilter;
 
-use crate::api::changes::{ChangeFilter, ExportQuery};
-use crate::api::findings::FindingFilter;
 use crate::auth::Principal;
 use crate::calendar::{self, CalendarError};
 use crate::findings::{self, FindingsError};

@@ -11,10 +11,10 @@ use sluice_core::deferral::{
 };
 use sluice_store::{DeferralsQuery, StoreError, StoredDeferral};
 
-use crate::api::deferrals::DeferralFilter;
 use crate::auth::Principal;
 use crate::governance::{self, GovernanceError, current_policy};
 use crate::state::AppState;
+use sluice_protocol::deferrals::DeferralFilter;
 
 /// What went wrong with a deferral record.
 #[derive(Debug, thiserror::Error)]

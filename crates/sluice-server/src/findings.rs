@@ -11,9 +11,8 @@ use sluice_store::{
     StoredFinding,
 };
 
-use sluice_protocol::findings::{CreateFeed, PushInventory, PushReport};
+use sluice_protocol::findings::{CreateFeed, FindingFilter, PushInventory, PushReport};
 
-use crate::api::findings::FindingFilter;
 use crate::auth::Principal;
 use crate::governance::{self, GovernanceError};
 use crate::intel::{self, IntelError, SyncReport};

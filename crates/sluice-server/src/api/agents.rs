@@ -13,7 +13,7 @@ use sluice_core::inventory::host::HostInventory;
 use sluice_core::job::JobReport;
 use sluice_protocol::agents::{
     AgentToken, AgentView, Challenge, ChallengeRequest, CreateEnrollmentToken, CreateJob, Enroll,
-    Enrolled, InventoryDiff, InventoryRequest, IssuedEnrollmentToken, TokenRequest,
+    Enrolled, InventoryDiff, InventoryRequest, IssuedEnrollmentToken, JobFilter, TokenRequest,
 };
 use sluice_protocol::findings::PushReport;
 use sluice_store::{Agent, StoredJob};
@@ -227,16 +227,6 @@ pub async fn create_job(
         StatusCode::OK
     };
     Ok((status, Json(stored)))
-}
-
-/// Job listing filters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct JobFilter {
-    /// One host.
-    pub host: Option<String>,
-    /// At most this many, newest first (1 to 1000; default 100).
-    pub limit: Option<i64>,
 }
 
 /// Jobs, newest first (any role).

@@ -15,13 +15,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
-use serde::Deserialize;
 use serde_json::Value;
 use sluice_core::change::state::next_actions;
 use sluice_core::change::{Action, eligible_groups, evaluate_votes, retrospective_status};
-use sluice_protocol::changes::{ChangePage, ChangeSummary, ChangeView, CreateChange, ExportFormat};
+use sluice_protocol::changes::{
+    ChangeFilter, ChangePage, ChangeSummary, ChangeView, CreateChange, ExportQuery,
+};
 use sluice_store::StoredChange;
-use utoipa::IntoParams;
 
 use crate::auth::Principal;
 use crate::changes;
@@ -136,29 +136,6 @@ fn check_if_match(headers: &HeaderMap, stored: &StoredChange) -> Result<(), ApiE
     }
 }
 
-/// Which changes to list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeFilter {
-    /// States, comma-separated (`submitted,in-review`).
-    pub state: Option<String>,
-    /// `standard`, `normal` or `emergency`.
-    #[serde(rename = "type")]
-    #[param(rename = "type")]
-    pub kind: Option<String>,
-    /// Only changes this user requested.
-    pub requester: Option<String>,
-    /// `low`, `medium`, `high` or `very-high`.
-    pub risk: Option<String>,
-    /// Only emergency changes whose retrospective review is overdue.
-    #[serde(default)]
-    pub overdue_review: bool,
-    /// Page size, 1 to 1000 (default 100).
-    pub limit: Option<i64>,
-    /// Page start (default 0).
-    pub offset: Option<i64>,
-}
-
 /// Changes, newest first, filtered.
 #[utoipa::path(get, path = "/api/v1/changes", tag = "changes", security(("token" = [])), params(ChangeFilter),
     responses((status = 200, body = ChangePage), (status = 422, body = Problem)))]
@@ -235,26 +212,6 @@ pub async fn act(
     check_if_match(&headers, &stored)?;
     let saved = changes::act(&state, &principal, &stored, action, now).await?;
     Ok(with_etag(StatusCode::OK, ChangeView::of(saved, now)))
-}
-
-/// How to export.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ExportQuery {
-    /// `servicenow` (default) or `jira`.
-    #[serde(default)]
-    #[param(value_type = Option<String>)]
-    pub format: ExportFormat,
-    /// Jira: the project key (required for `jira`).
-    pub project: Option<String>,
-    /// Jira: the issue type (default `Change`).
-    pub issue_type: Option<String>,
-    /// ServiceNow: `assignment_group`.
-    pub assignment_group: Option<String>,
-    /// ServiceNow: `cmdb_ci`.
-    pub cmdb_ci: Option<String>,
-    /// ServiceNow: `category` (default `Software`).
-    pub category: Option<String>,
 }
 
 /// The change as a ServiceNow `change_request` record or a Jira issue (docs/change.md).

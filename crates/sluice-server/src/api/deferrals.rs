@@ -10,11 +10,11 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use jiff::Timestamp;
-use serde::Deserialize;
 use sluice_core::deferral::{Deferral, DeferralError, DeferralPolicy, DeferralRequest};
-use sluice_protocol::deferrals::{ApproveBody, DeferralView, RenewBody, RevokeBody};
+use sluice_protocol::deferrals::{
+    ApproveBody, DeferralFilter, DeferralView, RenewBody, RevokeBody,
+};
 use sluice_store::StoredDeferral;
-use utoipa::IntoParams;
 
 use crate::auth::Principal;
 use crate::deferrals;
@@ -50,18 +50,6 @@ pub async fn request_deferral(
     let now = state.clock.now();
     let stored = deferrals::request(&state, &principal, request, now).await?;
     Ok((StatusCode::CREATED, Json(DeferralView::of(stored, now))))
-}
-
-/// Which records to list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct DeferralFilter {
-    /// Only records on this host.
-    pub host: Option<String>,
-    /// Only records for this finding.
-    pub finding: Option<String>,
-    /// `pending`, `active`, `expired` or `revoked` (revoked ones are listed only when asked).
-    pub status: Option<String>,
 }
 
 /// Records, newest first, with their status now.

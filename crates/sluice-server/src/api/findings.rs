@@ -3,12 +3,10 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
 use sluice_protocol::findings::{
-    CreateFeed, FindingItem, FindingRecord, FindingsPage, PushInventory, PushReport,
+    CreateFeed, FindingFilter, FindingItem, FindingRecord, FindingsPage, PushInventory, PushReport,
 };
 use sluice_store::{Feed, StoredFinding};
-use utoipa::IntoParams;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, Problem};
@@ -62,32 +60,6 @@ pub async fn push_inventory(
     Ok(Json(
         findings::push_inventory(&state, &principal, &hostname, request).await?,
     ))
-}
-
-/// Finding filters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct FindingFilter {
-    /// One host.
-    pub host: Option<String>,
-    /// Only hosts the CMDB selector picks, e.g. `env=prod,criticality>=4`.
-    pub selector: Option<String>,
-    /// SSVC decisions, comma-separated (`act,attend`).
-    pub decision: Option<String>,
-    /// Only KEV-listed (`true`) or only not (`false`).
-    pub kev: Option<bool>,
-    /// Only findings past their due date (and not deferred).
-    #[serde(default)]
-    pub overdue: bool,
-    /// Only findings an active deferral, risk acceptance or legacy pin covers (`true`), or only
-    /// those none covers (`false`: they are due).
-    pub deferred: Option<bool>,
-    /// `open` (default), `resolved` or `all`.
-    pub status: Option<String>,
-    /// Page size, 1 to 1000 (default 100).
-    pub limit: Option<i64>,
-    /// Page start (default 0).
-    pub offset: Option<i64>,
 }
 
 /// Findings, sorted by priority, filtered, each with its deferral standing.
