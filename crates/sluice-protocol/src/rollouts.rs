@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_core::job::{Check, JobOutcome, Preflight, RollbackPolicy, Target};
-use sluice_core::rollout::{BreakerScope, Observation, OnTrip, OutcomeKind, RolloutPolicy};
+use sluice_core::rollout::{
+    BreakerScope, Observation, OnTrip, OutcomeKind, RolloutPhase, RolloutPolicy,
+};
 
 /// One host in a rollout view.
 #[derive(Debug, Serialize, Deserialize)]
@@ -57,9 +59,11 @@ pub struct RolloutView {
     /// The change.
     pub change: String,
     /// `planned`, `running`, `paused`, `halted`, `aborted`, `completed`.
-    pub phase: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub phase: RolloutPhase,
     /// `completed`, `rolled-back`, `aborted` or `failed` once it ended.
-    pub outcome: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub outcome: Option<OutcomeKind>,
     /// Whether it ended: nothing more will happen.
     pub finished: bool,
     /// The current ring's index.

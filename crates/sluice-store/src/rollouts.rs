@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_core::job::Job;
+use sluice_core::rollout::{OutcomeKind, RolloutPhase};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::agents::{JOB_COLUMNS, job_from_row};
@@ -33,10 +34,10 @@ pub struct StoredRollout {
     pub state: Value,
     /// The server's bookkeeping beside the state.
     pub runtime: Value,
-    /// The phase, copied for listings.
-    pub phase: String,
-    /// How it ended, once it did.
-    pub outcome: Option<String>,
+    /// The phase, copied for listings (the `phase` column's text, parsed).
+    pub phase: RolloutPhase,
+    /// How it ended, once it did (the `outcome` column's text, parsed).
+    pub outcome: Option<OutcomeKind>,
     /// Rises by one with every write.
     pub version: i64,
     /// Who started it.
@@ -63,7 +64,7 @@ pub struct NewRollout {
     /// The initial bookkeeping.
     pub runtime: Value,
     /// The initial phase.
-    pub phase: String,
+    pub phase: RolloutPhase,
 }
 
 /// An event to log (and, when `audit` holds, to seal into the audit chain).
@@ -98,9 +99,9 @@ pub struct RolloutWrite {
     /// The new bookkeeping.
     pub runtime: Value,
     /// The new phase.
-    pub phase: String,
+    pub phase: RolloutPhase,
     /// The outcome, once it ended.
-    pub outcome: Option<String>,
+    pub outcome: Option<OutcomeKind>,
     /// Jobs to queue: (host, kind, job). A job whose idempotency key exists is not queued again.
     pub jobs: Vec<(String, String, Job)>,
     /// Jobs whose reports were folded in.
@@ -139,8 +140,18 @@ macro_rules! rollout_from_row {
             plan: doc("plan")?,
             state: doc("state")?,
             runtime: doc("runtime")?,
-            phase: row.try_get("phase")?,
-            outcome: row.try_get("outcome")?,
+            phase: {
+                let text: String = row.try_get("phase")?;
+                text.parse::<RolloutPhase>()
+                    .map_err(|e| StoreError::Corrupt(format!("rollout phase: {e}")))?
+            },
+            outcome: match row.try_get::<Option<String>, _>("outcome")? {
+                None => None,
+                Some(text) => Some(
+                    text.parse::<OutcomeKind>()
+                        .map_err(|e| StoreError::Corrupt(format!("rollout outcome: {e}")))?,
+                ),
+            },
             version: row.try_get("version")?,
             created_by: row.try_get("created_by")?,
             created_at: row.try_get("created_at")?,
@@ -231,7 +242,7 @@ impl Store {
             .bind(text(&new.plan)?)
             .bind(text(&new.state)?)
             .bind(text(&new.runtime)?)
-            .bind(&new.phase)
+            .bind(new.phase.as_str())
             .bind(&actor.name)
             .bind(&at)
             .execute(&mut *tx)
@@ -308,8 +319,8 @@ impl Store {
             )
             .bind(text(&write.state)?)
             .bind(text(&write.runtime)?)
-            .bind(&write.phase)
-            .bind(&write.outcome)
+            .bind(write.phase.as_str())
+            .bind(write.outcome.map(OutcomeKind::as_str))
             .bind(&at)
             .bind(&finished)
             .bind(id)

@@ -9,6 +9,7 @@ mod common;
 
 use serde_json::json;
 use sluice_core::job::{Job, JobKind, Target};
+use sluice_core::rollout::{OutcomeKind, RolloutPhase};
 use sluice_store::{Actor, NewRollout, NewRolloutEvent, RolloutWrite, StoreError};
 
 use common::TestDb;
@@ -36,7 +37,7 @@ fn new_rollout(change: &str) -> NewRollout {
         plan: json!({"rings": []}),
         state: json!({"ring": 0}),
         runtime: json!({}),
-        phase: "planned".into(),
+        phase: RolloutPhase::Planned,
     }
 }
 
@@ -89,7 +90,7 @@ async fn rollouts_are_advanced_whole_once_per_version(db: &TestDb) {
     let write = RolloutWrite {
         state: json!({"ring": 0, "started": ["web1"]}),
         runtime: json!({"attempts": {"web1": 1}}),
-        phase: "running".into(),
+        phase: RolloutPhase::Running,
         outcome: None,
         jobs: vec![(
             "web1".into(),
@@ -106,7 +107,7 @@ async fn rollouts_are_advanced_whole_once_per_version(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(advanced.version, 2);
-    assert_eq!(advanced.phase, "running");
+    assert_eq!(advanced.phase, RolloutPhase::Running);
     // The same write against the old version is refused, and nothing of it is written.
     let stale = store
         .advance_rollout("RO-1", 1, &write, &system)
@@ -150,8 +151,8 @@ async fn rollouts_are_advanced_whole_once_per_version(db: &TestDb) {
     let finish = RolloutWrite {
         state: json!({"ring": 0}),
         runtime: json!({}),
-        phase: "halted".into(),
-        outcome: Some("rolled-back".into()),
+        phase: RolloutPhase::Halted,
+        outcome: Some(OutcomeKind::RolledBack),
         jobs: Vec::new(),
         observed: vec!["RO-1-web1-u1".into()],
         events: vec![event("finish")],
@@ -161,7 +162,7 @@ async fn rollouts_are_advanced_whole_once_per_version(db: &TestDb) {
         .advance_rollout("RO-1", 3, &finish, &system)
         .await
         .unwrap();
-    assert_eq!(finished.outcome.as_deref(), Some("rolled-back"));
+    assert_eq!(finished.outcome, Some(OutcomeKind::RolledBack));
     assert!(finished.finished_at.is_some());
     assert!(store.rollout_jobs("RO-1", true).await.unwrap().is_empty());
     assert_eq!(

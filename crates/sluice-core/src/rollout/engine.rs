@@ -134,10 +134,11 @@ pub struct BreakerTrip {
 }
 
 /// Where the rollout as a whole stands, for listings and the dashboard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RolloutPhase {
     /// No host started yet.
+    #[default]
     Planned,
     /// Hosts are being started or awaited.
     Running,
@@ -162,6 +163,37 @@ impl RolloutPhase {
             RolloutPhase::Aborted => "aborted",
             RolloutPhase::Completed => "completed",
         }
+    }
+}
+
+impl std::fmt::Display for RolloutPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored phase name that is none of [`RolloutPhase`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown rollout phase {0:?} (expected planned, running, paused, halted, aborted or completed)"
+)]
+pub struct UnknownPhase(pub String);
+
+impl std::str::FromStr for RolloutPhase {
+    type Err = UnknownPhase;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        [
+            RolloutPhase::Planned,
+            RolloutPhase::Running,
+            RolloutPhase::Paused,
+            RolloutPhase::Halted,
+            RolloutPhase::Aborted,
+            RolloutPhase::Completed,
+        ]
+        .into_iter()
+        .find(|phase| phase.as_str() == name)
+        .ok_or_else(|| UnknownPhase(name.to_owned()))
     }
 }
 

@@ -20,12 +20,12 @@ pub mod verify;
 
 pub use engine::{
     Action, ApplyError, BreakerScope, BreakerTrip, HostRun, HostStatus, Observation, RolloutPhase,
-    RolloutState, next_actions, parity,
+    RolloutState, UnknownPhase, next_actions, parity,
 };
 pub use memory::RolledBackVersions;
 pub use outcome::{
-    OutcomeKind, RollbackPlan, RolloutOutcome, awaits_host, hosts_to_roll_back, outcome,
-    plan_rollback, rolled_back_scopes,
+    OutcomeKind, RollbackPlan, RolloutOutcome, UnknownOutcome, awaits_host, hosts_to_roll_back,
+    outcome, plan_rollback, rolled_back_scopes,
 };
 pub use plan::{
     Batch, BreakerThresholds, HostInfo, OnTrip, Plan, PlanError, Ring, RolloutPolicy, Service,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +76,14 @@ pub enum OutcomeKind {
 }
 
 impl OutcomeKind {
+    /// Every kind, for parsing and tests.
+    pub const ALL: [OutcomeKind; 4] = [
+        OutcomeKind::Completed,
+        OutcomeKind::RolledBack,
+        OutcomeKind::Aborted,
+        OutcomeKind::Failed,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -83,6 +92,28 @@ impl OutcomeKind {
             OutcomeKind::Aborted => "aborted",
             OutcomeKind::Failed => "failed",
         }
+    }
+}
+
+impl fmt::Display for OutcomeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored or sent outcome name that is none of [`OutcomeKind`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown rollout outcome {0:?} (expected completed, rolled-back, aborted or failed)")]
+pub struct UnknownOutcome(pub String);
+
+impl FromStr for OutcomeKind {
+    type Err = UnknownOutcome;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        OutcomeKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| UnknownOutcome(name.to_owned()))
     }
 }
 
@@ -240,4 +271,46 @@ pub fn rolled_back_scopes<'a>(
 /// being verified, or it has a rollback job. Only these hosts' inventories wake it.
 pub fn awaits_host(book: &Bookkeeping, host: &str, status: HostStatus) -> bool {
     status.in_flight() || book.is_verifying(host) || book.rollback_job(host).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn outcome_and_phase_names_parse_back_and_unknown_ones_are_named() {
+        for kind in OutcomeKind::ALL {
+            assert_eq!(kind.as_str().parse::<OutcomeKind>(), Ok(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
+        let unknown = "done".parse::<OutcomeKind>().unwrap_err();
+        assert!(unknown.to_string().contains("\"done\""), "{unknown}");
+        for phase in [
+            "planned",
+            "running",
+            "paused",
+            "halted",
+            "aborted",
+            "completed",
+        ] {
+            let parsed: RolloutPhase = phase.parse().unwrap();
+            assert_eq!(parsed.as_str(), phase);
+            assert_eq!(
+                serde_json::to_value(parsed).unwrap(),
+                serde_json::json!(phase)
+            );
+        }
+        assert!(
+            "stalled"
+                .parse::<RolloutPhase>()
+                .unwrap_err()
+                .to_string()
+                .contains("stalled")
+        );
+    }
 }

@@ -86,6 +86,18 @@ pub enum OnTrip {
     RollbackRing,
 }
 
+impl OnTrip {
+    /// The kebab-case name used in JSON and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTrip::Pause => "pause",
+            OnTrip::RollbackFailed => "rollback-failed",
+            OnTrip::RollbackBatch => "rollback-batch",
+            OnTrip::RollbackRing => "rollback-ring",
+        }
+    }
+}
+
 /// Failure thresholds: the breaker trips when failures reach one (`>=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -91,8 +91,8 @@ impl RolloutViewOf for RolloutView {
         Self {
             id: loaded.stored.id.clone(),
             change: loaded.stored.change_id.clone(),
-            phase: loaded.state.phase().as_str().to_owned(),
-            outcome: loaded.stored.outcome.clone(),
+            phase: loaded.state.phase(),
+            outcome: loaded.stored.outcome,
             finished: loaded.stored.finished_at.is_some(),
             ring: loaded.state.ring,
             waiting: runtime.waiting.clone(),

@@ -2,13 +2,14 @@
 //! written with its event, then the rollout is advanced.
 
 use sluice_core::access::{Actor as Person, Role};
-use sluice_core::rollout::Observation;
+use sluice_core::rollout::{Observation, OutcomeKind};
+use sluice_protocol::rollouts::EventDetail;
 use sluice_store::{Actor, RolloutWrite, StoreError, StoredRollout};
 
 use super::advance::advance;
 use super::error::RolloutError;
 use super::model::OperatorAction;
-use super::{event, json_of, load, phase_of};
+use super::{event, json_of, load};
 use crate::state::AppState;
 
 /// Takes an operator's action: folded into the state as an observation, written with its
@@ -26,7 +27,7 @@ pub async fn act(
         if loaded.stored.finished_at.is_some() {
             return Err(RolloutError::Conflict(format!(
                 "rollout {id} is finished ({}): nothing more to do",
-                loaded.stored.outcome.as_deref().unwrap_or("ended")
+                loaded.stored.outcome.map_or("ended", OutcomeKind::as_str)
             )));
         }
         let by = person.user.clone();
@@ -78,21 +79,12 @@ pub async fn act(
             .state
             .apply(&loaded.plan, &observation)
             .map_err(|e| RolloutError::Conflict(format!("rollout {id}: {e}")))?;
-        let kind = match &action {
-            OperatorAction::Pause { .. } => "pause",
-            OperatorAction::Resume => "resume",
-            OperatorAction::Abort { .. } => "abort",
-            OperatorAction::Rollback { .. } => "rollback",
-            OperatorAction::ApproveGate { .. } => "approve-gate",
-            OperatorAction::ResetBreaker => "reset-breaker",
-            OperatorAction::Retry { .. } => "retry",
-        };
         let write = RolloutWrite {
             state: json_of(&loaded.state)?,
             runtime: json_of(&loaded.runtime)?,
-            phase: phase_of(&loaded).to_owned(),
+            phase: loaded.state.phase(),
             outcome: None,
-            events: vec![event(kind, json_of(&action)?, true)],
+            events: vec![event(EventDetail::Acted(action.clone()), true)?],
             ..Default::default()
         };
         match state

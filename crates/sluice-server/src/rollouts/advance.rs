@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
-use serde_json::json;
 use sluice_core::change::{Action as ChangeAction, ChangeState};
 use sluice_core::job::{Job, JobKind, JobReport, JobState, Preflight, RollbackPolicy, Target};
 use sluice_core::rollout::{
@@ -18,12 +17,15 @@ use sluice_core::rollout::{
     judge_update, next_actions, on_governance_clock, outcome, ring_baseline, rolled_back_scopes,
     verify_host,
 };
+use sluice_protocol::rollouts::{
+    BaselineMeasures, EventDetail, HostJob, HostRollback, RingBaselineDetail,
+};
 use sluice_store::{Actor, RolloutJob, RolloutWrite, StoreError, StoredRollout};
 
 use super::error::RolloutError;
 use super::model::{Loaded, decode};
 use super::signals::{lower_canary_weights, poll_prometheus, restore_canary_weights};
-use super::{event, json_of, load, phase_of, system_person};
+use super::{event, json_of, load, system_person};
 use crate::state::AppState;
 
 /// Advances one rollout as far as it goes now; retried when another writer got there first.
@@ -65,6 +67,13 @@ impl From<RolloutError> for Advance {
     }
 }
 
+impl Decision {
+    /// Logs an event with this advance (`audit`: the audit chain records it too).
+    pub(super) fn log(&mut self, detail: EventDetail, audit: bool) {
+        self.events.push((detail, audit));
+    }
+}
+
 impl From<StoreError> for Advance {
     fn from(e: StoreError) -> Self {
         match e {
@@ -77,6 +86,9 @@ impl From<StoreError> for Advance {
 /// What one advance decided, before it is written.
 pub(super) struct Decision {
     pub(super) write: RolloutWrite,
+    /// Events to log, typed (made the write's events just before it is written), with
+    /// whether the audit chain records each.
+    pub(super) events: Vec<(EventDetail, bool)>,
     /// Agents to wake (hosts with new jobs or inventory requests).
     pub(super) wake: BTreeSet<String>,
     /// Hosts to ask for a fresh inventory.
@@ -98,6 +110,7 @@ pub(super) async fn advance_once(
     let id = loaded.stored.id.clone();
     let mut decision = Decision {
         write: RolloutWrite::default(),
+        events: Vec::new(),
         wake: BTreeSet::new(),
         inventories: BTreeSet::new(),
         cancel: Vec::new(),
@@ -181,17 +194,26 @@ pub(super) async fn advance_once(
             ));
         }
         restore_canary_weights(state, &mut loaded, true, &mut decision).await;
-        decision.write.events.push(event(
-            "finish",
-            json!({"outcome": outcome.as_str(), "reason": outcome.reason(), "breaker_trips": loaded.runtime.breaker_trips, "rollbacks": loaded.runtime.rollbacks}),
+        decision.log(
+            EventDetail::Finish {
+                outcome: outcome.kind(),
+                reason: outcome.reason().to_owned(),
+                breaker_trips: loaded.runtime.breaker_trips,
+                rollbacks: loaded.runtime.rollbacks,
+            },
             true,
-        ));
+        );
     }
+
+    decision.write.events = std::mem::take(&mut decision.events)
+        .into_iter()
+        .map(|(detail, audit)| event(detail, audit))
+        .collect::<Result<_, _>>()?;
 
     decision.write.state = json_of(&loaded.state)?;
     decision.write.runtime = json_of(&loaded.runtime)?;
-    decision.write.phase = phase_of(&loaded).to_owned();
-    decision.write.outcome = outcome.map(|o| o.as_str().to_owned());
+    decision.write.phase = loaded.state.phase();
+    decision.write.outcome = outcome.as_ref().map(RolloutOutcome::kind);
     let nothing_new = decision.write.jobs.is_empty()
         && decision.write.observed.is_empty()
         && decision.write.events.is_empty()
@@ -288,11 +310,15 @@ pub(super) fn fold_jobs(
         let observation = match verdict {
             UpdateVerdict::WrongVersions { note } => {
                 loaded.runtime.set_note(&host, note.clone());
-                decision.write.events.push(event(
-                    "host-failed",
-                    json!({"host": host, "job": job_id, "reason": note}),
+                decision.log(
+                    EventDetail::HostFailed {
+                        host: host.clone(),
+                        job: Some(job_id.clone()),
+                        reason: note,
+                        versions: None,
+                    },
                     true,
-                ));
+                );
                 Observation::HostFailed {
                     host: host.clone(),
                     at,
@@ -301,11 +327,15 @@ pub(super) fn fold_jobs(
             UpdateVerdict::TooSlow { regression, note } => {
                 flag_regression(loaded, &host, &job_id, &regression, decision);
                 loaded.runtime.set_note(&host, note.clone());
-                decision.write.events.push(event(
-                    "host-failed",
-                    json!({"host": host, "job": job_id, "reason": note}),
+                decision.log(
+                    EventDetail::HostFailed {
+                        host: host.clone(),
+                        job: Some(job_id.clone()),
+                        reason: note,
+                        versions: None,
+                    },
                     true,
-                ));
+                );
                 Observation::HostFailed {
                     host: host.clone(),
                     at,
@@ -329,11 +359,15 @@ pub(super) fn fold_jobs(
                 if ask_now {
                     decision.inventories.insert(host.clone());
                 }
-                decision.write.events.push(event(
-                    "host-updated",
-                    json!({"host": host, "job": job_id, "outcome": report.outcome.as_str(), "versions": report.versions_after}),
+                decision.log(
+                    EventDetail::HostUpdated {
+                        host: host.clone(),
+                        job: job_id.clone(),
+                        outcome: report.outcome,
+                        versions: report.versions_after.clone(),
+                    },
                     false,
-                ));
+                );
                 continue;
             }
             UpdateVerdict::RolledBackByAgent { reason } => {
@@ -341,11 +375,16 @@ pub(super) fn fold_jobs(
                 loaded
                     .runtime
                     .set_note(&host, format!("rolled back by its agent: {reason}"));
-                decision.write.events.push(event(
-                    "host-rolled-back",
-                    json!({"host": host, "job": job_id, "by": "agent", "reason": reason, "versions": report.versions_after}),
+                decision.log(
+                    EventDetail::HostRolledBack {
+                        host: host.clone(),
+                        job: job_id.clone(),
+                        by: "agent".to_owned(),
+                        reason: Some(reason),
+                        versions: report.versions_after.clone(),
+                    },
                     true,
-                ));
+                );
                 Observation::HostRolledBack {
                     host: host.clone(),
                     at,
@@ -353,11 +392,15 @@ pub(super) fn fold_jobs(
             }
             UpdateVerdict::Failed { note } => {
                 loaded.runtime.set_note(&host, note.clone());
-                decision.write.events.push(event(
-                    "host-failed",
-                    json!({"host": host, "job": job_id, "reason": note, "versions": report.versions_after}),
+                decision.log(
+                    EventDetail::HostFailed {
+                        host: host.clone(),
+                        job: Some(job_id.clone()),
+                        reason: note,
+                        versions: Some(report.versions_after.clone()),
+                    },
                     true,
-                ));
+                );
                 Observation::HostFailed {
                     host: host.clone(),
                     at,
@@ -380,11 +423,14 @@ fn flag_regression(
         .runtime
         .regressions
         .push(format!("{host}: {regression}"));
-    decision.write.events.push(event(
-        "regression",
-        json!({"host": host, "job": job_id, "regression": regression}),
+    decision.log(
+        EventDetail::Regression {
+            host: host.to_owned(),
+            job: job_id.to_owned(),
+            regression: regression.to_owned(),
+        },
         true,
-    ));
+    );
 }
 
 /// Folds a rollback job's report: restored, or the host can no longer be rolled back.
@@ -399,11 +445,16 @@ pub(super) fn fold_rollback(
     match judge_rollback(report) {
         Ok(()) => {
             loaded.runtime.rollbacks += 1;
-            decision.write.events.push(event(
-                "host-rolled-back",
-                json!({"host": host, "job": job_id, "by": "rollout", "versions": report.versions_after}),
+            decision.log(
+                EventDetail::HostRolledBack {
+                    host: host.to_owned(),
+                    job: job_id.to_owned(),
+                    by: "rollout".to_owned(),
+                    reason: None,
+                    versions: report.versions_after.clone(),
+                },
                 true,
-            ));
+            );
             let observation = Observation::HostRolledBack {
                 host: host.to_owned(),
                 at,
@@ -416,11 +467,15 @@ pub(super) fn fold_rollback(
                 rollback_job: Some(job_id.to_owned()),
             };
             track.note = Some(note.clone());
-            decision.write.events.push(event(
-                "rollback-failed",
-                json!({"host": host, "job": job_id, "reason": note, "versions": report.versions_after}),
+            decision.log(
+                EventDetail::RollbackFailed {
+                    host: host.to_owned(),
+                    job: Some(job_id.to_owned()),
+                    reason: note,
+                    versions: Some(report.versions_after.clone()),
+                },
                 true,
-            ));
+            );
         }
     }
 }
@@ -432,11 +487,13 @@ pub(super) fn apply_logged(
 ) {
     if let Err(e) = loaded.state.apply(&loaded.plan, observation) {
         // A report that does not fit (a host already moved on) is kept in the log, not lost.
-        decision.write.events.push(event(
-            "report-refused",
-            json!({"observation": observation, "reason": e.to_string()}),
+        decision.log(
+            EventDetail::ReportRefused {
+                observation: observation.clone(),
+                reason: e.to_string(),
+            },
             true,
-        ));
+        );
     }
 }
 
@@ -498,22 +555,22 @@ pub(super) async fn verify(
                 let track = loaded.runtime.host_mut(&host);
                 track.phase = TrackPhase::Updating;
                 track.note = Some(note.clone());
-                decision.write.events.push(event(
-                    "host-failed",
-                    json!({"host": host, "reason": note}),
+                decision.log(
+                    EventDetail::HostFailed {
+                        host: host.clone(),
+                        job: None,
+                        reason: note,
+                        versions: None,
+                    },
                     true,
-                ));
+                );
                 apply_logged(loaded, &Observation::HostFailed { host, at: now }, decision);
             }
             VerifyStep::PendingReboot => {
                 loaded.runtime.host_mut(&host).phase = TrackPhase::AwaitingReboot {
                     last_asked: system_now,
                 };
-                decision.write.events.push(event(
-                    "host-pending-reboot",
-                    json!({"host": host}),
-                    true,
-                ));
+                decision.log(EventDetail::HostPendingReboot { host: host.clone() }, true);
                 apply_logged(
                     loaded,
                     &Observation::HostPendingReboot { host, at: now },
@@ -522,11 +579,14 @@ pub(super) async fn verify(
             }
             VerifyStep::Succeeded { after_reboot } => {
                 loaded.runtime.host_mut(&host).phase = TrackPhase::Updating;
-                decision.write.events.push(event(
-                    "host-succeeded",
-                    json!({"host": host, "verified": "fresh inventory shows the target versions", "after_reboot": after_reboot}),
+                decision.log(
+                    EventDetail::HostSucceeded {
+                        host: host.clone(),
+                        verified: "fresh inventory shows the target versions".to_owned(),
+                        after_reboot,
+                    },
                     true,
-                ));
+                );
                 apply_logged(
                     loaded,
                     &Observation::HostSucceeded { host, at: now },
@@ -558,11 +618,15 @@ pub(super) fn carry_out(
                         // job that would wait forever.
                         let note = "no enrolled agent (revoked?): nothing can run its job";
                         loaded.runtime.set_note(host, note);
-                        decision.write.events.push(event(
-                            "host-failed",
-                            json!({"host": host, "reason": note}),
+                        decision.log(
+                            EventDetail::HostFailed {
+                                host: host.clone(),
+                                job: None,
+                                reason: note.to_owned(),
+                                versions: None,
+                            },
                             true,
-                        ));
+                        );
                         let at = now;
                         for observation in [
                             Observation::HostStarted {
@@ -603,7 +667,10 @@ pub(super) fn carry_out(
                         continue;
                     };
                     loaded.runtime.host_mut(host).job = Some(job.id.clone());
-                    started.push(json!({"host": host, "job": job.id}));
+                    started.push(HostJob {
+                        host: host.clone(),
+                        job: job.id.clone(),
+                    });
                     decision.wake.insert(host.clone());
                     decision
                         .write
@@ -619,11 +686,14 @@ pub(super) fn carry_out(
                     );
                 }
                 let position = hosts.first().and_then(|h| loaded.plan.position(h));
-                decision.write.events.push(event(
-                    "hosts-started",
-                    json!({"hosts": started, "ring": position.map(|p| p.0), "batch": position.map(|p| p.1)}),
+                decision.log(
+                    EventDetail::HostsStarted {
+                        hosts: started,
+                        ring: position.map(|p| p.0),
+                        batch: position.map(|p| p.1),
+                    },
                     true,
-                ));
+                );
                 moved = true;
             }
             Action::Wait { until, reason } => {
@@ -633,10 +703,12 @@ pub(super) fn carry_out(
             Action::Pause(reason) => {
                 if loaded.runtime.last_pause.as_ref() != Some(reason) {
                     loaded.runtime.last_pause = Some(reason.clone());
-                    decision
-                        .write
-                        .events
-                        .push(event("paused", json!({"reason": reason}), true));
+                    decision.log(
+                        EventDetail::Paused {
+                            reason: reason.clone(),
+                        },
+                        true,
+                    );
                 }
                 loaded.runtime.waiting = Some(reason.clone());
             }
@@ -649,11 +721,15 @@ pub(super) fn carry_out(
                 if at.is_some() && loaded.runtime.trip_recorded != at {
                     loaded.runtime.trip_recorded = at;
                     loaded.runtime.breaker_trips += 1;
-                    decision.write.events.push(event(
-                        "breaker-tripped",
-                        json!({"scope": scope, "failed": failed, "threshold": threshold, "on_trip": loaded.plan.policy.on_trip}),
+                    decision.log(
+                        EventDetail::BreakerTripped {
+                            scope: *scope,
+                            failed: *failed,
+                            threshold: *threshold,
+                            on_trip: loaded.plan.policy.on_trip,
+                        },
                         true,
-                    ));
+                    );
                 }
             }
             Action::RollBack(hosts) => {
@@ -671,11 +747,13 @@ pub(super) fn carry_out(
                     .rings
                     .get(*to_ring)
                     .map(|r| r.environment.clone());
-                decision.write.events.push(event(
-                    "promoted",
-                    json!({"to_ring": to_ring, "environment": environment}),
+                decision.log(
+                    EventDetail::Promoted {
+                        to_ring: *to_ring,
+                        environment,
+                    },
                     true,
-                ));
+                );
                 moved = true;
             }
             Action::Complete => {}
@@ -716,25 +794,26 @@ pub(super) async fn compare_rings(
             .filter_map(|j| j.job.report.as_ref())
             .collect();
         let baseline = ring_baseline(&reports, limit);
-        let mut detail = json!({"ring": r, "environment": ring.environment, "hosts": hosts.len()});
-        if let Some(baseline) = &baseline {
-            detail["measured"] = json!(baseline.measured);
-            detail["probe_ms_before"] = json!(baseline.probe_before);
-            detail["probe_ms_after"] = json!(baseline.probe_after);
-            detail["load1_before"] = json!(baseline.load_before);
-            detail["load1_after"] = json!(baseline.load_after);
-            detail["regression"] = json!(baseline.regression.is_some());
-            if let Some(regression) = &baseline.regression {
-                loaded
-                    .runtime
-                    .regressions
-                    .push(format!("ring {}: {regression}", ring.environment));
-            }
+        let detail = RingBaselineDetail {
+            ring: r,
+            environment: ring.environment.clone(),
+            hosts: hosts.len(),
+            measured: baseline.as_ref().map(|baseline| BaselineMeasures {
+                measured: baseline.measured,
+                probe_ms_before: baseline.probe_before,
+                probe_ms_after: baseline.probe_after,
+                load1_before: baseline.load_before,
+                load1_after: baseline.load_after,
+                regression: baseline.regression.is_some(),
+            }),
+        };
+        if let Some(regression) = baseline.as_ref().and_then(|b| b.regression.as_ref()) {
+            loaded
+                .runtime
+                .regressions
+                .push(format!("ring {}: {regression}", ring.environment));
         }
-        decision
-            .write
-            .events
-            .push(event("ring-baseline", detail, true));
+        decision.log(EventDetail::RingBaseline(detail), true);
     }
     Ok(())
 }
@@ -790,11 +869,15 @@ pub(super) fn queue_rollbacks(loaded: &mut Loaded, hosts: &[String], decision: &
                 let track = loaded.runtime.host_mut(host);
                 track.phase = TrackPhase::RollbackFailed { rollback_job: None };
                 track.note = Some(note.to_owned());
-                decision.write.events.push(event(
-                    "rollback-failed",
-                    json!({"host": host, "reason": reason}),
+                decision.log(
+                    EventDetail::RollbackFailed {
+                        host: host.clone(),
+                        job: None,
+                        reason: reason.to_owned(),
+                        versions: None,
+                    },
                     true,
-                ));
+                );
                 continue;
             }
             RollbackPlan::Queue(targets) => targets,
@@ -815,7 +898,11 @@ pub(super) fn queue_rollbacks(loaded: &mut Loaded, hosts: &[String], decision: &
         loaded.runtime.host_mut(host).phase = TrackPhase::RollingBack {
             rollback_job: job.id.clone(),
         };
-        queued.push(json!({"host": host, "job": job.id, "to": job.targets}));
+        queued.push(HostRollback {
+            host: host.clone(),
+            job: job.id.clone(),
+            to: job.targets.clone(),
+        });
         decision.wake.insert(host.clone());
         decision
             .write
@@ -823,10 +910,7 @@ pub(super) fn queue_rollbacks(loaded: &mut Loaded, hosts: &[String], decision: &
             .push((host.clone(), "rollback".to_owned(), job));
     }
     if !queued.is_empty() {
-        decision
-            .write
-            .events
-            .push(event("rollback-started", json!({"hosts": queued}), true));
+        decision.log(EventDetail::RollbackStarted { hosts: queued }, true);
     }
 }
 
@@ -865,6 +949,7 @@ pub(super) async fn finish_change(
 mod tests {
     use std::collections::BTreeMap;
 
+    use serde_json::json;
     use sluice_core::job::JobOutcome;
     use sluice_core::rollout::{Bookkeeping, HostStatus};
     use sluice_store::StoredJob;
@@ -920,7 +1005,7 @@ mod tests {
                 plan: json!({}),
                 state: json!({}),
                 runtime: json!({}),
-                phase: "running".into(),
+                phase: sluice_core::rollout::RolloutPhase::Running,
                 outcome: None,
                 version: 1,
                 created_by: "alice".into(),
@@ -977,6 +1062,7 @@ mod tests {
     fn decision() -> Decision {
         Decision {
             write: RolloutWrite::default(),
+            events: Vec::new(),
             wake: BTreeSet::new(),
             inventories: BTreeSet::new(),
             cancel: Vec::new(),

@@ -59,6 +59,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sluice_core::access::{Actor as Person, Role};
 use sluice_core::rollout::awaits_host;
+use sluice_protocol::rollouts::EventDetail;
 use sluice_store::NewRolloutEvent;
 
 use crate::state::AppState;
@@ -159,19 +160,18 @@ fn system_person() -> Person {
     }
 }
 
-fn event(kind: &str, detail: Value, audit: bool) -> NewRolloutEvent {
-    NewRolloutEvent {
-        kind: kind.to_owned(),
+/// The stored form of a typed event.
+fn event(detail: EventDetail, audit: bool) -> Result<NewRolloutEvent, RolloutError> {
+    let (kind, detail) = detail
+        .to_parts()
+        .map_err(|e| RolloutError::Internal(format!("an event does not serialise: {e}")))?;
+    Ok(NewRolloutEvent {
+        kind,
         detail,
         audit,
-    }
+    })
 }
 
 fn json_of<T: Serialize>(value: &T) -> Result<Value, RolloutError> {
     serde_json::to_value(value).map_err(|e| RolloutError::Internal(e.to_string()))
-}
-
-/// The engine's phase name, for the `phase` column.
-fn phase_of(loaded: &Loaded) -> &'static str {
-    loaded.state.phase().as_str()
 }

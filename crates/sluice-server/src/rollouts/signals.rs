@@ -5,15 +5,18 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::json;
 use sluice_core::rollout::{Action, HostStatus, Observation, next_actions};
+use sluice_protocol::rollouts::{EventDetail, SystemStep};
 use sluice_store::{Actor, RolloutWrite, StoreError};
 
 use super::advance::{Decision, advance, apply_logged};
 use super::error::RolloutError;
 use super::model::{HaproxySpec, Loaded, PrometheusSpec};
-use super::{event, json_of, load, phase_of};
+use super::{event, json_of, load};
 use crate::state::AppState;
+
+/// Why the server resumes a rollout by itself.
+const ALERTS_RESOLVED: &str = "every alert that paused the rollout resolved";
 
 /// Folds alerts into every open rollout they concern: `(alert key, description, firing)` per
 /// alert, matched by `relevant(rollout id, hosts, services)`. Returns the ids of rollouts that
@@ -55,15 +58,18 @@ where
                     continue;
                 };
                 if loaded.state.apply(&loaded.plan, &observation).is_ok() {
-                    events.push(event(
-                        if firing {
-                            "alert-firing"
-                        } else {
-                            "alert-resolved"
-                        },
-                        json!({"alert": key, "description": description}),
-                        true,
-                    ));
+                    let detail = if firing {
+                        EventDetail::AlertFiring {
+                            alert: key,
+                            description,
+                        }
+                    } else {
+                        EventDetail::AlertResolved {
+                            alert: key,
+                            description: Some(description),
+                        }
+                    };
+                    events.push(event(detail, true)?);
                 }
             }
             if events.is_empty() {
@@ -79,16 +85,15 @@ where
                 };
                 if loaded.state.apply(&loaded.plan, &resume).is_ok() {
                     events.push(event(
-                        "resume",
-                        json!({"by": "system", "reason": "every alert that paused the rollout resolved"}),
+                        EventDetail::SystemResumed(SystemStep::system(ALERTS_RESOLVED)),
                         true,
-                    ));
+                    )?);
                 }
             }
             let write = RolloutWrite {
                 state: json_of(&loaded.state)?,
                 runtime: json_of(&loaded.runtime)?,
-                phase: phase_of(&loaded).to_owned(),
+                phase: loaded.state.phase(),
                 outcome: None,
                 events,
                 ..Default::default()
@@ -142,11 +147,13 @@ pub(super) async fn poll_prometheus(
     let breaching = match answer {
         Ok(breaching) => breaching,
         Err(e) => {
-            decision.write.events.push(event(
-                "prometheus-failed",
-                json!({"query": spec.query, "error": e}),
+            decision.log(
+                EventDetail::PrometheusFailed {
+                    query: spec.query,
+                    error: e,
+                },
                 false,
-            ));
+            );
             return;
         }
     };
@@ -157,21 +164,26 @@ pub(super) async fn poll_prometheus(
             &Observation::AlertFiring { alert: key.clone() },
             decision,
         );
-        decision.write.events.push(event(
-            "alert-firing",
-            json!({"alert": key, "description": breaching.join("; ")}),
+        decision.log(
+            EventDetail::AlertFiring {
+                alert: key,
+                description: breaching.join("; "),
+            },
             true,
-        ));
+        );
     } else if breaching.is_empty() && firing {
         apply_logged(
             loaded,
             &Observation::AlertResolved { alert: key.clone() },
             decision,
         );
-        decision
-            .write
-            .events
-            .push(event("alert-resolved", json!({"alert": key}), true));
+        decision.log(
+            EventDetail::AlertResolved {
+                alert: key,
+                description: None,
+            },
+            true,
+        );
         if loaded.spec.resume_on_resolve
             && loaded.state.firing.is_empty()
             && loaded.state.operator_pause.is_none()
@@ -183,11 +195,10 @@ pub(super) async fn poll_prometheus(
                 },
                 decision,
             );
-            decision.write.events.push(event(
-                "resume",
-                json!({"by": "system", "reason": "every alert that paused the rollout resolved"}),
+            decision.log(
+                EventDetail::SystemResumed(SystemStep::system(ALERTS_RESOLVED)),
                 true,
-            ));
+            );
         }
     }
 }
@@ -275,11 +286,15 @@ pub(super) async fn lower_canary_weights(
         {
             Ok(()) => {
                 loaded.runtime.lowered.insert(host.clone());
-                decision.write.events.push(event(
-                    "haproxy-weight",
-                    json!({"host": host, "backend": spec.backend, "server": server, "weight_percent": spec.canary_weight}),
+                decision.log(
+                    EventDetail::HaproxyWeight {
+                        host,
+                        backend: spec.backend.clone(),
+                        server,
+                        weight_percent: spec.canary_weight,
+                    },
                     true,
-                ));
+                );
             }
             Err(e) => {
                 pause_for(loaded, &format!("haproxy: {host}: {e}"), decision);
@@ -298,11 +313,7 @@ pub(super) fn pause_for(loaded: &mut Loaded, reason: &str, decision: &mut Decisi
         },
         decision,
     );
-    decision.write.events.push(event(
-        "pause",
-        json!({"by": "system", "reason": reason}),
-        true,
-    ));
+    decision.log(EventDetail::SystemPaused(SystemStep::system(reason)), true);
 }
 
 /// Gives lowered servers their full weight back once their batch is behind the rollout (the
@@ -347,17 +358,23 @@ pub(super) async fn restore_canary_weights(
         match runtime.set_weight(&spec.backend, &server, 100).await {
             Ok(()) => {
                 loaded.runtime.lowered.remove(&host);
-                decision.write.events.push(event(
-                    "haproxy-weight",
-                    json!({"host": host, "backend": spec.backend, "server": server, "weight_percent": 100}),
+                decision.log(
+                    EventDetail::HaproxyWeight {
+                        host,
+                        backend: spec.backend.clone(),
+                        server,
+                        weight_percent: 100,
+                    },
                     true,
-                ));
+                );
             }
-            Err(e) => decision.write.events.push(event(
-                "haproxy-failed",
-                json!({"host": host, "error": e.to_string()}),
+            Err(e) => decision.log(
+                EventDetail::HaproxyFailed {
+                    host,
+                    error: e.to_string(),
+                },
                 true,
-            )),
+            ),
         }
     }
 }

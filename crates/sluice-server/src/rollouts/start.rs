@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Value, json};
 use sluice_core::access::Actor as Person;
 use sluice_core::change::{
     Action as ChangeAction, ChangeRequest, ChangeState, ChangeType, Schedule,
@@ -12,6 +11,7 @@ use sluice_core::change::{
 use sluice_core::rollout::{
     Bookkeeping, HostInfo, RolledBackVersions, RolloutState, Service, Size, plan_change,
 };
+use sluice_protocol::rollouts::{EventDetail, RingPlanned};
 use sluice_store::{Actor, NewRollout, StoredRollout};
 
 use super::advance::advance;
@@ -122,10 +122,13 @@ pub async fn start(
         )
         .await?;
     }
-    let rings: Vec<Value> = plan
+    let rings: Vec<RingPlanned> = plan
         .rings
         .iter()
-        .map(|r| json!({"environment": r.environment, "batches": r.batches.iter().map(|b| b.hosts.len()).collect::<Vec<_>>()}))
+        .map(|r| RingPlanned {
+            environment: r.environment.clone(),
+            batches: r.batches.iter().map(|b| b.hosts.len()).collect(),
+        })
         .collect();
     let created = state
         .store
@@ -136,13 +139,17 @@ pub async fn start(
                 plan: json_of(&stored_plan)?,
                 state: json_of(&rollout_state)?,
                 runtime: json_of(&Bookkeeping::default())?,
-                phase: rollout_state.phase().as_str().to_owned(),
+                phase: rollout_state.phase(),
             },
             &[event(
-                "start",
-                json!({"change": change.id, "hosts": plan.hosts.len(), "rings": rings, "policy": policy}),
+                EventDetail::Start {
+                    change: change.id.clone(),
+                    hosts: plan.hosts.len(),
+                    rings,
+                    policy: policy.clone(),
+                },
                 true,
-            )],
+            )?],
             actor,
         )
         .await?;

@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
-use sluice_protocol::rollouts::{HostView, OperatorAction, RolloutEvent, RolloutView};
+use sluice_core::rollout::OutcomeKind;
+use sluice_protocol::rollouts::{EventDetail, HostView, OperatorAction, RolloutEvent, RolloutView};
 
 use super::accounts::Output;
 use super::client::{Client, ServerArgs, print_table};
@@ -191,8 +192,8 @@ pub fn run(command: RolloutCommand) -> Result<ExitCode> {
                             vec![
                                 r.id,
                                 r.change,
-                                r.phase,
-                                r.outcome.unwrap_or_else(|| "-".to_owned()),
+                                r.phase.to_string(),
+                                r.outcome.map_or("-", OutcomeKind::as_str).to_owned(),
                                 counts(&r.counts),
                                 r.created_at,
                             ]
@@ -248,14 +249,6 @@ fn act(server: &ServerArgs, id: &str, action: OperatorAction) -> Result<()> {
     show(&view, Output::Table)
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn counts(counts: &BTreeMap<String, usize>) -> String {
     counts
         .iter()
@@ -280,7 +273,6 @@ fn show(view: &RolloutView, output: Output) -> Result<()> {
         view.change,
         view.phase,
         view.outcome
-            .as_deref()
             .map(|o| format!("  outcome {o}"))
             .unwrap_or_default()
     );
@@ -347,7 +339,7 @@ fn watch(client: &Client, id: &str) -> Result<ExitCode> {
                 let detail = serde_json::from_str::<RolloutEvent>(data)
                     .map(|event| event.detail)
                     .unwrap_or(Value::Null);
-                bars.println(&describe(kind, &detail));
+                bars.println(&describe(&EventDetail::from_parts(kind, detail)));
                 false
             },
         );
@@ -362,10 +354,7 @@ fn watch(client: &Client, id: &str) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_secs(1));
     }
     bars.finish();
-    let outcome = last_view
-        .as_ref()
-        .and_then(|v| v.outcome.clone())
-        .unwrap_or_else(|| "ended".to_owned());
+    let outcome = last_view.as_ref().and_then(|v| v.outcome);
     let (tally, trips, rollbacks) = match &last_view {
         Some(v) => (
             counts(&v.counts),
@@ -374,8 +363,11 @@ fn watch(client: &Client, id: &str) -> Result<ExitCode> {
         ),
         None => (String::new(), "-".to_owned(), "-".to_owned()),
     };
-    eprintln!("rollout {id}: {outcome} ({tally}); breaker trips {trips}, rollbacks {rollbacks}");
-    Ok(if outcome == "completed" {
+    eprintln!(
+        "rollout {id}: {} ({tally}); breaker trips {trips}, rollbacks {rollbacks}",
+        outcome.map_or("ended", OutcomeKind::as_str)
+    );
+    Ok(if outcome == Some(OutcomeKind::Completed) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
@@ -383,105 +375,107 @@ fn watch(client: &Client, id: &str) -> Result<ExitCode> {
 }
 
 /// One line for people per event.
-pub fn describe(kind: &str, detail: &Value) -> String {
-    let hosts = |key: &str| -> String {
-        detail[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|h| h["host"].as_str().unwrap_or("?").to_owned())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match kind {
-        "start" => format!(
-            "started: change {}, {} hosts",
-            text(&detail["change"]),
-            text(&detail["hosts"])
-        ),
-        "hosts-started" => format!(
+pub fn describe(event: &EventDetail) -> String {
+    match event {
+        EventDetail::Start { change, hosts, .. } => {
+            format!("started: change {change}, {hosts} hosts")
+        }
+        EventDetail::HostsStarted { hosts, ring, batch } => format!(
             "ring {} batch {}: started {}",
-            text(&detail["ring"]),
-            text(&detail["batch"]),
-            hosts("hosts")
+            dash(*ring),
+            dash(*batch),
+            names(hosts.iter().map(|h| h.host.as_str()))
         ),
-        "host-updated" => format!(
-            "{}: job {} {}; verifying with a fresh inventory",
-            text(&detail["host"]),
-            text(&detail["job"]),
-            text(&detail["outcome"])
+        EventDetail::HostUpdated {
+            host, job, outcome, ..
+        } => format!(
+            "{host}: job {job} {}; verifying with a fresh inventory",
+            outcome.as_str()
         ),
-        "host-succeeded" => format!("{}: succeeded (verified)", text(&detail["host"])),
-        "host-failed" => format!(
-            "{}: FAILED: {}",
-            text(&detail["host"]),
-            text(&detail["reason"])
-        ),
-        "host-rolled-back" => format!(
-            "{}: rolled back by the {} {}",
-            text(&detail["host"]),
-            text(&detail["by"]),
-            detail["reason"]
-                .as_str()
+        EventDetail::HostSucceeded { host, .. } => format!("{host}: succeeded (verified)"),
+        EventDetail::HostFailed { host, reason, .. } => format!("{host}: FAILED: {reason}"),
+        EventDetail::HostRolledBack {
+            host, by, reason, ..
+        } => format!(
+            "{host}: rolled back by the {by} {}",
+            reason
+                .as_deref()
                 .map(|r| format!("({r})"))
                 .unwrap_or_default()
         ),
-        "host-pending-reboot" => {
-            format!("{}: updated, waiting for a reboot", text(&detail["host"]))
+        EventDetail::HostPendingReboot { host } => {
+            format!("{host}: updated, waiting for a reboot")
         }
-        "breaker-tripped" => format!(
-            "BREAKER TRIPPED: {} failed, threshold {} ({})",
-            text(&detail["failed"]),
-            text(&detail["threshold"]),
-            text(&detail["on_trip"])
+        EventDetail::BreakerTripped {
+            failed,
+            threshold,
+            on_trip,
+            ..
+        } => format!(
+            "BREAKER TRIPPED: {failed} failed, threshold {threshold} ({})",
+            on_trip.as_str()
         ),
-        "rollback-started" => format!("rolling back {}", hosts("hosts")),
-        "rollback-failed" => format!(
-            "{}: rollback FAILED: {}",
-            text(&detail["host"]),
-            text(&detail["reason"])
+        EventDetail::RollbackStarted { hosts } => format!(
+            "rolling back {}",
+            names(hosts.iter().map(|h| h.host.as_str()))
         ),
-        "promoted" => format!(
-            "gate passed: on to ring {} ({})",
-            text(&detail["to_ring"]),
-            text(&detail["environment"])
+        EventDetail::RollbackFailed { host, reason, .. } => {
+            format!("{host}: rollback FAILED: {reason}")
+        }
+        EventDetail::Promoted {
+            to_ring,
+            environment,
+        } => format!(
+            "gate passed: on to ring {to_ring} ({})",
+            environment.as_deref().unwrap_or("-")
         ),
-        "finish" => format!(
-            "finished: {} ({})",
-            text(&detail["outcome"]),
-            text(&detail["reason"])
-        ),
-        "ring-baseline" => {
-            let number = |key: &str| detail[key].as_f64();
-            let probes = match (number("probe_ms_before"), number("probe_ms_after")) {
-                (Some(b), Some(a)) => format!("median probe {b:.1} → {a:.1} ms"),
+        EventDetail::Finish {
+            outcome, reason, ..
+        } => format!("finished: {outcome} ({reason})"),
+        EventDetail::RingBaseline(ring) => {
+            let measured = ring.measured.as_ref();
+            let probes = match measured.map(|m| (m.probe_ms_before, m.probe_ms_after)) {
+                Some((Some(b), Some(a))) => format!("median probe {b:.1} → {a:.1} ms"),
                 _ => "no probe measured".to_owned(),
             };
-            let load = match (number("load1_before"), number("load1_after")) {
-                (Some(b), Some(a)) => format!("load {b:.2} → {a:.2}"),
+            let load = match measured.map(|m| (m.load1_before, m.load1_after)) {
+                Some((Some(b), Some(a))) => format!("load {b:.2} → {a:.2}"),
                 _ => "no load measured".to_owned(),
             };
             format!(
                 "ring {} compared with its baseline ({} hosts measured): {probes}, {load}{}",
-                text(&detail["environment"]),
-                text(&detail["measured"]),
-                if detail["regression"] == Value::Bool(true) {
+                ring.environment,
+                dash(measured.map(|m| m.measured)),
+                if measured.is_some_and(|m| m.regression) {
                     " — REGRESSION"
                 } else {
                     ""
                 }
             )
         }
-        "alert-firing" => format!("alert firing: {}", text(&detail["description"])),
-        "alert-resolved" => format!("alert resolved: {}", text(&detail["alert"])),
-        "haproxy-weight" => format!(
-            "haproxy {}/{}: weight {}%",
-            text(&detail["backend"]),
-            text(&detail["server"]),
-            text(&detail["weight_percent"])
-        ),
-        other => format!("{other}: {detail}"),
+        EventDetail::AlertFiring { description, .. } => format!("alert firing: {description}"),
+        EventDetail::AlertResolved { alert, .. } => format!("alert resolved: {alert}"),
+        EventDetail::HaproxyWeight {
+            backend,
+            server,
+            weight_percent,
+            ..
+        } => format!("haproxy {backend}/{server}: weight {weight_percent}%"),
+        other => match other.to_parts() {
+            Ok((kind, detail)) => format!("{kind}: {detail}"),
+            Err(e) => format!("(an event that does not serialise: {e})"),
+        },
     }
+}
+
+/// A value, or `-` without one.
+fn dash<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// Host names, comma-separated.
+fn names<'a>(hosts: impl Iterator<Item = &'a str>) -> String {
+    hosts.collect::<Vec<_>>().join(", ")
 }
 
 /// One bar per ring.

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
-use serde_json::Value;
 use sluice_core::job::{Check, OnFailure, Preflight, RollbackPolicy, StepStatus};
-use sluice_core::rollout::{BreakerScope, BreakerTrip, RolloutPolicy, Size};
+use sluice_core::rollout::{BreakerScope, BreakerTrip, OutcomeKind, RolloutPolicy, Size};
 use sluice_protocol::agents::JobRecord;
 use sluice_protocol::rollouts::{HostView, JobTemplate, RingView, RolloutRequest, RolloutView};
 
@@ -33,14 +32,6 @@ pub struct RolloutOutcome {
     pub rollbacks: u64,
     /// Seconds from start to finish.
     pub seconds: f64,
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
 }
 
 /// The post-update check: the package's own health script, inside the agent's root.
@@ -102,7 +93,7 @@ pub fn run(
         size(policy.canary),
         size(Some(policy.batch)),
         size(Some(policy.breaker.per_batch)),
-        text(&serde_json::to_value(policy.on_trip)?),
+        policy.on_trip.as_str(),
         if policy.follow_the_sun {
             ", follow the sun (east to west)"
         } else {
@@ -140,8 +131,8 @@ pub fn run(
     }
     let outcome = RolloutOutcome {
         id: id.clone(),
-        outcome: view.outcome.clone().unwrap_or_else(|| "-".to_owned()),
-        phase: view.phase.clone(),
+        outcome: view.outcome.map_or("-", OutcomeKind::as_str).to_owned(),
+        phase: view.phase.to_string(),
         breaker_trips: u64::from(view.breaker_trips),
         rollbacks: u64::from(view.rollbacks),
         seconds: started.elapsed().as_secs_f64(),
