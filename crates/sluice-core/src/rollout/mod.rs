@@ -9,8 +9,10 @@
 //!
 //! Beside the engine, the orchestrator's own decisions: per-host bookkeeping as explicit
 //! states (`track`), verification of updates, regressions and ring baselines (`verify`), and
-//! the rollout's end and rollback targets (`outcome`).
+//! the rollout's end and rollback targets (`outcome`), and when side work is due: ring
+//! baselines, the Prometheus query, HAProxy weights (`due`).
 
+pub mod due;
 pub mod engine;
 pub mod memory;
 pub mod outcome;
@@ -18,6 +20,7 @@ pub mod plan;
 pub mod track;
 pub mod verify;
 
+pub use due::{canaries_to_lower, prometheus_due, rings_due_for_baseline, weights_to_restore};
 pub use engine::{
     Action, ApplyError, BreakerScope, BreakerTrip, HostRun, HostStatus, Observation, RolloutPhase,
     RolloutState, UnknownPhase, next_actions, parity,

@@ -13,9 +13,9 @@ use sluice_core::change::{Action as ChangeAction, ChangeState};
 use sluice_core::job::{Job, JobKind, JobReport, JobState, Preflight, RollbackPolicy, Target};
 use sluice_core::rollout::{
     Action, DEFAULT_LATENCY_FACTOR, InventorySeen, Observation, RollbackPlan, RolloutOutcome,
-    RolloutPhase, TrackPhase, UpdateVerdict, VerifyStep, hosts_to_roll_back, judge_rollback,
-    judge_update, next_actions, on_governance_clock, outcome, ring_baseline, rolled_back_scopes,
-    verify_host,
+    TrackPhase, UpdateVerdict, VerifyStep, hosts_to_roll_back, judge_rollback, judge_update,
+    next_actions, on_governance_clock, outcome, ring_baseline, rings_due_for_baseline,
+    rolled_back_scopes, verify_host,
 };
 use sluice_protocol::rollouts::{
     BaselineMeasures, EventDetail, HostJob, HostRollback, RingBaselineDetail,
@@ -771,10 +771,7 @@ pub(super) async fn compare_rings(
     loaded: &mut Loaded,
     decision: &mut Decision,
 ) -> Result<(), RolloutError> {
-    let done = |r: usize| r < loaded.state.ring || loaded.state.phase() == RolloutPhase::Completed;
-    let due: Vec<usize> = (0..loaded.plan.rings.len())
-        .filter(|r| done(*r) && !loaded.runtime.compared.contains(r))
-        .collect();
+    let due = rings_due_for_baseline(&loaded.plan, &loaded.state, &loaded.runtime);
     if due.is_empty() {
         return Ok(());
     }

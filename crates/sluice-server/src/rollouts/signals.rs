@@ -4,8 +4,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
-use sluice_core::rollout::{Action, HostStatus, Observation, next_actions};
+use jiff::Timestamp;
+use sluice_core::rollout::{
+    Observation, canaries_to_lower, next_actions, prometheus_due, weights_to_restore,
+};
 use sluice_protocol::rollouts::{EventDetail, SystemStep};
 use sluice_store::{Actor, RolloutWrite, StoreError};
 
@@ -132,13 +134,7 @@ pub(super) async fn poll_prometheus(
     let Some(spec) = loaded.spec.prometheus.clone() else {
         return;
     };
-    let interval =
-        SignedDuration::from_secs(i64::try_from(spec.interval_secs.max(1)).unwrap_or(15));
-    if loaded
-        .runtime
-        .prometheus_at
-        .is_some_and(|at| now.duration_since(at) < interval)
-    {
+    if !prometheus_due(loaded.runtime.prometheus_at, spec.interval_secs, now) {
         return;
     }
     loaded.runtime.prometheus_at = Some(now);
@@ -247,23 +243,7 @@ pub(super) async fn lower_canary_weights(
     };
     let _ = state;
     let actions = next_actions(&loaded.plan, &loaded.state, freezes, now);
-    let canaries: Vec<String> = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::StartHosts(hosts) => Some(hosts.clone()),
-            _ => None,
-        })
-        .flatten()
-        .filter(|h| {
-            loaded.plan.position(h).is_some_and(|(r, b)| {
-                loaded.plan.rings[r]
-                    .batches
-                    .get(b)
-                    .is_some_and(|batch| batch.canary)
-            })
-        })
-        .filter(|h| !loaded.runtime.lowered.contains(h))
-        .collect();
+    let canaries = canaries_to_lower(&loaded.plan, &loaded.runtime, &actions);
     if canaries.is_empty() {
         return;
     }
@@ -327,22 +307,7 @@ pub(super) async fn restore_canary_weights(
     let Some(spec) = loaded.spec.haproxy.clone() else {
         return;
     };
-    let current = (loaded.state.ring, loaded.state.current_batch(&loaded.plan));
-    let due: Vec<String> = loaded
-        .runtime
-        .lowered
-        .iter()
-        .filter(|h| {
-            all || loaded.plan.position(h).is_none_or(|(r, b)| {
-                (r, Some(b)) != current
-                    && matches!(
-                        loaded.state.status(h),
-                        HostStatus::Succeeded | HostStatus::RolledBack | HostStatus::Failed
-                    )
-            })
-        })
-        .cloned()
-        .collect();
+    let due = weights_to_restore(&loaded.plan, &loaded.state, &loaded.runtime, all);
     if due.is_empty() {
         return;
     }
