@@ -20,8 +20,8 @@ use sluice_protocol::accounts::{
 };
 use sluice_protocol::agents::{
     AgentToken, AgentView, Challenge, ChallengeRequest, CreateEnrollmentToken, CreateJob, Enroll,
-    Enrolled, InventoryDiff, InventoryRequest, IssuedEnrollmentToken, JobDraft, RemovedPackage,
-    TokenRequest,
+    Enrolled, InventoryDiff, InventoryRequest, IssuedEnrollmentToken, JobDraft, JobRecord,
+    RemovedPackage, TokenRequest,
 };
 use sluice_protocol::assets::{AssetPage, AssetPatch, ImportRequest, ImportResult};
 use sluice_protocol::audit::Verification;
@@ -338,6 +338,33 @@ async fn real_answers_parse_into_the_protocol() {
     assert!(!requested.requested);
     let agents: Vec<AgentView> = server.get("/api/v1/agents", admin).await;
     assert_eq!(agents[0].hostname, "web-1");
+
+    // Jobs.
+    let draft = JobDraft {
+        targets: vec![sluice_core::job::Target {
+            package: "curl".into(),
+            version: "7.88.1-10+deb12u8".into(),
+        }],
+        idempotency_key: Some("wire-1".into()),
+    };
+    let queued: JobRecord = server
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(admin),
+            Some(&CreateJob {
+                host: "web-1".into(),
+                job: serde_json::to_value(&draft).unwrap(),
+            }),
+            created,
+        )
+        .await;
+    assert_eq!(queued.state, sluice_core::job::JobState::Queued);
+    let jobs: Vec<JobRecord> = server.get("/api/v1/jobs", admin).await;
+    assert_eq!(jobs[0].job.id, queued.job.id);
+    let _: JobRecord = server
+        .get(&format!("/api/v1/jobs/{}", queued.job.id), admin)
+        .await;
 
     // Inventory and findings.
     let pushed: PushReport = server
