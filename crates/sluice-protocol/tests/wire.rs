@@ -31,7 +31,9 @@ use sluice_protocol::calendars::{
 };
 use sluice_protocol::changes::{ChangePage, CreateChange};
 use sluice_protocol::deferrals::{ApproveBody, RenewBody, RevokeBody};
-use sluice_protocol::findings::{CreateFeed, FeedRecord, FindingsPage, PushInventory, PushReport};
+use sluice_protocol::findings::{
+    CreateFeed, FeedRecord, FeedSyncReport, FindingsPage, PushInventory, PushReport,
+};
 use sluice_protocol::policies::{PolicyUpdate, PolicyView};
 use sluice_protocol::problem::Problem;
 use sluice_protocol::rollouts::{OperatorAction, RolloutRequest, RolloutView};
@@ -397,6 +399,16 @@ async fn real_answers_parse_into_the_protocol() {
         )
         .await;
     let _: Vec<FeedRecord> = server.get("/api/v1/feeds", admin).await;
+    let synced: FeedSyncReport = server
+        .call(
+            Method::POST,
+            "/api/v1/feeds/kev/sync",
+            Some(admin),
+            None::<&()>,
+            ok,
+        )
+        .await;
+    assert_eq!(synced.feed.name, "kev");
 
     // The CMDB.
     let imported: ImportResult = server
