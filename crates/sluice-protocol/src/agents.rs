@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_core::job::{Job, JobReport, Target};
+use sluice_core::job::{Job, JobReport, JobState, Target};
 
 /// An enrollment token request.
 #[derive(Debug, Deserialize, Serialize)]
@@ -181,15 +181,18 @@ pub struct JobDraft {
 /// A job as the server keeps it (`/api/v1/jobs`): the spec, where it stands and the report
 /// once there is one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRecord {
     /// The job, as the agent receives it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub job: Job,
     /// The agent it is for.
     pub agent_id: String,
     /// Its host.
     pub hostname: String,
-    /// `queued`, `claimed`, or the reported outcome (`succeeded`, `failed`, …).
-    pub state: String,
+    /// `queued`, `claimed`, `cancelled` or the reported outcome (`succeeded`, `failed`, …).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub state: JobState,
     /// Who asked for it.
     pub created_by: String,
     /// When.
@@ -199,6 +202,7 @@ pub struct JobRecord {
     /// When the agent reported.
     pub finished_at: Option<String>,
     /// The agent's report.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub report: Option<JobReport>,
 }
 

@@ -76,6 +76,7 @@ pub struct ConflictPreview {
 
 /// What a delete answers: the name of what is gone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deleted {
     /// The name deleted.
     pub deleted: String,
@@ -83,36 +84,43 @@ pub struct Deleted {
 
 /// A maintenance window as stored and listed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WindowRecord {
     /// Unique name.
     pub name: String,
     /// The hosts it applies to: a CMDB selector (`group=web`); empty means every host.
     pub scope: String,
     /// The definition as written.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub definition: WindowSpec,
     /// Who created it.
     pub created_by: String,
     /// When.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub created_at: Timestamp,
 }
 
 /// A freeze as stored and listed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FreezeRecord {
     /// Unique name.
     pub name: String,
     /// The hosts it holds for: a CMDB selector; empty means every host.
     pub scope: String,
     /// The definition as written.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub definition: FreezeSpec,
     /// Who created it.
     pub created_by: String,
     /// When.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub created_at: Timestamp,
 }
 
 /// A request to work inside a freeze, as stored and listed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FreezeExceptionRecord {
     /// `FEX-<n>`.
     pub id: String,
@@ -122,19 +130,23 @@ pub struct FreezeExceptionRecord {
     /// holds for.
     pub scope: String,
     /// Start of the lifted time.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub from: Timestamp,
     /// End of the lifted time.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub until: Timestamp,
     /// Why the work cannot wait.
     pub justification: String,
     /// Who asked.
     pub requested_by: String,
     /// When.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub requested_at: Timestamp,
     /// `requested`, `approved` or `rejected`.
     pub state: String,
     /// Who decided.
     pub decided_by: Option<String>,
     /// When.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub decided_at: Option<Timestamp>,
 }

@@ -49,7 +49,6 @@ pub struct PushReport {
     /// Whether the package list changed since the last push.
     pub changed: bool,
     /// What happened to the host's findings.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub findings: FindingsDiff,
     /// The stored package list's hash: an agent names it as the base of its next diff.
     pub package_hash: String,
@@ -99,6 +98,7 @@ pub enum FeedKind {
 
 /// What applying a host's current findings changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FindingsDiff {
     /// Newly opened.
     pub opened: u64,
@@ -128,12 +128,14 @@ pub struct FindingRecord {
 
 /// A registered feed, as listed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeedRecord {
     /// Id.
     pub id: String,
     /// Unique name.
     pub name: String,
-    /// What it provides.
+    /// What it provides: `advisories`, `kev` or `epss`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub kind: FeedKind,
     /// URL or local path.
     pub source: String,
@@ -157,6 +159,7 @@ pub struct FeedRecord {
 
 /// What a feed sync did (`POST /api/v1/feeds/{name}/sync`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeedSyncReport {
     /// The feed after the sync.
     pub feed: FeedRecord,

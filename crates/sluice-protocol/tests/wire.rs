@@ -20,8 +20,8 @@ use sluice_protocol::accounts::{
 };
 use sluice_protocol::agents::{
     AgentToken, AgentView, Challenge, ChallengeRequest, CreateEnrollmentToken, CreateJob, Enroll,
-    Enrolled, InventoryDiff, InventoryRequest, IssuedEnrollmentToken, JobDraft, RemovedPackage,
-    TokenRequest,
+    Enrolled, InventoryDiff, InventoryRequest, IssuedEnrollmentToken, JobDraft, JobRecord,
+    RemovedPackage, TokenRequest,
 };
 use sluice_protocol::assets::{AssetPage, AssetPatch, ImportRequest, ImportResult};
 use sluice_protocol::audit::Verification;
@@ -31,7 +31,9 @@ use sluice_protocol::calendars::{
 };
 use sluice_protocol::changes::{ChangePage, CreateChange};
 use sluice_protocol::deferrals::{ApproveBody, RenewBody, RevokeBody};
-use sluice_protocol::findings::{CreateFeed, FeedRecord, FindingsPage, PushInventory, PushReport};
+use sluice_protocol::findings::{
+    CreateFeed, FeedRecord, FeedSyncReport, FindingsPage, PushInventory, PushReport,
+};
 use sluice_protocol::policies::{PolicyUpdate, PolicyView};
 use sluice_protocol::problem::Problem;
 use sluice_protocol::rollouts::{OperatorAction, RolloutRequest, RolloutView};
@@ -339,6 +341,33 @@ async fn real_answers_parse_into_the_protocol() {
     let agents: Vec<AgentView> = server.get("/api/v1/agents", admin).await;
     assert_eq!(agents[0].hostname, "web-1");
 
+    // Jobs.
+    let draft = JobDraft {
+        targets: vec![sluice_core::job::Target {
+            package: "curl".into(),
+            version: "7.88.1-10+deb12u8".into(),
+        }],
+        idempotency_key: Some("wire-1".into()),
+    };
+    let queued: JobRecord = server
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(admin),
+            Some(&CreateJob {
+                host: "web-1".into(),
+                job: serde_json::to_value(&draft).unwrap(),
+            }),
+            created,
+        )
+        .await;
+    assert_eq!(queued.state, sluice_core::job::JobState::Queued);
+    let jobs: Vec<JobRecord> = server.get("/api/v1/jobs", admin).await;
+    assert_eq!(jobs[0].job.id, queued.job.id);
+    let _: JobRecord = server
+        .get(&format!("/api/v1/jobs/{}", queued.job.id), admin)
+        .await;
+
     // Inventory and findings.
     let pushed: PushReport = server
         .call(
@@ -370,6 +399,16 @@ async fn real_answers_parse_into_the_protocol() {
         )
         .await;
     let _: Vec<FeedRecord> = server.get("/api/v1/feeds", admin).await;
+    let synced: FeedSyncReport = server
+        .call(
+            Method::POST,
+            "/api/v1/feeds/kev/sync",
+            Some(admin),
+            None::<&()>,
+            ok,
+        )
+        .await;
+    assert_eq!(synced.feed.name, "kev");
 
     // The CMDB.
     let imported: ImportResult = server

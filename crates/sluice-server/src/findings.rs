@@ -390,8 +390,8 @@ fn feed_kind(kind: sluice_protocol::findings::FeedKind) -> FeedKind {
     }
 }
 
-/// The wire's copy of what an ingest changed.
-fn findings_diff(diff: FindingsDiff) -> sluice_protocol::findings::FindingsDiff {
+/// The wire's account of what an ingest changed.
+pub fn findings_diff(diff: FindingsDiff) -> sluice_protocol::findings::FindingsDiff {
     sluice_protocol::findings::FindingsDiff {
         opened: diff.opened,
         resolved: diff.resolved,

@@ -248,14 +248,12 @@ fn position(reason: &str) -> String {
     }
 }
 
-/// What a sync did.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+/// What a sync did (the API answers it as `sluice_protocol::findings::FeedSyncReport`).
+#[derive(Clone, Debug)]
 pub struct SyncReport {
     /// The feed after the sync.
-    #[schema(value_type = Object)]
     pub feed: Feed,
     /// Totals of the findings recomputed, when the content changed.
-    #[schema(value_type = Option<Object>)]
     pub findings: Option<FindingsDiff>,
 }
 

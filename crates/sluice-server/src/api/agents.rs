@@ -13,7 +13,8 @@ use sluice_core::inventory::host::HostInventory;
 use sluice_core::job::JobReport;
 use sluice_protocol::agents::{
     AgentToken, AgentView, Challenge, ChallengeRequest, CreateEnrollmentToken, CreateJob, Enroll,
-    Enrolled, InventoryDiff, InventoryRequest, IssuedEnrollmentToken, JobFilter, TokenRequest,
+    Enrolled, InventoryDiff, InventoryRequest, IssuedEnrollmentToken, JobFilter, JobRecord,
+    TokenRequest,
 };
 use sluice_protocol::findings::PushReport;
 use sluice_store::{Agent, StoredJob};
@@ -39,16 +40,29 @@ pub async fn create_enrollment_token(
 
 /// The API's view of a stored agent.
 fn agent_view(agent: Agent) -> AgentView {
-    {
-        AgentView {
-            id: agent.id,
-            hostname: agent.hostname,
-            labels: agent.labels,
-            enrolled_at: agent.enrolled_at,
-            last_seen_at: agent.last_seen_at,
-            revoked_at: agent.revoked_at,
-            inventory_requested_at: agent.inventory_requested_at,
-        }
+    AgentView {
+        id: agent.id,
+        hostname: agent.hostname,
+        labels: agent.labels,
+        enrolled_at: agent.enrolled_at,
+        last_seen_at: agent.last_seen_at,
+        revoked_at: agent.revoked_at,
+        inventory_requested_at: agent.inventory_requested_at,
+    }
+}
+
+/// The wire's record of a stored job.
+fn job_record(stored: StoredJob) -> JobRecord {
+    JobRecord {
+        job: stored.job,
+        agent_id: stored.agent_id,
+        hostname: stored.hostname,
+        state: stored.state,
+        created_by: stored.created_by,
+        created_at: stored.created_at,
+        claimed_at: stored.claimed_at,
+        finished_at: stored.finished_at,
+        report: stored.report,
     }
 }
 
@@ -197,55 +211,55 @@ pub async fn next_job(
 #[utoipa::path(post, path = "/api/v1/agent/jobs/{id}/report", tag = "agent protocol", security(("agent" = [])),
     params(("id" = String, Path, description = "job id")),
     request_body(content = Object, description = "the job report (sluice_core::job::JobReport)"),
-    responses((status = 200, body = Object), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = JobRecord), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn report_job(
     State(state): State<AppState>,
     Extension(principal): Extension<AgentPrincipal>,
     Path(id): Path<String>,
     ApiJson(report): ApiJson<JobReport>,
-) -> Result<Json<StoredJob>, ApiError> {
-    Ok(Json(
-        agents::report_job(&state, &principal, &id, &report).await?,
-    ))
+) -> Result<Json<JobRecord>, ApiError> {
+    let stored = agents::report_job(&state, &principal, &id, &report).await?;
+    Ok(Json(job_record(stored)))
 }
 
 /// Queues a job for a host's agent (operator, admin). The same idempotency key twice queues
 /// one job.
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "agents", security(("token" = ["operator", "admin"])),
     request_body = CreateJob,
-    responses((status = 201, body = Object), (status = 200, description = "already queued with that idempotency key", body = Object),
+    responses((status = 201, body = JobRecord), (status = 200, description = "already queued with that idempotency key", body = JobRecord),
         (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_job(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiJson(request): ApiJson<CreateJob>,
-) -> Result<(StatusCode, Json<StoredJob>), ApiError> {
+) -> Result<(StatusCode, Json<JobRecord>), ApiError> {
     let (stored, created) = agents::create_job(&state, &principal, request).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(stored)))
+    Ok((status, Json(job_record(stored))))
 }
 
 /// Jobs, newest first (any role).
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "agents", security(("token" = [])), params(JobFilter),
-    responses((status = 200, body = Vec<Object>)))]
+    responses((status = 200, body = Vec<JobRecord>)))]
 pub async fn list_jobs(
     State(state): State<AppState>,
     Query(filter): Query<JobFilter>,
-) -> Result<Json<Vec<StoredJob>>, ApiError> {
-    Ok(Json(agents::list_jobs(&state, filter).await?))
+) -> Result<Json<Vec<JobRecord>>, ApiError> {
+    let jobs = agents::list_jobs(&state, filter).await?;
+    Ok(Json(jobs.into_iter().map(job_record).collect()))
 }
 
 /// One job with its report (any role).
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "agents", security(("token" = [])),
     params(("id" = String, Path, description = "job id")),
-    responses((status = 200, body = Object), (status = 404, body = Problem)))]
+    responses((status = 200, body = JobRecord), (status = 404, body = Problem)))]
 pub async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<StoredJob>, ApiError> {
-    Ok(Json(agents::job(&state, &id).await?))
+) -> Result<Json<JobRecord>, ApiError> {
+    Ok(Json(job_record(agents::job(&state, &id).await?)))
 }

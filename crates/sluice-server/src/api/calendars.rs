@@ -17,7 +17,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use jiff::Timestamp;
 use serde::Deserialize;
-use sluice_protocol::calendars::{ConflictPreview, CreateFreeze, CreateWindow, RequestException};
+use sluice_protocol::calendars::{
+    ConflictPreview, CreateFreeze, CreateWindow, Deleted, FreezeExceptionRecord, FreezeRecord,
+    RequestException, WindowRecord,
+};
 use sluice_store::{StoredFreeze, StoredFreezeException, StoredWindow};
 use utoipa::IntoParams;
 
@@ -28,84 +31,87 @@ use crate::{calendar, changes};
 
 /// Every maintenance window, by name.
 #[utoipa::path(get, path = "/api/v1/windows", tag = "calendars", security(("token" = [])),
-    responses((status = 200, body = Vec<Object>)))]
+    responses((status = 200, body = Vec<WindowRecord>)))]
 pub async fn list_windows(
     State(state): State<AppState>,
-) -> Result<Json<Vec<StoredWindow>>, ApiError> {
-    Ok(Json(state.store.windows().await?))
+) -> Result<Json<Vec<WindowRecord>>, ApiError> {
+    let windows = state.store.windows().await?;
+    Ok(Json(windows.into_iter().map(window_record).collect()))
 }
 
 /// Creates a maintenance window (operator, admin). A rule the calendar refuses is a 422 naming
 /// the field (`definition.rrule`, `definition.tz`, ...); a name taken is a 409.
 #[utoipa::path(post, path = "/api/v1/windows", tag = "calendars", security(("token" = ["operator", "admin"])),
     request_body = CreateWindow,
-    responses((status = 201, body = Object), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = WindowRecord), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_window(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiJson(request): ApiJson<CreateWindow>,
-) -> Result<(StatusCode, Json<StoredWindow>), ApiError> {
+) -> Result<(StatusCode, Json<WindowRecord>), ApiError> {
     let window = calendar::create_window(&state, &principal, request, state.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(window)))
+    Ok((StatusCode::CREATED, Json(window_record(window))))
 }
 
 /// Deletes a maintenance window (admin).
 #[utoipa::path(delete, path = "/api/v1/windows/{name}", tag = "calendars", security(("token" = ["admin"])),
     params(("name" = String, Path, description = "window name")),
-    responses((status = 200, body = Object), (status = 404, body = Problem)))]
+    responses((status = 200, body = Deleted), (status = 404, body = Problem)))]
 pub async fn delete_window(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     state.store.delete_window(&name, &principal.actor()).await?;
-    Ok(Json(serde_json::json!({"deleted": name})))
+    Ok(Json(Deleted { deleted: name }))
 }
 
 /// Every freeze, by name.
 #[utoipa::path(get, path = "/api/v1/freezes", tag = "calendars", security(("token" = [])),
-    responses((status = 200, body = Vec<Object>)))]
+    responses((status = 200, body = Vec<FreezeRecord>)))]
 pub async fn list_freezes(
     State(state): State<AppState>,
-) -> Result<Json<Vec<StoredFreeze>>, ApiError> {
-    Ok(Json(state.store.freezes().await?))
+) -> Result<Json<Vec<FreezeRecord>>, ApiError> {
+    let freezes = state.store.freezes().await?;
+    Ok(Json(freezes.into_iter().map(freeze_record).collect()))
 }
 
 /// Creates a freeze (approver, admin). A rule the calendar refuses is a 422 naming the field.
 #[utoipa::path(post, path = "/api/v1/freezes", tag = "calendars", security(("token" = ["approver", "admin"])),
     request_body = CreateFreeze,
-    responses((status = 201, body = Object), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = FreezeRecord), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_freeze(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiJson(request): ApiJson<CreateFreeze>,
-) -> Result<(StatusCode, Json<StoredFreeze>), ApiError> {
+) -> Result<(StatusCode, Json<FreezeRecord>), ApiError> {
     let freeze = calendar::create_freeze(&state, &principal, request, state.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(freeze)))
+    Ok((StatusCode::CREATED, Json(freeze_record(freeze))))
 }
 
 /// Deletes a freeze and its exception requests (approver, admin).
 #[utoipa::path(delete, path = "/api/v1/freezes/{name}", tag = "calendars", security(("token" = ["approver", "admin"])),
     params(("name" = String, Path, description = "freeze name")),
-    responses((status = 200, body = Object), (status = 404, body = Problem)))]
+    responses((status = 200, body = Deleted), (status = 404, body = Problem)))]
 pub async fn delete_freeze(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     state.store.delete_freeze(&name, &principal.actor()).await?;
-    Ok(Json(serde_json::json!({"deleted": name})))
+    Ok(Json(Deleted { deleted: name }))
 }
 
 /// Exception requests of one freeze, oldest first.
 #[utoipa::path(get, path = "/api/v1/freezes/{name}/exceptions", tag = "calendars", security(("token" = [])),
     params(("name" = String, Path, description = "freeze name")),
-    responses((status = 200, body = Vec<Object>), (status = 404, body = Problem)))]
+    responses((status = 200, body = Vec<FreezeExceptionRecord>), (status = 404, body = Problem)))]
 pub async fn list_freeze_exceptions(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Vec<StoredFreezeException>>, ApiError> {
-    Ok(Json(calendar::freeze_exceptions(&state, &name).await?))
+) -> Result<Json<Vec<FreezeExceptionRecord>>, ApiError> {
+    let exceptions = calendar::freeze_exceptions(&state, &name).await?;
+    Ok(Json(exceptions.into_iter().map(exception_record).collect()))
 }
 
 /// Asks for an exception to a freeze (operator, approver). It lifts nothing until an approver
@@ -113,25 +119,26 @@ pub async fn list_freeze_exceptions(
 #[utoipa::path(post, path = "/api/v1/freezes/{name}/exceptions", tag = "calendars", security(("token" = ["operator", "approver"])),
     params(("name" = String, Path, description = "freeze name")),
     request_body = RequestException,
-    responses((status = 201, body = Object), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = FreezeExceptionRecord), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn request_freeze_exception(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     ApiJson(request): ApiJson<RequestException>,
-) -> Result<(StatusCode, Json<StoredFreezeException>), ApiError> {
+) -> Result<(StatusCode, Json<FreezeExceptionRecord>), ApiError> {
     let now = state.clock.now();
     let stored = calendar::request_exception(&state, &principal, name, request, now).await?;
-    Ok((StatusCode::CREATED, Json(stored)))
+    Ok((StatusCode::CREATED, Json(exception_record(stored))))
 }
 
 /// Every exception request, oldest first.
 #[utoipa::path(get, path = "/api/v1/freeze-exceptions", tag = "calendars", security(("token" = [])),
-    responses((status = 200, body = Vec<Object>)))]
+    responses((status = 200, body = Vec<FreezeExceptionRecord>)))]
 pub async fn list_all_freeze_exceptions(
     State(state): State<AppState>,
-) -> Result<Json<Vec<StoredFreezeException>>, ApiError> {
-    Ok(Json(state.store.freeze_exceptions(None).await?))
+) -> Result<Json<Vec<FreezeExceptionRecord>>, ApiError> {
+    let exceptions = state.store.freeze_exceptions(None).await?;
+    Ok(Json(exceptions.into_iter().map(exception_record).collect()))
 }
 
 async fn decide(
@@ -139,35 +146,73 @@ async fn decide(
     principal: &Principal,
     id: &str,
     approve: bool,
-) -> Result<Json<StoredFreezeException>, ApiError> {
+) -> Result<Json<FreezeExceptionRecord>, ApiError> {
     let now = state.clock.now();
-    Ok(Json(
-        calendar::decide_exception(state, principal, id, approve, now).await?,
-    ))
+    let decided = calendar::decide_exception(state, principal, id, approve, now).await?;
+    Ok(Json(exception_record(decided)))
 }
 
 /// Approves an exception request (approver, not its requester); 409 if already decided.
 #[utoipa::path(post, path = "/api/v1/freeze-exceptions/{id}/approve", tag = "calendars", security(("token" = ["approver"])),
     params(("id" = String, Path, description = "exception id, e.g. FEX-3")),
-    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = FreezeExceptionRecord), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_freeze_exception(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Json<StoredFreezeException>, ApiError> {
+) -> Result<Json<FreezeExceptionRecord>, ApiError> {
     decide(&state, &principal, &id, true).await
 }
 
 /// Rejects an exception request (approver, not its requester); 409 if already decided.
 #[utoipa::path(post, path = "/api/v1/freeze-exceptions/{id}/reject", tag = "calendars", security(("token" = ["approver"])),
     params(("id" = String, Path, description = "exception id, e.g. FEX-3")),
-    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = FreezeExceptionRecord), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn reject_freeze_exception(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Json<StoredFreezeException>, ApiError> {
+) -> Result<Json<FreezeExceptionRecord>, ApiError> {
     decide(&state, &principal, &id, false).await
+}
+
+/// The wire's record of a stored window.
+fn window_record(window: StoredWindow) -> WindowRecord {
+    WindowRecord {
+        name: window.name,
+        scope: window.scope,
+        definition: window.definition,
+        created_by: window.created_by,
+        created_at: window.created_at,
+    }
+}
+
+/// The wire's record of a stored freeze.
+fn freeze_record(freeze: StoredFreeze) -> FreezeRecord {
+    FreezeRecord {
+        name: freeze.name,
+        scope: freeze.scope,
+        definition: freeze.definition,
+        created_by: freeze.created_by,
+        created_at: freeze.created_at,
+    }
+}
+
+/// The wire's record of a stored exception request (its state by name).
+fn exception_record(exception: StoredFreezeException) -> FreezeExceptionRecord {
+    FreezeExceptionRecord {
+        id: exception.id,
+        freeze: exception.freeze,
+        scope: exception.scope,
+        from: exception.from,
+        until: exception.until,
+        justification: exception.justification,
+        requested_by: exception.requested_by,
+        requested_at: exception.requested_at,
+        state: exception.state.as_str().to_owned(),
+        decided_by: exception.decided_by,
+        decided_at: exception.decided_at,
+    }
 }
 
 /// The time range to check a change against.

@@ -4,7 +4,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use sluice_protocol::findings::{
-    CreateFeed, FindingFilter, FindingItem, FindingRecord, FindingsPage, PushInventory, PushReport,
+    CreateFeed, FeedKind, FeedRecord, FeedSyncReport, FindingFilter, FindingItem, FindingRecord,
+    FindingsPage, PushInventory, PushReport,
 };
 use sluice_store::{Feed, StoredFinding};
 
@@ -19,32 +20,34 @@ use crate::state::AppState;
 /// file, a link-local address…) and again at every sync.
 #[utoipa::path(post, path = "/api/v1/feeds", tag = "findings", security(("token" = ["security", "admin"])), request_body = CreateFeed,
     params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
-    responses((status = 201, body = Object), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = FeedRecord), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_feed(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiJson(request): ApiJson<CreateFeed>,
-) -> Result<(StatusCode, Json<Feed>), ApiError> {
+) -> Result<(StatusCode, Json<FeedRecord>), ApiError> {
     let feed = findings::create_feed(&state, &principal, request).await?;
-    Ok((StatusCode::CREATED, Json(feed)))
+    Ok((StatusCode::CREATED, Json(feed_record(feed))))
 }
 
 /// Registered feeds with their last sync.
-#[utoipa::path(get, path = "/api/v1/feeds", tag = "findings", security(("token" = [])), responses((status = 200, body = Vec<Object>)))]
-pub async fn list_feeds(State(state): State<AppState>) -> Result<Json<Vec<Feed>>, ApiError> {
-    Ok(Json(state.store.feeds().await?))
+#[utoipa::path(get, path = "/api/v1/feeds", tag = "findings", security(("token" = [])), responses((status = 200, body = Vec<FeedRecord>)))]
+pub async fn list_feeds(State(state): State<AppState>) -> Result<Json<Vec<FeedRecord>>, ApiError> {
+    let feeds = state.store.feeds().await?;
+    Ok(Json(feeds.into_iter().map(feed_record).collect()))
 }
 
 /// Syncs a feed now; when its content changed, every host's findings are recomputed.
 #[utoipa::path(post, path = "/api/v1/feeds/{id}/sync", tag = "findings", security(("token" = ["security", "operator", "admin"])),
     params(("id" = String, Path, description = "feed name or id"), ("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
-    responses((status = 200, body = SyncReport), (status = 404, body = Problem)))]
+    responses((status = 200, body = FeedSyncReport), (status = 404, body = Problem)))]
 pub async fn sync_feed(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(key): Path<String>,
-) -> Result<Json<SyncReport>, ApiError> {
-    Ok(Json(findings::sync_feed(&state, &principal, &key).await?))
+) -> Result<Json<FeedSyncReport>, ApiError> {
+    let report = findings::sync_feed(&state, &principal, &key).await?;
+    Ok(Json(sync_report(report)))
 }
 
 /// Stores a host's inventory and recomputes its findings (operator, admin).
@@ -95,5 +98,40 @@ fn finding_record(finding: StoredFinding) -> FindingRecord {
         finding: finding.finding,
         first_seen: finding.first_seen,
         resolved_at: finding.resolved_at,
+    }
+}
+
+/// The wire's record of a registered feed.
+fn feed_record(feed: Feed) -> FeedRecord {
+    FeedRecord {
+        id: feed.id,
+        name: feed.name,
+        kind: feed_kind(feed.kind),
+        source: feed.source,
+        interval_seconds: feed.interval_seconds,
+        created_at: feed.created_at,
+        last_sync_at: feed.last_sync_at,
+        last_status: feed.last_status,
+        last_error: feed.last_error,
+        content_hash: feed.content_hash,
+        records: feed.records,
+        skipped: feed.skipped,
+    }
+}
+
+/// The wire's name for what a feed provides.
+fn feed_kind(kind: sluice_store::FeedKind) -> FeedKind {
+    match kind {
+        sluice_store::FeedKind::Advisories => FeedKind::Advisories,
+        sluice_store::FeedKind::Kev => FeedKind::Kev,
+        sluice_store::FeedKind::Epss => FeedKind::Epss,
+    }
+}
+
+/// The wire's account of a sync.
+fn sync_report(report: SyncReport) -> FeedSyncReport {
+    FeedSyncReport {
+        feed: feed_record(report.feed),
+        findings: report.findings.map(findings::findings_diff),
     }
 }

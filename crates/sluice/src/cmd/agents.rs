@@ -259,7 +259,7 @@ pub fn jobs(command: JobsCommand) -> Result<ExitCode> {
                             vec![
                                 j.job.id.clone(),
                                 j.hostname,
-                                j.state,
+                                j.state.to_string(),
                                 targets_of(&j.job.targets),
                                 j.created_at,
                             ]
