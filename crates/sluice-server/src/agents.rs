@@ -106,7 +106,7 @@ pub async fn create_enrollment_token(
             .checked_add(span)
             .map_err(AgentError::internal)?,
     );
-    let (secret, hash) = new_secret(ENROLL_PREFIX).map_err(|e| AgentError::Internal(e.detail))?;
+    let (secret, hash) = new_secret(ENROLL_PREFIX).map_err(AgentError::internal)?;
     let id = state
         .store
         .create_enrollment_token(&hash, &expires_at, &principal.actor())
@@ -268,8 +268,7 @@ pub async fn token(state: &AppState, request: TokenRequest) -> Result<AgentToken
         &signature,
     )
     .map_err(|_| refused())?;
-    let (secret, hash) =
-        new_secret(AGENT_TOKEN_PREFIX).map_err(|e| AgentError::Internal(e.detail))?;
+    let (secret, hash) = new_secret(AGENT_TOKEN_PREFIX).map_err(AgentError::internal)?;
     let expires_at = stamp(
         now.checked_add(jiff::SignedDuration::from_secs(MAX_AGENT_TOKEN_SECONDS))
             .map_err(AgentError::internal)?,

@@ -63,15 +63,27 @@ pub fn check_password(password: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Making a secret or a password hash failed. Not an HTTP error: the services that make
+/// credentials (accounts, agents) say what it means for their caller.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// The system's random source failed.
+    #[error("random source: {0}")]
+    Random(getrandom::Error),
+    /// The password hasher failed.
+    #[error("password hash: {0}")]
+    Hash(argon2::password_hash::Error),
+}
+
 /// Hashes a password with argon2id and a random salt.
-pub fn hash_password(password: &str) -> Result<String, ApiError> {
+pub fn hash_password(password: &str) -> Result<String, CredentialError> {
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(ApiError::internal)?;
-    let salt = SaltString::encode_b64(&salt).map_err(ApiError::internal)?;
+    getrandom::fill(&mut salt).map_err(CredentialError::Random)?;
+    let salt = SaltString::encode_b64(&salt).map_err(CredentialError::Hash)?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(ApiError::internal)
+        .map_err(CredentialError::Hash)
 }
 
 /// Whether `password` matches a stored argon2 hash.
@@ -86,24 +98,24 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
 }
 
 /// A new token secret and the hash that is stored for it.
-pub fn new_token() -> Result<(String, String), ApiError> {
+pub fn new_token() -> Result<(String, String), CredentialError> {
     new_secret(TOKEN_PREFIX)
 }
 
 /// A new secret with `prefix` (256 random bits) and the hash that is stored for it.
-pub fn new_secret(prefix: &str) -> Result<(String, String), ApiError> {
+pub fn new_secret(prefix: &str) -> Result<(String, String), CredentialError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    getrandom::fill(&mut bytes).map_err(CredentialError::Random)?;
     let secret = format!("{prefix}{}", hex(&bytes));
     let hash = token_hash(&secret);
     Ok((secret, hash))
 }
 
 /// A random password for the first admin: 24 characters from an unambiguous alphabet.
-pub fn new_password() -> Result<String, ApiError> {
+pub fn new_password() -> Result<String, CredentialError> {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    getrandom::fill(&mut bytes).map_err(CredentialError::Random)?;
     Ok(bytes
         .iter()
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)

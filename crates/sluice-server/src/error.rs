@@ -12,6 +12,7 @@ use sluice_core::deferral::DeferralError;
 pub use sluice_protocol::problem::Problem;
 use sluice_store::StoreError;
 
+use crate::accounts::AccountError;
 use crate::agents::AgentError;
 use crate::calendar::CalendarError;
 use crate::changes::ChangeError;
@@ -430,6 +431,24 @@ impl From<CmdbServiceError> for ApiError {
             CmdbServiceError::Internal(detail) => Self::internal(detail),
             CmdbServiceError::Intel(e) => e.into(),
             CmdbServiceError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::NotFound(detail) => Self::not_found(detail),
+            AccountError::Invalid { field, detail } => invalid(field, detail),
+            AccountError::Forbidden(detail) => Self::forbidden(detail),
+            AccountError::Unauthorized(detail) => Self::unauthenticated(detail),
+            error @ AccountError::TooManyAttempts { retry_after } => {
+                Self::too_many(error.to_string(), retry_after)
+            }
+            error @ (AccountError::Credential(_) | AccountError::Expiry(_)) => {
+                Self::internal(error)
+            }
+            AccountError::Store(e) => e.into(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Handlers carry out what `sluice-core` decides and what the store records; they decide nothing
 //! themselves.
 
+pub mod accounts;
 pub mod agents;
 pub mod api;
 pub mod auth;
@@ -95,11 +96,11 @@ pub async fn ensure_admin(
     let (password, generated) = match &settings.admin_password {
         Some(secret) => (secret.expose().to_owned(), false),
         None => (
-            auth::new_password().map_err(|e| ServerError::Other(e.detail))?,
+            auth::new_password().map_err(|e| ServerError::Other(e.to_string()))?,
             true,
         ),
     };
-    let hash = auth::hash_password(&password).map_err(|e| ServerError::Other(e.detail))?;
+    let hash = auth::hash_password(&password).map_err(|e| ServerError::Other(e.to_string()))?;
     store
         .create_user(
             NewUser {
